@@ -1,0 +1,1 @@
+"""From OpenStreetMap and trip logs to typed, versioned artifacts."""

@@ -1,0 +1,39 @@
+"""Project exceptions. Every boundary (file, artifact, HTTP body) raises one of these with a
+message that says what was wrong and what is expected."""
+
+
+class NaretaError(Exception):
+    """Base class of every error nareta raises on purpose."""
+
+
+class NaretaWarning(UserWarning):
+    """Base class of nareta's own warnings (tests turn them into errors)."""
+
+
+class InputError(NaretaError, ValueError):
+    """A user-supplied input (file, argument, request) is invalid."""
+
+
+class OsmFileError(InputError):
+    """An OSM source file is missing, empty, corrupt or of an unknown format."""
+
+
+class NoDrivableRoadsError(InputError):
+    """An OSM source holds no road network that cars can drive."""
+
+
+class OutputExistsError(InputError):
+    """The output location exists and overwriting was not requested."""
+
+
+class OutputNotWritableError(InputError):
+    """The output location cannot be written."""
+
+
+class OfflineError(NaretaError):
+    """An operation needs the internet and this machine cannot reach it."""
+
+
+class ArtifactError(NaretaError):
+    """An artifact is missing, corrupt, of the wrong kind or version, or does not belong
+    with the other artifacts it is loaded with."""
