@@ -29,6 +29,7 @@ turn_from, turn_to   [T]        segment indices of each allowed turn
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nareta.artifacts import atomic_artifact_dir, read_manifest, write_manifest
+from nareta.artifacts import artifact_hash, atomic_artifact_dir, read_manifest, write_manifest
 from nareta.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -147,6 +148,17 @@ class RoadGraph:
     def edge_index(self) -> np.ndarray:
         """``[2, E]`` int64 (source, target) of every segment."""
         return np.stack([self.arrays["edge_source"], self.arrays["edge_target"]])
+
+    @property
+    def identity(self) -> str:
+        """A hash naming this graph's content (the artifact hash when loaded from disk)."""
+        manifest = getattr(self, "manifest", None)
+        if manifest is not None:
+            return artifact_hash(manifest)
+        digest = hashlib.sha256()
+        for name in ("node_osm_id", "edge_source", "edge_target", "length_m", "free_flow_s"):
+            digest.update(np.ascontiguousarray(self.arrays[name]).tobytes())
+        return digest.hexdigest()
 
     def segment_path(self, segment: int) -> slice:
         offsets = self.arrays["path_offsets"]
