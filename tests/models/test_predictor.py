@@ -1,0 +1,101 @@
+"""The Predictor on a hand-checked network and on the bundled city (free-flow model)."""
+
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from data_pipeline.ingest import ingest_osm
+from models.predictor import Predictor
+from models.travel_time import FreeFlowModel, OriginRun
+from nareta.errors import NoSegmentError
+from tests.data_pipeline.test_ingest import TINY_OSM
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor(tmp_path_factory) -> Predictor:
+    path = tmp_path_factory.mktemp("pred") / "tiny.osm"
+    path.write_text(TINY_OSM)
+    graph = ingest_osm(path).graph
+    return Predictor(graph, FreeFlowModel(graph), max_snap_distance_m=50)
+
+
+def _segment(graph, osm_path):
+    for s in range(graph.num_segments):
+        if graph["path_osm_node"][graph.segment_path(s)].tolist() == osm_path:
+            return s
+    raise AssertionError(osm_path)
+
+
+def test_eta_on_one_segment(tiny_predictor):
+    graph = tiny_predictor.graph
+    east = _segment(graph, [1, 2, 3])
+    # From 1/4 to 3/4 of way 100, on the road itself: half the segment's free-flow time.
+    result = tiny_predictor.eta((24.9405, 60.170), (24.9415, 60.170))
+    assert result.eta_s == pytest.approx(0.5 * graph["free_flow_s"][east], rel=1e-3)
+    assert result.distance_m == pytest.approx(0.5 * graph["length_m"][east], rel=1e-3)
+
+
+def test_route_through_a_junction(tiny_predictor):
+    graph = tiny_predictor.graph
+    # Mid-way 100 to mid-way 102 (the one-way 5 -> 3, driven only northwards): the car must
+    # drive west to node 1, south via 7 to 5, then north up the one-way.
+    route = tiny_predictor.route((24.941, 60.170), (24.942, 60.1695))
+    west, down, up = (_segment(graph, p) for p in ([3, 2, 1], [1, 7, 5], [5, 3]))
+    assert route.segments == [west, down, up]
+    expected = (0.5 * graph["free_flow_s"][west] + graph["free_flow_s"][down]
+                + 0.5 * graph["free_flow_s"][up])
+    assert route.eta_s == pytest.approx(expected, rel=1e-3)
+    assert sum(route.segment_times_s) == pytest.approx(route.eta_s, rel=1e-6)
+    assert not route.fallback_used
+    assert route.coordinates[0] == pytest.approx((24.941, 60.170), abs=1e-6)
+    assert route.coordinates[-1] == pytest.approx((24.942, 60.1695), abs=1e-6)
+
+
+def test_far_point_is_no_segment(tiny_predictor):
+    with pytest.raises(NoSegmentError, match="point 1") as info:
+        tiny_predictor.eta((24.941, 60.170), (25.5, 60.5))
+    assert info.value.index == 1
+
+
+class _BrokenPointers(FreeFlowModel):
+    """Free-flow times, but every pointer is wrong: exercises the route fallback."""
+
+    def run_from(self, origins, bucket):
+        run = super().run_from(origins, bucket)
+        return OriginRun(run.origins, run.node_time_s, np.full_like(run.parent_segment, -1))
+
+
+def test_route_falls_back_to_dijkstra(tiny_predictor):
+    graph = tiny_predictor.graph
+    broken = Predictor(graph, _BrokenPointers(graph), max_snap_distance_m=50)
+    good = tiny_predictor.route((24.941, 60.170), (24.942, 60.1695))
+    route = broken.route((24.941, 60.170), (24.942, 60.1695))
+    assert route.fallback_used and "pointers" in route.fallback_reason
+    assert route.segments == good.segments
+
+
+def test_matches_networkx_on_bundled_city(bundled_graph):
+    predictor = Predictor(bundled_graph, FreeFlowModel(bundled_graph))
+    rng = np.random.default_rng(7)
+    nodes = rng.choice(bundled_graph.num_nodes, size=12, replace=False)
+    points = [(float(bundled_graph["node_lon"][n]), float(bundled_graph["node_lat"][n]))
+              for n in nodes]
+    matrix = predictor.matrix(points, points)
+    digraph = nx.DiGraph()
+    for s, t, w in zip(bundled_graph["edge_source"], bundled_graph["edge_target"],
+                       bundled_graph["free_flow_s"], strict=True):
+        if not digraph.has_edge(s, t) or digraph[s][t]["weight"] > w:
+            digraph.add_edge(int(s), int(t), weight=float(w))
+    for i, a in enumerate(nodes):
+        lengths = nx.single_source_dijkstra_path_length(digraph, int(a))
+        for j, b in enumerate(nodes):
+            assert matrix.durations_s[i, j] == pytest.approx(lengths[int(b)], rel=1e-4, abs=0.05)
+    route = predictor.route(points[0], points[1])
+    source, target = bundled_graph["edge_source"], bundled_graph["edge_target"]
+    assert all(target[a] == source[b] for a, b in itertools.pairwise(route.segments))
+    assert route.eta_s == pytest.approx(matrix.durations_s[0, 1], rel=1e-6)
+    assert route.distance_m == pytest.approx(matrix.distances_m[0, 1], rel=1e-6)
