@@ -19,6 +19,9 @@ from nareta.errors import NaretaError
 # command name -> (module, one-line help). Nested commands use "group subcommand".
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("data_pipeline.ingest_cli", "build a RoadGraph artifact from an OSM file"),
+    "pretrain": ("models.pretrain", "pretrain the shortest-path processor on synthetic graphs"),
+    "processor predict": ("models.processor_cli",
+                          "neural shortest paths for graphs in an .npz file"),
 }
 
 
