@@ -19,6 +19,8 @@ from nareta.errors import NaretaError
 # command name -> (module, one-line help). Nested commands use "group subcommand".
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("data_pipeline.ingest_cli", "build a RoadGraph artifact from an OSM file"),
+    "simulate": ("data_pipeline.simulate", "simulate traffic with SUMO into a trip table"),
+    "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
 }
 
 
