@@ -103,8 +103,15 @@ TURN_FEATURES: dict[str, str] = {
     "turn_control": "int16",  # index into CONTROLS, the junction's control
     "turn_crosses_major": "bool",  # crosses or enters a higher-class major road
 }
-_NODE_ARRAYS = ("node_osm_id", "node_lon", "node_lat", "node_x_m", "node_y_m", "node_control",
-                "node_crossing")
+_NODE_ARRAYS = (
+    "node_osm_id",
+    "node_lon",
+    "node_lat",
+    "node_x_m",
+    "node_y_m",
+    "node_control",
+    "node_crossing",
+)
 _PATH_ARRAYS = ("path_offsets", "path_osm_node", "path_lon", "path_lat", "path_way_id")
 
 
@@ -148,8 +155,11 @@ class RoadGraph:
     def validate(self) -> None:
         """Check that every array is present with a consistent shape and valid indices."""
         required = (
-            _NODE_ARRAYS + ("edge_source", "edge_target", "turn_from", "turn_to")
-            + tuple(SEGMENT_FEATURES) + tuple(TURN_FEATURES) + _PATH_ARRAYS
+            _NODE_ARRAYS
+            + ("edge_source", "edge_target", "turn_from", "turn_to")
+            + tuple(SEGMENT_FEATURES)
+            + tuple(TURN_FEATURES)
+            + _PATH_ARRAYS
         )
         missing = [name for name in required if name not in self.arrays]
         if missing:
@@ -157,16 +167,19 @@ class RoadGraph:
         n, e, t = self.num_nodes, self.num_segments, self.num_turns
         for name in _NODE_ARRAYS:
             if self.arrays[name].shape != (n,):
-                raise ArtifactError(f"road graph: {name} has shape {self.arrays[name].shape}, "
-                                    f"expected ({n},)")
+                raise ArtifactError(
+                    f"road graph: {name} has shape {self.arrays[name].shape}, expected ({n},)"
+                )
         for name in ("edge_source", "edge_target", *SEGMENT_FEATURES):
             if self.arrays[name].shape != (e,):
-                raise ArtifactError(f"road graph: {name} has shape {self.arrays[name].shape}, "
-                                    f"expected ({e},)")
+                raise ArtifactError(
+                    f"road graph: {name} has shape {self.arrays[name].shape}, expected ({e},)"
+                )
         for name in ("turn_from", "turn_to", *TURN_FEATURES):
             if self.arrays[name].shape != (t,):
-                raise ArtifactError(f"road graph: {name} has shape {self.arrays[name].shape}, "
-                                    f"expected ({t},)")
+                raise ArtifactError(
+                    f"road graph: {name} has shape {self.arrays[name].shape}, expected ({t},)"
+                )
         if self.arrays["path_offsets"].shape != (e + 1,):
             raise ArtifactError("road graph: path_offsets must have one entry per segment + 1")
         for name in ("edge_source", "edge_target"):
@@ -185,8 +198,11 @@ class RoadGraph:
         names: list[str] = []
         for name in SEGMENT_FEATURES:
             values = self.arrays[name]
-            vocabulary = {"highway": HIGHWAY_CLASSES, "surface": SURFACES,
-                          "control_at_end": CONTROLS}.get(name)
+            vocabulary = {
+                "highway": HIGHWAY_CLASSES,
+                "surface": SURFACES,
+                "control_at_end": CONTROLS,
+            }.get(name)
             if vocabulary is not None:
                 for index, label in enumerate(vocabulary):
                     columns.append((values == index).astype(np.float32))
@@ -246,8 +262,9 @@ class RoadGraph:
         pair = source[by_weight] * self.num_nodes + target[by_weight]
         _, first = np.unique(pair, return_index=True)  # first = lightest of each parallel set
         keep = by_weight[first]
-        matrix = coo_matrix((weight[keep], (source[keep], target[keep])),
-                            shape=(self.num_nodes, self.num_nodes)).tocsr()
+        matrix = coo_matrix(
+            (weight[keep], (source[keep], target[keep])), shape=(self.num_nodes, self.num_nodes)
+        ).tocsr()
         return matrix
 
     def summary(self) -> dict[str, Any]:
@@ -276,31 +293,45 @@ class RoadGraph:
             np.savez_compressed(staging / ARRAYS_FILE, **self.arrays)
             extra = {
                 "crs_epsg": self.crs_epsg,
-                "counts": {"nodes": self.num_nodes, "segments": self.num_segments,
-                           "turns": self.num_turns},
-                "vocabularies": {"highway": list(HIGHWAY_CLASSES), "surface": list(SURFACES),
-                                 "control": list(CONTROLS), "turn_kind": list(TURN_KINDS)},
+                "counts": {
+                    "nodes": self.num_nodes,
+                    "segments": self.num_segments,
+                    "turns": self.num_turns,
+                },
+                "vocabularies": {
+                    "highway": list(HIGHWAY_CLASSES),
+                    "surface": list(SURFACES),
+                    "control": list(CONTROLS),
+                    "turn_kind": list(TURN_KINDS),
+                },
                 "metadata": self.metadata,
             }
             extra.update(extra_manifest or {})
-            write_manifest(staging, kind=KIND, schema_version=SCHEMA_VERSION, seed=seed,
-                           extra=extra)
+            write_manifest(
+                staging, kind=KIND, schema_version=SCHEMA_VERSION, seed=seed, extra=extra
+            )
         return Path(out_dir)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, verify: bool = True) -> RoadGraph:
         """Load and verify (kind, schema version, checksums, shapes) a RoadGraph artifact."""
-        manifest = read_manifest(directory, kind=KIND, schema_versions=(SCHEMA_VERSION,),
-                                 verify=verify)
+        manifest = read_manifest(
+            directory, kind=KIND, schema_versions=(SCHEMA_VERSION,), verify=verify
+        )
         if manifest.get("vocabularies", {}).get("highway") != list(HIGHWAY_CLASSES):
-            raise ArtifactError(f"artifact {directory}: highway vocabulary differs from this "
-                                "version of nareta; rebuild it with `nareta ingest`")
+            raise ArtifactError(
+                f"artifact {directory}: highway vocabulary differs from this "
+                "version of nareta; rebuild it with `nareta ingest`"
+            )
         try:
             with np.load(Path(directory) / ARRAYS_FILE, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"artifact {directory}: cannot read {ARRAYS_FILE} ({exc})") from exc
-        graph = cls(arrays=arrays, crs_epsg=int(manifest["crs_epsg"]),
-                    metadata=dict(manifest.get("metadata", {})))
+        graph = cls(
+            arrays=arrays,
+            crs_epsg=int(manifest["crs_epsg"]),
+            metadata=dict(manifest.get("metadata", {})),
+        )
         graph.manifest = manifest  # type: ignore[attr-defined]
         return graph

@@ -58,9 +58,7 @@ def library_versions() -> dict[str, str]:
 def check_output_dir(out_dir: Path, *, force: bool) -> None:
     """Fail before any work if ``out_dir`` exists (without ``force``) or cannot be written."""
     if out_dir.exists() and not force:
-        raise OutputExistsError(
-            f"output {out_dir}: already exists; pass --force to replace it"
-        )
+        raise OutputExistsError(f"output {out_dir}: already exists; pass --force to replace it")
     parent = out_dir.parent if str(out_dir.parent) else Path(".")
     if not parent.exists():
         try:
@@ -90,6 +88,9 @@ def atomic_artifact_dir(out_dir: str | os.PathLike[str], *, force: bool = False)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield staging
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp made it private
         if final.exists():
             retired = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, retired)

@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     module.configure_parser(full)
     words = known._command_name.split()
-    args = full.parse_args(argv[len(words):])
+    args = full.parse_args(argv[len(words) :])
     try:
         return int(module.run(args) or 0)
     except NaretaError as exc:

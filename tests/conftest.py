@@ -1,0 +1,62 @@
+"""Shared fixtures: paths to the real OSM inputs and a session-wide ingested graph."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+BUNDLED_OSM = REPO / "data" / "osm" / "baltimore.osm.pbf"
+SHARED_OSM = Path(os.environ.get("NARETA_SHARED_OSM", REPO.parent / "shared" / "osm"))
+SHARED_EXTRACTS = ("helsinki", "baltimore", "harrisburg", "liechtenstein")
+
+
+def run_cli(
+    *args: str, user: str | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m nareta.cli ARGS`` in a fresh process, as the CLI user would."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "nareta.cli", *args]
+    if user is not None:
+        home = tempfile.mkdtemp(prefix="nareta-home-")
+        os.chmod(home, 0o777)  # the other user's HOME (matplotlib caches there)
+        env.update(HOME=home, MPLCONFIGDIR=home, XDG_CACHE_HOME=home)
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def clipped_osm() -> Path:
+    return FIXTURES / "helsinki_clipped.osm"
+
+
+@pytest.fixture(scope="session")
+def shared_osm_dir() -> Path:
+    if not SHARED_OSM.is_dir():
+        pytest.fail(f"shared OSM extracts not found at {SHARED_OSM}; set NARETA_SHARED_OSM")
+    return SHARED_OSM
+
+
+@pytest.fixture(scope="session")
+def bundled_graph_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled city ingested once per test session."""
+    from data_pipeline.ingest import ingest_osm
+
+    out = tmp_path_factory.mktemp("graphs") / "baltimore"
+    ingest_osm(BUNDLED_OSM).graph.save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundled_graph(bundled_graph_dir: Path):
+    from data_pipeline.road_graph import RoadGraph
+
+    return RoadGraph.load(bundled_graph_dir)
