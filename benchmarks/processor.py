@@ -6,7 +6,7 @@
 Prints a table, writes ``processor.json`` and ``processor_accuracy.png`` (pointer accuracy
 against graph size) into ``--out-dir``. Ground truth: scipy's Dijkstra.
 
-Metrics (models/metrics.py): pointer accuracy = fraction of nodes whose predicted
+Metrics (models/processor_metrics.py): pointer accuracy = fraction of nodes whose predicted
 predecessor is right, where with ties a pointer counts as right if its edge lies on SOME
 shortest path; path optimality = fraction of reachable nodes from which following predicted
 pointers reaches the source along a shortest path; whole-graph accuracy = fraction of runs
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from models.algorithms import exact_distances
-from models.metrics import evaluate_run, summarise
+from models.processor_metrics import evaluate_run, summarise
 from models.processor import load_pretrained, shortest_paths
 from models.synthetic import CLRS_TEST_P, erdos_renyi, road_like
 

@@ -26,7 +26,7 @@ import torch
 
 from models import processor as proc
 from models.algorithms import bellman_ford
-from models.metrics import evaluate_run, summarise
+from models.processor_metrics import evaluate_run, summarise
 from models.synthetic import CLRS_TRAIN_P, erdos_renyi, road_like, training_graph
 from nareta.artifacts import atomic_artifact_dir, check_output_dir, write_manifest
 from nareta.errors import InputError

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("models.pretrain", "pretrain the shortest-path processor on synthetic graphs"),
     "processor predict": ("models.processor_cli",
                           "neural shortest paths for graphs in an .npz file"),
+    "simulate": ("data_pipeline.simulate", "simulate traffic with SUMO into a trip table"),
+    "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
 }
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from models.algorithms import exact_distances
-from models.metrics import evaluate_run
+from models.processor_metrics import evaluate_run
 from models.processor import (
     Processor,
     ProcessorConfig,

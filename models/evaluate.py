@@ -1,0 +1,110 @@
+"""``nareta evaluate``: score a model or baseline on a trip table.
+
+Writes ``metrics.json`` (overall, by trip length, by departure hour, rejected rows) and
+two plots: ``error_vs_length.png`` and ``predicted_vs_true.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.metrics import by_departure_hour, by_trip_length, eta_metrics
+from nareta.artifacts import atomic_artifact_dir
+
+
+def trip_length_m(graph, frame) -> np.ndarray:
+    """Driven length when known (``route_length_m``, or the route's segments), else the
+    straight-line distance times 1.3 (a typical detour factor)."""
+    if "route_length_m" in frame.columns:
+        return frame["route_length_m"].to_numpy(float)
+    if "route" in frame.columns and frame["route"].notna().all():
+        lengths = np.asarray(graph["length_m"], dtype=np.float64)
+        return np.array([lengths[np.asarray(r, dtype=np.int64)].sum() for r in frame["route"]])
+    lat0 = math.radians(float(frame["origin_lat"].mean()))
+    dx = (frame["destination_lon"] - frame["origin_lon"]).to_numpy(float) * 111_320.0 \
+        * math.cos(lat0)
+    dy = (frame["destination_lat"] - frame["origin_lat"]).to_numpy(float) * 110_574.0
+    return 1.3 * np.hypot(dx, dy)
+
+
+def evaluate_predictions(true_s, predicted_s, length_m, departure_hour) -> dict[str, Any]:
+    return {
+        "overall": eta_metrics(true_s, predicted_s),
+        "by_trip_length": by_trip_length(true_s, predicted_s, length_m),
+        "by_departure_hour": by_departure_hour(true_s, predicted_s, departure_hour),
+    }
+
+
+def plot_results(true_s, predicted_s, length_m, out_dir: Path, *, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    true_s, predicted_s = np.asarray(true_s, float), np.asarray(predicted_s, float)
+    ok = np.isfinite(predicted_s)
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    axis.scatter(true_s[ok], predicted_s[ok], s=3, alpha=0.3)
+    top = float(np.nanmax(np.concatenate([true_s[ok], predicted_s[ok]]))) if ok.any() else 1.0
+    axis.plot([0, top], [0, top], color="black", linewidth=1)
+    axis.set(xlabel="true duration (s)", ylabel="predicted duration (s)", title=title)
+    figure.tight_layout()
+    figure.savefig(out_dir / "predicted_vs_true.png", dpi=110)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    relative = (predicted_s[ok] - true_s[ok]) / true_s[ok]
+    axis.scatter(np.asarray(length_m)[ok] / 1000.0, 100 * relative, s=3, alpha=0.3)
+    axis.axhline(0, color="black", linewidth=1)
+    axis.set(xlabel="trip length (km)", ylabel="error (% of true duration)", title=title,
+             ylim=(-100, 200))
+    figure.tight_layout()
+    figure.savefig(out_dir / "error_vs_length.png", dpi=110)
+    plt.close(figure)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="baseline artifact directory, or the literal name 'freeflow'")
+    parser.add_argument("--trips", required=True, type=Path, help="trip table (.parquet/.csv)")
+    parser.add_argument("--graph", required=True, type=Path, help="RoadGraph artifact")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--max-snap-distance", type=float, default=200.0,
+                        help="metres; trips farther from any road are rejected and counted")
+    parser.add_argument("--timezone", help="IANA zone for epoch departure times (default UTC)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_pipeline.road_graph import RoadGraph
+    from data_pipeline.trips import read_trips, snap_trips
+    from models.baselines import load_baseline
+
+    graph = RoadGraph.load(args.graph)
+    model = load_baseline(args.model, graph=graph)
+    table = read_trips(args.trips, timezone=args.timezone)
+    table = snap_trips(table, graph, max_snap_distance_m=args.max_snap_distance)
+    print(table.summary())
+    frame = table.frame
+    predicted = model.predict(graph, frame)
+    true = frame["duration_s"].to_numpy(float)
+    length = trip_length_m(graph, frame)
+    result = evaluate_predictions(true, predicted, length, frame["departure_hour"].to_numpy())
+    result |= {"model": str(args.model), "trips": str(args.trips), "graph": str(args.graph),
+               "rows_total": table.total_rows, "rows_used": len(frame),
+               "rejected": dict(table.rejected)}
+    with atomic_artifact_dir(args.out, force=args.force) as staging:
+        (staging / "metrics.json").write_text(json.dumps(result, indent=2))
+        plot_results(true, predicted, length, staging, title=f"{model.name}: {args.trips.name}")
+    overall = result["overall"]
+    print(f"{model.name}: MAPE {overall['mape']:.1%}  median APE {overall['median_ape']:.1%}  "
+          f"MAE {overall['mae_s']:.0f} s  RMSE {overall['rmse_s']:.0f} s  "
+          f"within ±10% {overall['within_10pct']:.1%}  ±20% {overall['within_20pct']:.1%}  "
+          f"({overall['unanswered']} unanswered) -> {args.out}")
+    return 0
