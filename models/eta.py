@@ -1,0 +1,427 @@
+"""The ETA model: raw road features → (encoder f̃) → the frozen processor's edge-latent space
+→ (frozen processor P) → latent node states → (decoder g̃) → travel times.
+
+Graph modes (``EtaConfig.graph_mode``):
+
+``"turn"`` (default): the processor runs on the turn (line) graph. Its nodes are road
+    segments, its edges the allowed turns ``a -> b``; the encoder maps the features of the
+    next segment ``b``, of the turn (angle, left/right/U, junction control, crossing a
+    major road) and of the departure time to each turn's edge latent, so turn delays and
+    turn restrictions are part of the execution. A tree from segment ``s`` gives the time
+    from the end of ``s`` to the end of every segment.
+``"node"``: the processor runs on junctions with segments as edges; turn features can
+    only enter through the segment's own end-node control. Kept for the comparison.
+
+The edge latent is the processor's own scalar-weight embedding of a learned positive time
+``w`` plus a learned residual direction, both from the encoder:
+
+.. math::
+    \\mathbf{z}_{e} = w_e\\,\\mathbf{a} + w_e\\,\\boldsymbol{\\delta}_e, \\qquad
+    w_{a\\to b} = \\frac{t_b(\\tau) + p_{a\\to b}(\\tau)}{s}
+
+with :math:`\\mathbf{a}` the frozen weight-encoder direction, :math:`t_b(\\tau) =`
+free-flow time × exp(MLP(features, time)), :math:`p` a non-negative turn penalty and
+:math:`s` a fixed time scale. Both heads start at zero, so an untrained model is exactly
+free-flow routing through the processor; the residual lets the encoder use the latent
+space beyond one scalar per edge. The decoder is bias-free linear on the latent state
+(initialised from the processor's distance decoder), keeping the whole chain positively
+homogeneous, so ETAs scale with the trip the way the processor's distances do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from data_pipeline.road_graph import RoadGraph
+from models.processor import NEG_INF, Processor, WeightEncoder, load_pretrained, scatter_max
+from models.travel_time import OriginRun
+from nareta.artifacts import artifact_hash, atomic_artifact_dir, read_manifest, write_manifest
+from nareta.errors import ArtifactError
+
+KIND = "eta_model"
+SCHEMA_VERSION = 1
+WEIGHTS_FILE = "eta.safetensors"
+TIME_FEATURES = 5
+#: departure time assumed when a query gives none: a weekday at noon
+DEFAULT_DEPARTURE = dt.datetime(2026, 11, 18, 12, 0)
+#: segment features left out of the encoder (absolute bearings mean nothing for time)
+_DROPPED_FEATURES = ("bearing_in_deg", "bearing_out_deg")
+_LOG_FEATURES = ("length_m", "free_flow_s")
+
+
+@dataclass(frozen=True)
+class EtaConfig:
+    """Hyperparameters stored in the artifact."""
+
+    graph_mode: str = "turn"  # "turn" | "node"
+    encoder_hidden: int = 64
+    bucket_minutes: int = 15
+    max_log_factor: float = 3.0
+    turn_penalty_scale_s: float = 10.0
+    residual: bool = True
+
+
+# --------------------------------------------------------------------------- features
+def time_bucket(departure: dt.datetime | None, bucket_minutes: int) -> int:
+    """Bucket id: ``weekend * slots_per_day + slot of the day``."""
+    departure = departure or DEFAULT_DEPARTURE
+    slots_per_day = 24 * 60 // bucket_minutes
+    slot = (departure.hour * 60 + departure.minute) // bucket_minutes
+    return int((departure.weekday() >= 5) * slots_per_day + slot)
+
+
+def time_features(bucket: int, bucket_minutes: int) -> np.ndarray:
+    """``[5]``: daily and half-daily harmonics of the bucket's mid time, weekend flag."""
+    slots_per_day = 24 * 60 // bucket_minutes
+    weekend, slot = divmod(int(bucket), slots_per_day)
+    hour = (slot + 0.5) * bucket_minutes / 60.0
+    angle = 2 * math.pi * hour / 24.0
+    return np.array([math.sin(angle), math.cos(angle), math.sin(2 * angle),
+                     math.cos(2 * angle), float(weekend)], dtype=np.float32)
+
+
+@dataclass
+class FeatureScaler:
+    """Standardisation fitted on the training city, applied unchanged to any other."""
+
+    segment_names: list[str]
+    segment_mean: np.ndarray
+    segment_std: np.ndarray
+    turn_names: list[str]
+    turn_mean: np.ndarray
+    turn_std: np.ndarray
+
+    @staticmethod
+    def _raw(graph: RoadGraph) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+        segment, segment_names = graph.numeric_segment_features()
+        keep = [i for i, name in enumerate(segment_names) if name not in _DROPPED_FEATURES]
+        segment, segment_names = segment[:, keep], [segment_names[i] for i in keep]
+        for i, name in enumerate(segment_names):
+            if name in _LOG_FEATURES:
+                segment[:, i] = np.log1p(np.maximum(segment[:, i], 0.0))
+        turn, turn_names = graph.numeric_turn_features()
+        angle = np.radians(turn[:, turn_names.index("turn_angle_deg")])
+        turn[:, turn_names.index("turn_angle_deg")] = np.sin(angle)  # left/right, signed
+        turn = np.concatenate([turn, np.cos(angle)[:, None]], axis=1)
+        return segment, segment_names, turn, [*turn_names, "turn_angle_cos"]
+
+    @classmethod
+    def fit(cls, graph: RoadGraph) -> FeatureScaler:
+        segment, segment_names, turn, turn_names = cls._raw(graph)
+        return cls(segment_names, segment.mean(0), np.maximum(segment.std(0), 1e-3),
+                   turn_names, turn.mean(0), np.maximum(turn.std(0), 1e-3))
+
+    def transform(self, graph: RoadGraph) -> tuple[np.ndarray, np.ndarray]:
+        segment, segment_names, turn, turn_names = self._raw(graph)
+        if segment_names != self.segment_names or turn_names != self.turn_names:
+            raise ArtifactError("the road graph's features differ from the ones the ETA "
+                                "model was trained on; re-ingest it with this version")
+        segment = np.clip((segment - self.segment_mean) / self.segment_std, -5, 5)
+        turn = np.clip((turn - self.turn_mean) / self.turn_std, -5, 5)
+        return segment.astype(np.float32), turn.astype(np.float32)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"segment_names": self.segment_names,
+                "segment_mean": self.segment_mean.tolist(),
+                "segment_std": self.segment_std.tolist(), "turn_names": self.turn_names,
+                "turn_mean": self.turn_mean.tolist(), "turn_std": self.turn_std.tolist()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureScaler:
+        return cls(list(data["segment_names"]), np.asarray(data["segment_mean"]),
+                   np.asarray(data["segment_std"]), list(data["turn_names"]),
+                   np.asarray(data["turn_mean"]), np.asarray(data["turn_std"]))
+
+
+# --------------------------------------------------------------------------- encoder
+class RoadEncoder(nn.Module):
+    r"""f̃: segment, turn and time features → per-edge time and edge latent.
+
+    .. math::
+        \mathbf{g}_b &= \mathrm{MLP}_s([\mathbf{x}_b, \boldsymbol{\tau}]), \qquad
+        t_b = t^{\mathrm{free}}_b \exp\bigl(\mathrm{clip}(\mathbf{u}^\top\mathbf{g}_b)\bigr)\\
+        \mathbf{k}_{ab} &= \mathrm{MLP}_t([\mathbf{g}_a, \mathbf{g}_b, \mathbf{y}_{ab},
+            \boldsymbol{\tau}]), \qquad
+        p_{ab} = P\,\mathrm{softplus}(\mathbf{v}^\top \mathbf{k}_{ab}), \qquad
+        \boldsymbol{\delta}_{ab} = \mathbf{R}\,\mathbf{k}_{ab}
+
+    Shapes: segment features ``[E, F]``, turn features ``[T, G]``, time ``[5]``; outputs
+    per-segment times ``[E]``, per-turn penalties ``[T]`` (normalised by the time scale),
+    residual directions ``[T, H]`` (turn mode) or ``[E, H]`` (node mode).
+    """
+
+    def __init__(self, segment_dim: int, turn_dim: int, latent: int, config: EtaConfig):
+        super().__init__()
+        hidden = config.encoder_hidden
+        self.config = config
+        self.segment_mlp = nn.Sequential(nn.Linear(segment_dim + TIME_FEATURES, hidden),
+                                         nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.segment_factor = nn.Linear(hidden, 1)
+        self.turn_mlp = nn.Sequential(
+            nn.Linear(2 * hidden + turn_dim + TIME_FEATURES, hidden), nn.ReLU())
+        self.turn_penalty = nn.Linear(hidden, 1)
+        self.residual = nn.Linear(hidden, latent, bias=False)
+        for head in (self.segment_factor, self.residual):
+            nn.init.zeros_(head.weight)
+        nn.init.zeros_(self.segment_factor.bias)
+        nn.init.zeros_(self.turn_penalty.weight)
+        nn.init.constant_(self.turn_penalty.bias, -4.0)  # ~0.2 s per turn to start
+
+    def forward(self, segment_x: Tensor, turn_x: Tensor, turn_index: Tensor,
+                free_flow: Tensor, time_x: Tensor, time_scale: float
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        num_segments = segment_x.shape[0]
+        tau = time_x.expand(num_segments, -1)  # [E, 5]
+        g = self.segment_mlp(torch.cat([segment_x, tau], -1))  # [E, C]
+        factor = self.segment_factor(g).squeeze(-1).clamp(-self.config.max_log_factor,
+                                                          self.config.max_log_factor)
+        segment_time = free_flow * torch.exp(factor) / time_scale  # [E]
+        if self.config.graph_mode == "node":
+            residual = self.residual(g) if self.config.residual else None  # [E, H]
+            penalty = segment_time.new_zeros(turn_x.shape[0])
+            return segment_time, penalty, residual
+        a, b = turn_index
+        k = self.turn_mlp(torch.cat([g[a], g[b], turn_x,
+                                     time_x.expand(turn_x.shape[0], -1)], -1))  # [T, C]
+        penalty = (self.config.turn_penalty_scale_s / time_scale
+                   * nn.functional.softplus(self.turn_penalty(k).squeeze(-1)))  # [T]
+        residual = self.residual(k) if self.config.residual else None  # [T, H]
+        return segment_time, penalty, residual
+
+
+class EtaDecoder(nn.Module):
+    r"""g̃: latent state → normalised time, :math:`\hat t_v = \mathbf{c}^\top\mathbf{h}_v`
+    (bias-free, initialised from the processor's distance decoder). ``[B, K, H] → [B, K]``."""
+
+    def __init__(self, processor: Processor):
+        super().__init__()
+        hidden = processor.config.hidden
+        self.readout = nn.Linear(hidden, 1, bias=False)
+        source = processor.distance_decoder.net
+        with torch.no_grad():
+            if isinstance(source, nn.Linear):
+                self.readout.weight.copy_(source.weight)
+            else:
+                self.readout.weight.fill_(-1.0 / hidden)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.readout(h).squeeze(-1)
+
+
+# --------------------------------------------------------------------------- the model
+@dataclass
+class Latents:
+    segment_time: Tensor  # [E] normalised
+    turn_penalty: Tensor  # [T] normalised
+    edge_latent: Tensor  # [K_edges, H] on the processor graph
+    edge_index: Tensor  # [2, K_edges]
+
+
+class EtaModel(nn.Module):
+    """Encoder + frozen processor + decoder over one RoadGraph; a TravelTimeModel."""
+
+    name = "nar_eta"
+
+    def __init__(self, graph: RoadGraph, processor: Processor, weight_encoder: WeightEncoder,
+                 processor_manifest: dict[str, Any], *, config: EtaConfig | None = None,
+                 scaler: FeatureScaler | None = None, time_scale: float | None = None):
+        super().__init__()
+        self.config = config or EtaConfig()
+        if self.config.graph_mode not in ("turn", "node"):
+            raise ValueError(f"graph_mode must be 'turn' or 'node', not {self.config.graph_mode!r}")
+        if processor.config.layer != "tropical":
+            raise ArtifactError("the ETA model needs a processor with the homogeneous "
+                                f"'tropical' layer, not {processor.config.layer!r}")
+        self.processor = processor.freeze()
+        self.weight_encoder = weight_encoder.requires_grad_(False).eval()
+        self.processor_hash = artifact_hash(processor_manifest)
+        self.processor_manifest = processor_manifest
+        self.scaler = scaler or FeatureScaler.fit(graph)
+        self.time_scale = float(time_scale or np.mean(graph["free_flow_s"]))
+        segment_x, turn_x = self.scaler.transform(graph)
+        self.encoder = RoadEncoder(segment_x.shape[1], turn_x.shape[1],
+                                   processor.config.hidden, self.config)
+        self.decoder = EtaDecoder(processor)
+        self.attach(graph)
+        self._cache: dict[int, Latents] = {}
+
+    def train(self, mode: bool = True) -> EtaModel:
+        """Train/eval mode for encoder and decoder; the processor always stays in eval."""
+        super().train(mode)
+        self.processor.eval()
+        return self
+
+    # -- graph-dependent tensors (not parameters; an encoder transfers between cities) ----
+    def attach(self, graph: RoadGraph) -> None:
+        segment_x, turn_x = self.scaler.transform(graph)
+        self.graph = graph
+        self.segment_x = torch.from_numpy(segment_x)
+        self.turn_x = torch.from_numpy(turn_x)
+        self.turn_index = torch.from_numpy(
+            np.stack([graph["turn_from"], graph["turn_to"]]).astype(np.int64))
+        self.segment_index = torch.from_numpy(graph.edge_index.astype(np.int64))
+        self.free_flow = torch.from_numpy(graph["free_flow_s"].astype(np.float32))
+        self._cache = {}
+
+    @property
+    def graph_mode(self) -> str:
+        return self.config.graph_mode
+
+    @property
+    def identity(self) -> str:
+        return getattr(self, "_identity", "untrained")
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
+    def latents(self, bucket: int) -> Latents:
+        """Encoder outputs for one departure-time bucket (cached when not training)."""
+        if not self.training and bucket in self._cache:
+            return self._cache[bucket]
+        time_x = torch.from_numpy(time_features(bucket, self.config.bucket_minutes))
+        segment_time, penalty, residual = self.encoder(
+            self.segment_x, self.turn_x, self.turn_index, self.free_flow, time_x,
+            self.time_scale)
+        if self.config.graph_mode == "turn":
+            weight = segment_time[self.turn_index[1]] + penalty  # [T]
+            edge_index = self.turn_index
+        else:
+            weight = segment_time  # [E]
+            edge_index = self.segment_index
+        edge_latent = self.weight_encoder(weight)  # [K, H]
+        if residual is not None:
+            edge_latent = edge_latent + weight.unsqueeze(-1) * residual
+        result = Latents(segment_time, penalty, edge_latent, edge_index)
+        if not self.training:
+            self._cache = {bucket: result} if len(self._cache) > 64 else self._cache
+            self._cache[bucket] = result
+        return result
+
+    def run(self, roots: Tensor, edge_latent: Tensor, edge_index: Tensor, num_keys: int,
+            *, source_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Processor run(s): ``roots`` [B] (one source per row) or an explicit
+        ``source_mask`` [B, K]. Returns normalised times [B, K] (``inf`` unreached),
+        ``reached`` [B, K], pointer logits [B, edges]."""
+        if source_mask is None:
+            source_mask = torch.zeros(len(roots), num_keys, dtype=torch.bool)
+            source_mask[torch.arange(len(roots)), roots] = True
+        out = self.processor(self.processor.initial_state(source_mask), source_mask,
+                             edge_latent, edge_index)
+        times = self.decoder(out.hidden).masked_fill(~out.reached, math.inf)
+        times = times.masked_fill(source_mask, 0.0)
+        return times, out.reached, out.pointer_logits
+
+    # -- TravelTimeModel --------------------------------------------------------------------
+    def time_bucket(self, departure_time: dt.datetime | None) -> int:
+        return time_bucket(departure_time, self.config.bucket_minutes)
+
+    @torch.no_grad()
+    def segment_times_s(self, bucket: int) -> np.ndarray:
+        return self.latents(bucket).segment_time.double().numpy() * self.time_scale
+
+    @torch.no_grad()
+    def turn_times_s(self, bucket: int) -> np.ndarray | None:
+        if self.config.graph_mode == "node":
+            return None
+        return self.latents(bucket).turn_penalty.double().numpy() * self.time_scale
+
+    @torch.no_grad()
+    def run_from(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16) -> OriginRun:
+        latents = self.latents(bucket)
+        num_keys = self.graph.num_segments if self.graph_mode == "turn" else self.graph.num_nodes
+        times, parents = [], []
+        sender, receiver = latents.edge_index
+        for start in range(0, len(origins), batch_size):
+            roots = torch.from_numpy(np.asarray(origins[start:start + batch_size], np.int64))
+            time_norm, reached, logits = self.run(roots, latents.edge_latent,
+                                                  latents.edge_index, num_keys)
+            best = scatter_max(logits.unsqueeze(-1), receiver, num_keys).squeeze(-1)  # [B, K]
+            is_best = (logits == best[:, receiver]) & (logits > NEG_INF)  # [B, edges]
+            edge_ids = torch.arange(receiver.numel()).expand_as(is_best)
+            first = torch.full((len(roots), num_keys), receiver.numel(), dtype=torch.long)
+            first = first.scatter_reduce(1, receiver.expand_as(is_best),
+                                         torch.where(is_best, edge_ids, receiver.numel()),
+                                         "amin")  # [B, K] winning incoming edge
+            has = (first < receiver.numel()) & reached
+            has[torch.arange(len(roots)), roots] = False
+            if self.graph_mode == "turn":  # parent = the previous segment (turn's sender)
+                parent = torch.where(has, sender[first.clamp_max(receiver.numel() - 1)], -1)
+            else:  # parent = the segment (edge id) reaching the node
+                parent = torch.where(has, first, -1)
+            times.append(time_norm.double().numpy() * self.time_scale)
+            parents.append(parent.numpy())
+        return OriginRun(np.asarray(origins, np.int64), np.concatenate(times),
+                         np.concatenate(parents).astype(np.int64))
+
+    # -- artifact -----------------------------------------------------------------------------
+    def save(self, out_dir: str | os.PathLike[str], *, processor_dir: str | os.PathLike[str],
+             seed: int, extra: dict[str, Any] | None = None, force: bool = False) -> Path:
+        from safetensors.torch import save_file
+
+        tensors = {f"encoder.{k}": v.detach().contiguous()
+                   for k, v in self.encoder.state_dict().items()}
+        tensors.update({f"decoder.{k}": v.detach().contiguous()
+                        for k, v in self.decoder.state_dict().items()})
+        with atomic_artifact_dir(out_dir, force=force) as staging:
+            save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+            manifest = {
+                "config": dataclasses.asdict(self.config),
+                "scaler": self.scaler.to_json(),
+                "time_scale_s": self.time_scale,
+                "processor": {"hash": self.processor_hash,
+                              "path": str(Path(processor_dir).resolve())},
+                "graph_identity": self.graph.identity,
+            }
+            manifest.update(extra or {})
+            write_manifest(staging, kind=KIND, schema_version=SCHEMA_VERSION, seed=seed,
+                           extra=manifest)
+        return Path(out_dir)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], graph: RoadGraph, *,
+             processor_dir: str | os.PathLike[str] | None = None,
+             allow_other_graph: bool = False) -> EtaModel:
+        """Load an EtaModel artifact for ``graph``. Refuses a processor whose hash differs
+        from the one it was trained against, and (unless ``allow_other_graph``, for transfer
+        experiments) a graph other than its training graph."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        manifest = read_manifest(directory, kind=KIND, schema_versions=(SCHEMA_VERSION,))
+        recorded = manifest["processor"]
+        processor_path = Path(processor_dir or recorded["path"])
+        processor, weight_encoder, processor_manifest = load_pretrained(processor_path)
+        if artifact_hash(processor_manifest) != recorded["hash"]:
+            raise ArtifactError(
+                f"ETA model {directory} was trained against processor {recorded['hash'][:12]}, "
+                f"but {processor_path} is {artifact_hash(processor_manifest)[:12]}; "
+                "use the processor it was trained with or retrain")
+        if not allow_other_graph and manifest["graph_identity"] != graph.identity:
+            raise ArtifactError(
+                f"ETA model {directory} was trained on graph {manifest['graph_identity'][:12]}, "
+                f"not on this graph ({graph.identity[:12]}); load the matching graph")
+        config = EtaConfig(**manifest["config"])
+        model = cls(graph, processor, weight_encoder, processor_manifest, config=config,
+                    scaler=FeatureScaler.from_json(manifest["scaler"]),
+                    time_scale=manifest["time_scale_s"])
+        try:
+            tensors = load_file(str(Path(directory) / WEIGHTS_FILE))
+            for prefix, module in (("encoder.", model.encoder), ("decoder.", model.decoder)):
+                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                                        if k.startswith(prefix)}, strict=True)
+        except (OSError, SafetensorError, RuntimeError) as exc:
+            raise ArtifactError(f"ETA model {directory}: weights do not load ({exc})") from exc
+        model.eval()
+        model._identity = artifact_hash(manifest)
+        model.manifest = manifest
+        return model

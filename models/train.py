@@ -1,0 +1,332 @@
+"""``nareta train``: fit the ETA model's encoder f̃ and decoder g̃ on observed trips, through
+the frozen processor.
+
+Trips are grouped by (origin, departure-time bucket): one processor run from an origin
+supervises every destination of the group. Each run is made on the group's *corridor* (the
+segments inside an ellipse around its origin and destinations, DESIGN "Scale"), and the
+corridors of a batch are stacked as one disjoint graph, so a batch costs one processor run.
+The loss is the mean absolute log ratio |log(predicted / true)|, a relative error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_pipeline.road_graph import RoadGraph
+from models.eta import EtaConfig, EtaModel, time_bucket
+from models.processor import load_pretrained
+from nareta.errors import InputError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    epochs: int = 8
+    batch_trips: int = 64
+    learning_rate: float = 3e-3
+    corridor_factor: float = 1.3  # ellipse: |o-m| + |m-d| <= factor * |o-d| + margin
+    corridor_margin_m: float = 400.0
+    validation_share: float = 0.1
+    patience: int = 2
+    max_minutes: float = 30.0
+
+
+@dataclass
+class TripBatchData:
+    """Per-trip arrays for training (one origin and one destination direction each)."""
+
+    origin_segment: np.ndarray  # [M]
+    origin_position: np.ndarray  # [M] by length along origin_segment
+    destination_segment: np.ndarray
+    destination_position: np.ndarray
+    bucket: np.ndarray
+    duration_s: np.ndarray
+
+
+def trip_arrays(graph: RoadGraph, frame: pd.DataFrame, bucket_minutes: int) -> TripBatchData:
+    """Choose each trip's driving direction at both ends: the driven route's first / last
+    segment when the trip has a route, else the snapped segment."""
+    origin = frame["origin_segment"].to_numpy(np.int64).copy()
+    origin_pos = frame["origin_fraction"].to_numpy(float).copy()
+    dest = frame["destination_segment"].to_numpy(np.int64).copy()
+    dest_pos = frame["destination_fraction"].to_numpy(float).copy()
+    if "route" in frame.columns:
+        o_twin = frame["origin_twin"].to_numpy(np.int64)
+        d_twin = frame["destination_twin"].to_numpy(np.int64)
+        for i, route in enumerate(frame["route"]):
+            if route is None or len(route) == 0:
+                continue
+            if int(route[0]) == o_twin[i] >= 0:
+                origin[i], origin_pos[i] = o_twin[i], 1 - origin_pos[i]
+            if int(route[-1]) == d_twin[i] >= 0:
+                dest[i], dest_pos[i] = d_twin[i], 1 - dest_pos[i]
+    departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
+    buckets = np.array([time_bucket(d, bucket_minutes) for d in departures], dtype=np.int64)
+    return TripBatchData(origin, origin_pos, dest, dest_pos, buckets,
+                         frame["duration_s"].to_numpy(float))
+
+
+class CorridorBatcher:
+    """Builds disjoint-union corridor graphs for groups of trips sharing (origin, bucket)."""
+
+    def __init__(self, model: EtaModel, config: TrainConfig):
+        graph = model.graph
+        self.model, self.config, self.graph = model, config, graph
+        self.mode = model.graph_mode
+        x, y = graph["node_x_m"], graph["node_y_m"]
+        source, target = graph["edge_source"], graph["edge_target"]
+        if self.mode == "turn":  # keys are segments, located at their midpoint
+            self.key_x = (x[source] + x[target]) / 2
+            self.key_y = (y[source] + y[target]) / 2
+            self.edge_from, self.edge_to = graph["turn_from"], graph["turn_to"]
+        else:
+            self.key_x, self.key_y = x, y
+            self.edge_from, self.edge_to = source, target
+        self.num_keys = len(self.key_x)
+        self.end_x, self.end_y = x[target], y[target]
+        self.start_x, self.start_y = x[source], y[source]
+
+    def root_key(self, segment: int) -> int:
+        return segment if self.mode == "turn" else int(self.graph["edge_target"][segment])
+
+    def end_key(self, segment: int) -> int:
+        return segment if self.mode == "turn" else int(self.graph["edge_source"][segment])
+
+    def corridor(self, data: TripBatchData, rows: np.ndarray) -> np.ndarray:
+        """Boolean mask over keys: the union of the rows' ellipses, plus their end keys."""
+        keep = np.zeros(self.num_keys, dtype=bool)
+        for row in rows:
+            o, d = data.origin_segment[row], data.destination_segment[row]
+            ox, oy = self.end_x[o], self.end_y[o]
+            dx, dy = self.start_x[d], self.start_y[d]
+            span = math.hypot(dx - ox, dy - oy)
+            reach = (np.hypot(self.key_x - ox, self.key_y - oy)
+                     + np.hypot(self.key_x - dx, self.key_y - dy))
+            keep |= reach <= self.config.corridor_factor * span + self.config.corridor_margin_m
+            keep[self.root_key(o)] = True
+            keep[self.end_key(d)] = True
+        return keep
+
+    def groups(self, data: TripBatchData, rows: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(bucket, trip rows) per (origin key, bucket), same-segment trips left out."""
+        grouped: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for row in rows:
+            if data.origin_segment[row] == data.destination_segment[row]:
+                continue
+            grouped[(self.root_key(data.origin_segment[row]), int(data.bucket[row]))].append(row)
+        return [(bucket, np.array(members)) for (_, bucket), members in grouped.items()]
+
+    def batches(self, data: TripBatchData, groups: list[tuple[int, np.ndarray]],
+                *, shuffle: bool, rng: random.Random) -> list[tuple[int, list[np.ndarray]]]:
+        by_bucket: dict[int, list[np.ndarray]] = defaultdict(list)
+        for bucket, members in groups:
+            by_bucket[bucket].append(members)
+        batches = []
+        for bucket, member_lists in by_bucket.items():
+            if shuffle:
+                rng.shuffle(member_lists)
+            current: list[np.ndarray] = []
+            size = 0
+            for members in member_lists:
+                current.append(members)
+                size += len(members)
+                if size >= self.config.batch_trips:
+                    batches.append((bucket, current))
+                    current, size = [], 0
+            if current:
+                batches.append((bucket, current))
+        if shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def predict(self, data: TripBatchData, bucket: int, member_lists: list[np.ndarray]
+                ) -> tuple[torch.Tensor, np.ndarray]:
+        """Predicted seconds for every trip of the batch (one processor run over the union
+        of corridors) and the trip rows, in the same order; unreached trips are dropped."""
+        latents = self.model.latents(bucket)
+        key_ids, edge_ids, local_from, local_to, roots, end_positions, rows = \
+            [], [], [], [], [], [], []
+        offset = 0
+        for members in member_lists:
+            keep = self.corridor(data, members)
+            keys = np.flatnonzero(keep)
+            local = np.full(self.num_keys, -1, dtype=np.int64)
+            local[keys] = np.arange(len(keys)) + offset
+            edges = np.flatnonzero(keep[self.edge_from] & keep[self.edge_to])
+            key_ids.append(keys)
+            edge_ids.append(edges)
+            local_from.append(local[self.edge_from[edges]])
+            local_to.append(local[self.edge_to[edges]])
+            roots.append(local[self.root_key(data.origin_segment[members[0]])])
+            end_positions.append(np.array([local[self.end_key(data.destination_segment[r])]
+                                           for r in members]))
+            rows.append(members)
+            offset += len(keys)
+        edges = torch.from_numpy(np.concatenate(edge_ids))
+        edge_index = torch.from_numpy(np.stack([np.concatenate(local_from),
+                                                np.concatenate(local_to)]))
+        mask = torch.zeros(1, offset, dtype=torch.bool)
+        mask[0, torch.from_numpy(np.array(roots))] = True
+        times, reached, _ = self.model.run(torch.empty(0, dtype=torch.long),
+                                           latents.edge_latent[edges], edge_index, offset,
+                                           source_mask=mask)
+        rows_all = np.concatenate(rows)
+        ends = torch.from_numpy(np.concatenate(end_positions))
+        segment_time = latents.segment_time
+        o = torch.from_numpy(data.origin_segment[rows_all])
+        d = torch.from_numpy(data.destination_segment[rows_all])
+        p = torch.from_numpy(data.origin_position[rows_all]).float()
+        q = torch.from_numpy(data.destination_position[rows_all]).float()
+        if self.mode == "turn":
+            middle = times[0, ends]  # end of origin segment -> end of destination segment
+            total = (1 - p) * segment_time[o] + middle - (1 - q) * segment_time[d]
+        else:
+            middle = times[0, ends]  # end node of origin segment -> start node of destination
+            total = (1 - p) * segment_time[o] + middle + q * segment_time[d]
+        ok = reached[0, ends] & torch.isfinite(total)
+        return total[ok] * self.model.time_scale, rows_all[ok.numpy()]
+
+
+def _metrics(true_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, float]:
+    ape = np.abs(predicted_s - true_s) / true_s
+    return {"mape": float(ape.mean()), "median_ape": float(np.median(ape)),
+            "trips": int(len(true_s))}
+
+
+def evaluate_corridor(model: EtaModel, batcher: CorridorBatcher, data: TripBatchData,
+                      rows: np.ndarray) -> dict[str, float]:
+    model.eval()
+    predicted, used = [], []
+    with torch.no_grad():
+        for bucket, member_lists in batcher.batches(data, batcher.groups(data, rows),
+                                                    shuffle=False, rng=random.Random(0)):
+            seconds, kept = batcher.predict(data, bucket, member_lists)
+            predicted.append(seconds.numpy())
+            used.append(kept)
+    if not used:
+        return {"mape": math.nan, "median_ape": math.nan, "trips": 0}
+    kept = np.concatenate(used)
+    return _metrics(data.duration_s[kept], np.concatenate(predicted))
+
+
+def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
+            config: EtaConfig | None = None, train: TrainConfig | None = None,
+            progress: bool = True, log=print) -> tuple[EtaModel, dict[str, Any]]:
+    """Train encoder and decoder on snapped trips ``frame``; the processor stays frozen."""
+    from tqdm import tqdm
+
+    config, train = config or EtaConfig(), train or TrainConfig()
+    torch.manual_seed(train.seed)
+    np.random.seed(train.seed)
+    rng = random.Random(train.seed)
+    processor, weight_encoder, processor_manifest = load_pretrained(processor_dir)
+    model = EtaModel(graph, processor, weight_encoder, processor_manifest, config=config)
+    data = trip_arrays(graph, frame, config.bucket_minutes)
+    if len(frame) < 2:
+        raise InputError("training needs at least 2 trips")
+    order = np.random.default_rng(train.seed).permutation(len(frame))
+    n_val = max(1, int(len(frame) * train.validation_share))
+    val_rows, train_rows = order[:n_val], order[n_val:]
+    batcher = CorridorBatcher(model, train)
+    groups = batcher.groups(data, train_rows)
+    optimiser = torch.optim.Adam(model.trainable_parameters(), lr=train.learning_rate)
+    history: list[dict[str, Any]] = []
+    best_state, best_mape, stale = None, math.inf, 0
+    started = time.perf_counter()
+    initial = evaluate_corridor(model, batcher, data, val_rows)
+    log(f"untrained (free-flow through the processor): validation MAPE {initial['mape']:.3f}")
+    for epoch in range(train.epochs):
+        model.train()
+        batches = batcher.batches(data, groups, shuffle=True, rng=rng)
+        losses = []
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not progress,
+                   leave=False)
+        for bucket, member_lists in bar:
+            predicted, rows = batcher.predict(data, bucket, member_lists)
+            if len(rows) == 0:
+                continue
+            target = torch.from_numpy(data.duration_s[rows]).float()
+            loss = torch.mean(torch.abs(torch.log(predicted.clamp_min(1.0)) - torch.log(target)))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            if time.perf_counter() - started > train.max_minutes * 60:
+                break
+        validation = evaluate_corridor(model, batcher, data, val_rows)
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                  "validation": validation, "seconds": round(time.perf_counter() - started, 1)}
+        history.append(record)
+        log(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}, validation MAPE "
+            f"{validation['mape']:.4f} ({record['seconds']} s)")
+        if validation["mape"] < best_mape - 1e-4:
+            best_mape, stale = validation["mape"], 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if stale >= train.patience or time.perf_counter() - started > train.max_minutes * 60:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    report = {"initial_validation": initial, "history": history, "best_validation_mape": best_mape,
+              "train_trips": int(len(train_rows)), "validation_trips": int(len(val_rows)),
+              "train_seconds": round(time.perf_counter() - started, 1),
+              "train_config": asdict(train)}
+    return model, report
+
+
+# --------------------------------------------------------------------------- CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--graph", type=Path, required=True, help="RoadGraph artifact")
+    parser.add_argument("--trips", type=Path, required=True, help="trip table (CSV/Parquet)")
+    parser.add_argument("--processor", type=Path, default=Path("artifacts_shipped/processor"),
+                        help="frozen Processor artifact")
+    parser.add_argument("--out", type=Path, required=True, help="EtaModel artifact to write")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--graph-mode", choices=("turn", "node"), default="turn")
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--max-minutes", type=float, default=TrainConfig.max_minutes)
+    parser.add_argument("--holdout-hours", type=float, default=1.0,
+                        help="leave the last H hours of departures out of training")
+    parser.add_argument("--max-trips", type=int, default=None,
+                        help="train on a random subset of this many trips")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_pipeline.trips import read_trips, snap_trips, split_by_time
+    from nareta.artifacts import check_output_dir
+
+    check_output_dir(args.out, force=args.force)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    graph = RoadGraph.load(args.graph)
+    table = snap_trips(read_trips(args.trips), graph)
+    if args.holdout_hours > 0:
+        table, _ = split_by_time(table, holdout_hours=args.holdout_hours)
+    frame = table.frame
+    if args.max_trips is not None and args.max_trips < len(frame):
+        frame = frame.sample(n=args.max_trips, random_state=args.seed).reset_index(drop=True)
+    train = TrainConfig(seed=args.seed, epochs=args.epochs, max_minutes=args.max_minutes)
+    model, report = fit_eta(graph, frame, args.processor,
+                            config=EtaConfig(graph_mode=args.graph_mode), train=train,
+                            progress=not args.no_progress)
+    model.save(args.out, processor_dir=args.processor, seed=args.seed, force=args.force,
+               extra={"training": report, "trips_source": str(args.trips)})
+    print(json.dumps({"out": str(args.out), "best_validation_mape": report["best_validation_mape"],
+                      "train_seconds": report["train_seconds"]}))
+    return 0
