@@ -138,7 +138,8 @@ def _random_trips(net: Path, period: DemandPeriod, index: int, config: Simulatio
     out = work / f"trips_{index}.xml"
     command = [
         sys.executable, str(sumo_home() / "tools" / "randomTrips.py"), "-n", str(net),
-        "-o", str(out), "-b", f"{period.begin_s:.0f}", "-e", f"{period.end_s:.0f}",
+        "-o", str(out), "-r", str(work / f"routes_{index}.rou.xml"),
+        "-b", f"{period.begin_s:.0f}", "-e", f"{period.end_s:.0f}",
         "--insertion-rate", f"{period.vehicles_per_hour:.3f}",
         "--seed", str(config.seed * 1000 + index), "--prefix", f"p{index}_",
         "--fringe-factor", str(config.fringe_factor),
@@ -365,7 +366,18 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
         edge_ids = routes.get(vehicle)
         if not edge_ids:
             continue
-        segments = mapper.join_route(edge_chains.get(edge, ()) for edge in edge_ids)
+        chains = [edge_chains.get(edge, ()) for edge in edge_ids]
+        if chains and all(chains):
+            # the trip starts / ends part-way along its first / last SUMO edge: keep only
+            # the segments of those edges' chains that it drives
+            last = len(chains) - 1
+            chains[0] = _trim_chain(chains[0], float(attributes["departPos"]),
+                                    edges[edge_ids[0]].length_m, mapper, keep="after")
+            chains[last] = _trim_chain(chains[last], float(attributes["arrivalPos"]),
+                                       edges[edge_ids[last]].length_m, mapper, keep="before",
+                                       start_at=float(attributes["departPos"]) if last == 0
+                                       else None)
+        segments = mapper.join_route(chains)
         if segments is None:
             continue
         report.mapped += 1
@@ -399,6 +411,25 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
     }
     report.trips_written = len(rows["trip_id"])
     return table
+
+
+def _trim_chain(chain: tuple[int, ...], position_m: float, edge_length_m: float,
+                mapper: SegmentMapper, *, keep: str, start_at: float | None = None
+                ) -> tuple[int, ...]:
+    """The part of an edge's segment chain after (``keep="after"``) or up to
+    (``keep="before"``) the point ``position_m`` metres along the edge."""
+    if len(chain) < 2 or edge_length_m <= 0:
+        return chain
+    lengths = np.asarray([mapper.segment_length(s) for s in chain])
+    ends = np.cumsum(lengths) / lengths.sum() * edge_length_m  # edge offset of segment ends
+    index = int(np.searchsorted(ends, min(max(position_m, 0.0), edge_length_m)))
+    index = min(index, len(chain) - 1)
+    if keep == "after":
+        return chain[index:]
+    first = 0
+    if start_at is not None:  # first and last edge are the same: cut both ends
+        first = min(int(np.searchsorted(ends, max(start_at, 0.0))), index)
+    return chain[first:index + 1]
 
 
 def _check_gridlock(report: SimulationReport, config: SimulationConfig) -> None:
@@ -471,7 +502,7 @@ def _load_or_build_graph(osm_file: Path, graph_dir: Path | None, log):
     except ImportError as exc:
         raise InputError("pass --graph ROADGRAPH_DIR (built with `nareta ingest`)") from exc
     log(f"building the RoadGraph from {osm_file} (pass --graph to reuse one)")
-    return ingest_osm(osm_file)
+    return ingest_osm(osm_file).graph
 
 
 def run(args: argparse.Namespace) -> int:
