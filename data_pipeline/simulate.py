@@ -82,6 +82,9 @@ class SimulationConfig:
     #: seconds after the last departure that vehicles may still finish
     drain_s: float = 1800.0
     time_to_teleport_s: float = 300.0
+    #: drivers re-plan with current travel times every this many seconds (navigation
+    #: apps); 0 keeps the route planned at departure on empty-network speeds
+    reroute_period_s: float = 120.0
     #: share of inserted vehicles teleported or unfinished above which the run fails
     gridlock_share: float = 0.05
 
@@ -169,6 +172,12 @@ def _run_sumo(net: Path, trip_files: list[Path], config: SimulationConfig, work:
         "--ignore-route-errors", "--routing-algorithm", "astar",
         "--step-log.period", "60", "--duration-log.statistics",
     ]
+    if config.reroute_period_s > 0:
+        command += ["--device.rerouting.probability", "1",
+                    "--device.rerouting.period", f"{config.reroute_period_s:.0f}",
+                    "--device.rerouting.pre-period", "0",
+                    "--device.rerouting.adaptation-interval", "10",
+                    "--device.rerouting.adaptation-steps", "18"]
     from tqdm import tqdm
 
     bar = tqdm(total=int(end_s), unit="sim s", desc="sumo", disable=not progress,
@@ -344,9 +353,11 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
     routes: dict[str, list[str]] = {}
     for _, element in ET.iterparse(work / "vehroute.xml", events=("end",)):
         if element.tag == "vehicle":
-            route = element.find("route")
-            if route is not None:
-                routes[element.get("id", "")] = route.get("edges", "").split()
+            # with rerouting the vehicle holds a routeDistribution whose last route is the
+            # one driven (replaced routes come first)
+            driven = list(element.iter("route"))
+            if driven:
+                routes[element.get("id", "")] = driven[-1].get("edges", "").split()
             element.clear()
     rows: dict[str, list] = {name: [] for name in (
         "trip_id", "departure_time", "duration_s", "route", "route_length_m",
@@ -483,6 +494,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=2500.0,
                         help="departures per hour (off-peak for rush)")
     parser.add_argument("--peak-factor", type=float, default=2.4)
+    parser.add_argument("--reroute-period", type=float, default=120.0,
+                        help="seconds between drivers' re-planning on current travel times "
+                             "(0 = keep the route chosen at departure)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", default=DEFAULT_START,
                         help="local clock time of simulation second 0 (ISO-8601)")
@@ -520,7 +534,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out.with_name(out.name + ".probe"), force=True)
     config = SimulationConfig(hours=args.hours, profile=args.profile, seed=args.seed,
                               start=args.start, rate_per_hour=args.rate,
-                              peak_factor=args.peak_factor)
+                              peak_factor=args.peak_factor,
+                              reroute_period_s=args.reroute_period)
     parse_start(config.start)
     log = print if not args.no_progress else (lambda *a, **k: None)
     started = time.perf_counter()
