@@ -82,6 +82,9 @@ class SimulationConfig:
     #: seconds after the last departure that vehicles may still finish
     drain_s: float = 1800.0
     time_to_teleport_s: float = 300.0
+    #: drivers re-plan with current travel times every this many seconds (navigation
+    #: apps); 0 keeps the route planned at departure on empty-network speeds
+    reroute_period_s: float = 120.0
     #: share of inserted vehicles teleported or unfinished above which the run fails
     gridlock_share: float = 0.05
 
@@ -138,7 +141,8 @@ def _random_trips(net: Path, period: DemandPeriod, index: int, config: Simulatio
     out = work / f"trips_{index}.xml"
     command = [
         sys.executable, str(sumo_home() / "tools" / "randomTrips.py"), "-n", str(net),
-        "-o", str(out), "-b", f"{period.begin_s:.0f}", "-e", f"{period.end_s:.0f}",
+        "-o", str(out), "-r", str(work / f"routes_{index}.rou.xml"),
+        "-b", f"{period.begin_s:.0f}", "-e", f"{period.end_s:.0f}",
         "--insertion-rate", f"{period.vehicles_per_hour:.3f}",
         "--seed", str(config.seed * 1000 + index), "--prefix", f"p{index}_",
         "--fringe-factor", str(config.fringe_factor),
@@ -168,6 +172,12 @@ def _run_sumo(net: Path, trip_files: list[Path], config: SimulationConfig, work:
         "--ignore-route-errors", "--routing-algorithm", "astar",
         "--step-log.period", "60", "--duration-log.statistics",
     ]
+    if config.reroute_period_s > 0:
+        command += ["--device.rerouting.probability", "1",
+                    "--device.rerouting.period", f"{config.reroute_period_s:.0f}",
+                    "--device.rerouting.pre-period", "0",
+                    "--device.rerouting.adaptation-interval", "10",
+                    "--device.rerouting.adaptation-steps", "18"]
     from tqdm import tqdm
 
     bar = tqdm(total=int(end_s), unit="sim s", desc="sumo", disable=not progress,
@@ -343,9 +353,11 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
     routes: dict[str, list[str]] = {}
     for _, element in ET.iterparse(work / "vehroute.xml", events=("end",)):
         if element.tag == "vehicle":
-            route = element.find("route")
-            if route is not None:
-                routes[element.get("id", "")] = route.get("edges", "").split()
+            # with rerouting the vehicle holds a routeDistribution whose last route is the
+            # one driven (replaced routes come first)
+            driven = list(element.iter("route"))
+            if driven:
+                routes[element.get("id", "")] = driven[-1].get("edges", "").split()
             element.clear()
     rows: dict[str, list] = {name: [] for name in (
         "trip_id", "departure_time", "duration_s", "route", "route_length_m",
@@ -365,7 +377,18 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
         edge_ids = routes.get(vehicle)
         if not edge_ids:
             continue
-        segments = mapper.join_route(edge_chains.get(edge, ()) for edge in edge_ids)
+        chains = [edge_chains.get(edge, ()) for edge in edge_ids]
+        if chains and all(chains):
+            # the trip starts / ends part-way along its first / last SUMO edge: keep only
+            # the segments of those edges' chains that it drives
+            last = len(chains) - 1
+            chains[0] = _trim_chain(chains[0], float(attributes["departPos"]),
+                                    edges[edge_ids[0]].length_m, mapper, keep="after")
+            chains[last] = _trim_chain(chains[last], float(attributes["arrivalPos"]),
+                                       edges[edge_ids[last]].length_m, mapper, keep="before",
+                                       start_at=float(attributes["departPos"]) if last == 0
+                                       else None)
+        segments = mapper.join_route(chains)
         if segments is None:
             continue
         report.mapped += 1
@@ -399,6 +422,25 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
     }
     report.trips_written = len(rows["trip_id"])
     return table
+
+
+def _trim_chain(chain: tuple[int, ...], position_m: float, edge_length_m: float,
+                mapper: SegmentMapper, *, keep: str, start_at: float | None = None
+                ) -> tuple[int, ...]:
+    """The part of an edge's segment chain after (``keep="after"``) or up to
+    (``keep="before"``) the point ``position_m`` metres along the edge."""
+    if len(chain) < 2 or edge_length_m <= 0:
+        return chain
+    lengths = np.asarray([mapper.segment_length(s) for s in chain])
+    ends = np.cumsum(lengths) / lengths.sum() * edge_length_m  # edge offset of segment ends
+    index = int(np.searchsorted(ends, min(max(position_m, 0.0), edge_length_m)))
+    index = min(index, len(chain) - 1)
+    if keep == "after":
+        return chain[index:]
+    first = 0
+    if start_at is not None:  # first and last edge are the same: cut both ends
+        first = min(int(np.searchsorted(ends, max(start_at, 0.0))), index)
+    return chain[first:index + 1]
 
 
 def _check_gridlock(report: SimulationReport, config: SimulationConfig) -> None:
@@ -452,6 +494,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=2500.0,
                         help="departures per hour (off-peak for rush)")
     parser.add_argument("--peak-factor", type=float, default=2.4)
+    parser.add_argument("--reroute-period", type=float, default=120.0,
+                        help="seconds between drivers' re-planning on current travel times "
+                             "(0 = keep the route chosen at departure)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", default=DEFAULT_START,
                         help="local clock time of simulation second 0 (ISO-8601)")
@@ -471,7 +516,7 @@ def _load_or_build_graph(osm_file: Path, graph_dir: Path | None, log):
     except ImportError as exc:
         raise InputError("pass --graph ROADGRAPH_DIR (built with `nareta ingest`)") from exc
     log(f"building the RoadGraph from {osm_file} (pass --graph to reuse one)")
-    return ingest_osm(osm_file)
+    return ingest_osm(osm_file).graph
 
 
 def run(args: argparse.Namespace) -> int:
@@ -489,7 +534,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out.with_name(out.name + ".probe"), force=True)
     config = SimulationConfig(hours=args.hours, profile=args.profile, seed=args.seed,
                               start=args.start, rate_per_hour=args.rate,
-                              peak_factor=args.peak_factor)
+                              peak_factor=args.peak_factor,
+                              reroute_period_s=args.reroute_period)
     parse_start(config.start)
     log = print if not args.no_progress else (lambda *a, **k: None)
     started = time.perf_counter()

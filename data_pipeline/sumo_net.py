@@ -272,6 +272,9 @@ class SegmentMapper:
                     heapq.heappush(entries, (next_cost, counter, (*chain, following), 0))
         return ()
 
+    def segment_length(self, segment: int) -> float:
+        return float(self._length[segment])
+
     def _gap(self, from_node: int, to_node: int) -> tuple[int, ...] | None:
         """Segments of the shortest path between two graph nodes if shorter than the limit."""
         key = (from_node, to_node)

@@ -43,7 +43,8 @@ class TripTable:
     ``frame`` keeps the input columns and adds ``departure_local`` (naive local clock time),
     ``departure_s`` (seconds since 1970-01-01 of that clock, for ordering and splitting) and
     ``departure_hour`` (fractional hour of day); after :func:`snap_trips` also
-    ``origin_segment, origin_fraction, origin_snap_m`` and the same for ``destination``.
+    ``origin_segment, origin_twin, origin_fraction, origin_snap_m`` and the same for
+    ``destination`` (``twin`` is the other direction of a two-way street, or -1).
     """
 
     frame: pd.DataFrame
@@ -242,26 +243,26 @@ def snap_trips(
     """Snap origins and destinations to the nearest segment of ``graph``; rows whose origin
     or destination lies farther than ``max_snap_distance_m`` from any road are rejected,
     as are routes naming segments the graph does not have."""
-    from data_pipeline.snap import snap_points
+    from data_pipeline.snap import Snapper
 
+    snapper = Snapper(graph)
     frame = table.frame.copy()
     rejected = Counter(table.rejected)
     bad = np.zeros(len(frame), dtype=bool)
     for end in ("origin", "destination"):
-        segment, fraction, distance = snap_points(
-            graph, frame[f"{end}_lon"].to_numpy(float), frame[f"{end}_lat"].to_numpy(float),
-            max_distance_m=max_snap_distance_m)
-        segment = np.asarray(segment, dtype=np.int64)
-        distance = np.asarray(distance, dtype=float)
-        far = (segment < 0) | ~(distance <= max_snap_distance_m)
+        snaps = snapper.snap(frame[f"{end}_lon"].to_numpy(float),
+                             frame[f"{end}_lat"].to_numpy(float),
+                             max_distance_m=max_snap_distance_m)
+        far = ~snaps.found
         new = far & ~bad
         if new.any():
             rejected[f"{end} farther than {max_snap_distance_m:g} m from the road network"] += \
                 int(new.sum())
         bad |= far
-        frame[f"{end}_segment"] = segment
-        frame[f"{end}_fraction"] = np.asarray(fraction, dtype=float)
-        frame[f"{end}_snap_m"] = distance
+        frame[f"{end}_segment"] = snaps.segment
+        frame[f"{end}_twin"] = snaps.twin
+        frame[f"{end}_fraction"] = snaps.fraction
+        frame[f"{end}_snap_m"] = snaps.distance_m
     if "route" in frame.columns:
         count = graph.num_segments
         outside = np.array([r is not None and len(r) > 0 and int(r.max()) >= count

@@ -95,6 +95,7 @@ def trip_times(
     destination_fraction = np.clip(np.asarray(destination_fraction, dtype=np.float64), 0, 1)
     time = np.asarray(segment_time_s, dtype=np.float64)
     matrix = line_graph(graph, time, turn_time_s)
+    incoming = matrix.tocsc()
     result = np.full(origin_segment.shape, np.inf)
     unique, inverse = np.unique(origin_segment, return_inverse=True)
     for start in range(0, len(unique), chunk):
@@ -103,6 +104,15 @@ def trip_times(
         rows = np.flatnonzero((inverse >= start) & (inverse < start + len(sources)))
         local = inverse[rows] - start
         result[rows] = distances[local, destination_segment[rows]]
+        # destination behind the origin on the same segment: drive a loop back onto it
+        behind = rows[(origin_segment[rows] == destination_segment[rows])
+                      & (destination_fraction[rows] < origin_fraction[rows])]
+        for row in behind:
+            segment = origin_segment[row]
+            column = incoming[:, segment]
+            predecessors, weights = column.indices, column.data
+            loop = distances[inverse[row] - start, predecessors] + weights
+            result[row] = loop.min() if len(loop) else np.inf
     o, d = origin_segment, destination_segment
     result = (1 - origin_fraction) * time[o] + result - (1 - destination_fraction) * time[d]
     same = (o == d) & (destination_fraction >= origin_fraction)
