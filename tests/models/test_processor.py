@@ -32,8 +32,8 @@ def test_four_node_graph(shipped, four_nodes):
     distance, pointer, _ = shortest_paths(processor, encoder, n, s, r, w, [0, 3])
     np.testing.assert_array_equal(pointer[0], [0, 0, 1, 2])
     np.testing.assert_allclose(distance[0], [0, 1, 3, 4], rtol=1e-3)
-    np.testing.assert_array_equal(pointer[1], [3, 0, 1, 2])  # from 3: 3->0->1->2
-    np.testing.assert_allclose(distance[1], [7, 8, 10, 11], rtol=1e-3)
+    np.testing.assert_array_equal(pointer[1], [3, 0, 1, 3])  # from 3: 3->0->1->2; pi[3] = 3
+    np.testing.assert_allclose(distance[1], [7, 8, 10, 0], rtol=1e-3)
 
 
 def test_unreachable_nodes_point_to_themselves(shipped):
