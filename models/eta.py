@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from data_pipeline.road_graph import RoadGraph
+from models.frontier import frontier_run
 from models.processor import NEG_INF, Processor, WeightEncoder, load_pretrained, scatter_max
 from models.travel_time import OriginRun
 from nareta.artifacts import artifact_hash, atomic_artifact_dir, read_manifest, write_manifest
@@ -259,6 +260,7 @@ class EtaModel(nn.Module):
         """Train/eval mode for encoder and decoder; the processor always stays in eval."""
         super().train(mode)
         self.processor.eval()
+        self._cache = {}  # latents cached in eval mode are stale once weights move
         return self
 
     # -- graph-dependent tensors (not parameters; an encoder transfers between cities) ----
@@ -303,23 +305,30 @@ class EtaModel(nn.Module):
             edge_latent = edge_latent + weight.unsqueeze(-1) * residual
         result = Latents(segment_time, penalty, edge_latent, edge_index)
         if not self.training:
-            self._cache = {bucket: result} if len(self._cache) > 64 else self._cache
+            if len(self._cache) >= 64:
+                self._cache.clear()
             self._cache[bucket] = result
         return result
 
     def run(self, roots: Tensor, edge_latent: Tensor, edge_index: Tensor, num_keys: int,
-            *, source_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Processor run(s): ``roots`` [B] (one source per row) or an explicit
-        ``source_mask`` [B, K]. Returns normalised times [B, K] (``inf`` unreached),
-        ``reached`` [B, K], pointer logits [B, edges]."""
+            *, source_mask: Tensor | None = None, pointers: bool = False
+            ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Processor run(s) to the fixed point (frontier execution, see models.frontier):
+        ``roots`` [B] (one source per row) or an explicit ``source_mask`` [B, K]. Returns
+        normalised times [B, K] (``inf`` unreached), ``reached`` [B, K] and, if asked,
+        pointer logits [B, edges]."""
         if source_mask is None:
             source_mask = torch.zeros(len(roots), num_keys, dtype=torch.bool)
             source_mask[torch.arange(len(roots)), roots] = True
-        out = self.processor(self.processor.initial_state(source_mask), source_mask,
-                             edge_latent, edge_index)
-        times = self.decoder(out.hidden).masked_fill(~out.reached, math.inf)
+        h0 = self.processor.initial_state(source_mask)
+        hidden, reached, _ = frontier_run(self.processor, h0, source_mask, edge_latent,
+                                          edge_index)
+        times = self.decoder(hidden).masked_fill(~reached, math.inf)
         times = times.masked_fill(source_mask, 0.0)
-        return times, out.reached, out.pointer_logits
+        logits = None
+        if pointers:
+            _, logits = self.processor.decode(hidden, reached, edge_latent, edge_index)
+        return times, reached, logits
 
     # -- TravelTimeModel --------------------------------------------------------------------
     def time_bucket(self, departure_time: dt.datetime | None) -> int:
@@ -344,7 +353,7 @@ class EtaModel(nn.Module):
         for start in range(0, len(origins), batch_size):
             roots = torch.from_numpy(np.asarray(origins[start:start + batch_size], np.int64))
             time_norm, reached, logits = self.run(roots, latents.edge_latent,
-                                                  latents.edge_index, num_keys)
+                                                  latents.edge_index, num_keys, pointers=True)
             best = scatter_max(logits.unsqueeze(-1), receiver, num_keys).squeeze(-1)  # [B, K]
             is_best = (logits == best[:, receiver]) & (logits > NEG_INF)  # [B, edges]
             edge_ids = torch.arange(receiver.numel()).expand_as(is_best)

@@ -36,8 +36,8 @@ class TrainConfig:
     epochs: int = 8
     batch_trips: int = 64
     learning_rate: float = 3e-3
-    corridor_factor: float = 1.3  # ellipse: |o-m| + |m-d| <= factor * |o-d| + margin
-    corridor_margin_m: float = 400.0
+    corridor_factor: float = 1.2  # ellipse: |o-m| + |m-d| <= factor * |o-d| + margin
+    corridor_margin_m: float = 250.0
     validation_share: float = 0.1
     patience: int = 2
     max_minutes: float = 30.0

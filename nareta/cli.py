@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "processor predict": ("models.processor_cli",
                           "neural shortest paths for graphs in an .npz file"),
     "simulate": ("data_pipeline.simulate", "simulate traffic with SUMO into a trip table"),
+    "train": ("models.train", "train the ETA model's encoder and decoder on trips"),
     "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
 }
 
