@@ -1,6 +1,6 @@
 """Benchmark of the pretrained shortest-path processor, in and out of distribution.
 
-    PYTHONPATH=. python benchmarks/processor.py [--processor DIR] [--baseline DIR]
+    PYTHONPATH=. python benchmarks/processor.py [--processor DIR] [--compare LABEL=DIR ...]
         [--road-graph DIR ...] [--out-dir benchmarks/results]
 
 Prints a table, writes ``processor.json`` and ``processor_accuracy.png`` (pointer accuracy
@@ -90,7 +90,8 @@ def evaluate(model, items) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--processor", default="artifacts_shipped/processor")
-    parser.add_argument("--baseline", default=None, help="a second Processor artifact")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=DIR",
+                        help="another Processor artifact to put beside it (repeatable)")
     parser.add_argument("--road-graph", action="append", default=[],
                         help="RoadGraph artifact directory (repeatable)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
@@ -100,14 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = {"processor": load_pretrained(args.processor)[:2]}
-    if args.baseline:
-        models["baseline"] = load_pretrained(args.baseline)[:2]
+    for item in args.compare:
+        label, _, directory = item.partition("=")
+        models[label] = load_pretrained(directory)[:2]
     suites = {} if args.skip_synthetic else synthetic_suites(args.seed)
     for directory in args.road_graph:
         name, n, items = road_graph_suite(directory, args.seed)
         suites[name] = (n, items)
     results: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
-    header = (f"{'suite':<34} {'model':<10} {'pointer':>8} {'path-opt':>8} {'graph':>7} "
+    header = (f"{'suite':<34} {'model':<12} {'pointer':>8} {'path-opt':>8} {'graph':>7} "
               f"{'med.rel.err':>11} {'steps':>6} {'s':>6}")
     print(header)
     print("-" * len(header))
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, model in models.items():
             r = evaluate(model, items)
             results[label][suite] = r
-            print(f"{suite:<34} {label:<10} {r['pointer_accuracy']:>8.2%} "
+            print(f"{suite:<34} {label:<12} {r['pointer_accuracy']:>8.2%} "
                   f"{r['path_optimality']:>8.2%} {r['whole_graph_accuracy']:>7.1%} "
                   f"{r['median_relative_distance_error']:>11.2e} {r['mean_steps']:>6.0f} "
                   f"{r['seconds']:>6.1f}", flush=True)

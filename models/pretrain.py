@@ -241,6 +241,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--layer", choices=("tropical", "mpnn"), default=model.layer)
     parser.add_argument("--hidden", type=int, default=model.hidden)
+    parser.add_argument("--learned-sender-map", action="store_true",
+                        help="tropical layer: learn A (rows summing to one) instead of A = I")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--iterations", type=int, default=defaults.iterations)
     parser.add_argument("--batch-graphs", type=int, default=defaults.batch_graphs)
@@ -264,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
         TrainConfig(), seed=args.seed, iterations=args.iterations,
         batch_graphs=args.batch_graphs, max_nodes=args.max_nodes,
         learning_rate=args.learning_rate)
-    model_config = proc.ProcessorConfig(layer=args.layer, hidden=args.hidden)
+    model_config = proc.ProcessorConfig(layer=args.layer, hidden=args.hidden,
+                                        learned_sender_map=args.learned_sender_map)
     checkpoint = args.checkpoint or Path(f"{str(args.out).rstrip('/')}.ckpt.pt")
     manifest = pretrain(args.out, processor_config=model_config, train_config=train_config,
                         checkpoint=checkpoint, force=args.force, progress=not args.no_progress)

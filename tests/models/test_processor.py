@@ -108,3 +108,28 @@ def test_weight_encoder_is_homogeneous():
     encoder = WeightEncoder(8)
     w = torch.tensor([0.5, 2.0])
     torch.testing.assert_close(encoder(3 * w), 3 * encoder(w))
+
+
+def test_hand_set_tropical_step_is_exactly_bellman_ford():
+    """A = I, B z = -w, distance read-out -h: every step equals a Bellman-Ford round."""
+    from models.algorithms import bellman_ford
+
+    g = road_like(np.random.default_rng(8), 80)
+    processor = Processor(ProcessorConfig(hidden=1))
+    with torch.no_grad():
+        processor.layer.edge.weight.fill_(-1.0)
+        processor.distance_decoder.net.weight.fill_(-1.0)
+        processor.pointer_decoder.net.weight.fill_(1.0)
+    trace = bellman_ford(g.num_nodes, g.senders, g.receivers, g.weights, g.source)
+    mask = torch.zeros(1, g.num_nodes, dtype=torch.bool)
+    mask[0, g.source] = True
+    edge_latent = torch.from_numpy(g.weights).double().unsqueeze(-1)  # [E, 1]
+    edge_index = torch.from_numpy(np.stack([g.senders, g.receivers]))
+    processor.double().freeze()
+    out = processor(processor.initial_state(mask).double(), mask, edge_latent, edge_index,
+                    num_steps=trace.num_rounds, keep_step_outputs=True)
+    for t, distance in enumerate(out.step_distances):
+        np.testing.assert_allclose(distance[0].numpy(), trace.hint_distance[t], rtol=1e-12)
+    converged = processor(processor.initial_state(mask).double(), mask, edge_latent,
+                          edge_index)
+    assert converged.converged and converged.steps == trace.num_rounds + 1
