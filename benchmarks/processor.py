@@ -50,7 +50,9 @@ def synthetic_suites(seed: int) -> dict[str, tuple[int, list]]:
     for n, count, sources in ((1000, 6, 4), (5000, 2, 4)):
         graphs = [road_like(rng, n, family) for family in ("grid", "delaunay") * (count // 2)]
         suites[f"road-like n={n:,}"] = (
-            n, [(g, rng.choice(g.num_nodes, sources, replace=False)) for g in graphs])
+            n,
+            [(g, rng.choice(g.num_nodes, sources, replace=False)) for g in graphs],
+        )
     return suites
 
 
@@ -59,9 +61,13 @@ def road_graph_suite(directory: str, seed: int, sources: int = 50):
     from models.synthetic import Graph
 
     road = RoadGraph.load(directory)
-    graph = Graph(road.num_nodes, road["edge_source"].astype(np.int64),
-                  road["edge_target"].astype(np.int64),
-                  road["free_flow_s"].astype(np.float64), 0)
+    graph = Graph(
+        road.num_nodes,
+        road["edge_source"].astype(np.int64),
+        road["edge_target"].astype(np.int64),
+        road["free_flow_s"].astype(np.float64),
+        0,
+    )
     rng = np.random.default_rng(seed)
     picked = rng.choice(road.num_nodes, min(sources, road.num_nodes), replace=False)
     name = road.metadata.get("name") or Path(directory).name
@@ -72,15 +78,31 @@ def evaluate(model, items) -> dict[str, float]:
     processor, encoder = model
     runs, steps, began = [], [], time.monotonic()
     for graph, sources in items:
-        distance, pointer, used = shortest_paths(processor, encoder, graph.num_nodes,
-                                                 graph.senders, graph.receivers, graph.weights,
-                                                 sources)
-        truth = exact_distances(graph.num_nodes, graph.senders, graph.receivers,
-                                graph.weights, sources)
+        distance, pointer, used = shortest_paths(
+            processor,
+            encoder,
+            graph.num_nodes,
+            graph.senders,
+            graph.receivers,
+            graph.weights,
+            sources,
+        )
+        truth = exact_distances(
+            graph.num_nodes, graph.senders, graph.receivers, graph.weights, sources
+        )
         steps.extend(used)
         for row, source in enumerate(sources):
-            runs.append(evaluate_run(truth[row], distance[row], pointer[row], graph.senders,
-                                     graph.receivers, graph.weights, int(source)))
+            runs.append(
+                evaluate_run(
+                    truth[row],
+                    distance[row],
+                    pointer[row],
+                    graph.senders,
+                    graph.receivers,
+                    graph.weights,
+                    int(source),
+                )
+            )
     result = summarise(runs)
     result["mean_steps"] = float(np.mean(steps))
     result["seconds"] = round(time.monotonic() - began, 1)
@@ -90,10 +112,19 @@ def evaluate(model, items) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--processor", default="artifacts_shipped/processor")
-    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=DIR",
-                        help="another Processor artifact to put beside it (repeatable)")
-    parser.add_argument("--road-graph", action="append", default=[],
-                        help="RoadGraph artifact directory (repeatable)")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="another Processor artifact to put beside it (repeatable)",
+    )
+    parser.add_argument(
+        "--road-graph",
+        action="append",
+        default=[],
+        help="RoadGraph artifact directory (repeatable)",
+    )
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--skip-synthetic", action="store_true")
@@ -109,18 +140,23 @@ def main(argv: list[str] | None = None) -> int:
         name, n, items = road_graph_suite(directory, args.seed)
         suites[name] = (n, items)
     results: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
-    header = (f"{'suite':<34} {'model':<12} {'pointer':>8} {'path-opt':>8} {'graph':>7} "
-              f"{'med.rel.err':>11} {'steps':>6} {'s':>6}")
+    header = (
+        f"{'suite':<34} {'model':<12} {'pointer':>8} {'path-opt':>8} {'graph':>7} "
+        f"{'med.rel.err':>11} {'steps':>6} {'s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for suite, (_, items) in suites.items():
         for label, model in models.items():
             r = evaluate(model, items)
             results[label][suite] = r
-            print(f"{suite:<34} {label:<12} {r['pointer_accuracy']:>8.2%} "
-                  f"{r['path_optimality']:>8.2%} {r['whole_graph_accuracy']:>7.1%} "
-                  f"{r['median_relative_distance_error']:>11.2e} {r['mean_steps']:>6.0f} "
-                  f"{r['seconds']:>6.1f}", flush=True)
+            print(
+                f"{suite:<34} {label:<12} {r['pointer_accuracy']:>8.2%} "
+                f"{r['path_optimality']:>8.2%} {r['whole_graph_accuracy']:>7.1%} "
+                f"{r['median_relative_distance_error']:>11.2e} {r['mean_steps']:>6.0f} "
+                f"{r['seconds']:>6.1f}",
+                flush=True,
+            )
     print(ANCHORS)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {suite: n for suite, (n, _) in suites.items()}
@@ -140,8 +176,11 @@ def plot(results, sizes, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, by_suite in results.items():
         for family, marker in (("ER", "o"), ("road-like", "s"), ("road ", "^")):
-            points = sorted((sizes[s], r["pointer_accuracy"]) for s, r in by_suite.items()
-                            if s.startswith(family))
+            points = sorted(
+                (sizes[s], r["pointer_accuracy"])
+                for s, r in by_suite.items()
+                if s.startswith(family)
+            )
             if points:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker=marker, label=f"{label}: {family.strip()}")

@@ -74,8 +74,9 @@ def scatter_max(src: Tensor, index: Tensor, num_nodes: int) -> Tensor:
     ``-inf`` where a node receives nothing."""
     batch, _, hidden = src.shape
     out = src.new_full((batch, num_nodes, hidden), NEG_INF)
-    return out.scatter_reduce(1, index.view(1, -1, 1).expand_as(src), src, "amax",
-                              include_self=True)
+    return out.scatter_reduce(
+        1, index.view(1, -1, 1).expand_as(src), src, "amax", include_self=True
+    )
 
 
 def segment_logsumexp(logits: Tensor, index: Tensor, num_nodes: int) -> Tensor:
@@ -164,8 +165,11 @@ class TropicalLayer(nn.Module):
         super().__init__()
         # A = I + M (I - 11^T / H): every row sums to one, so A 1 = 1 exactly.
         self.hidden = hidden
-        self.sender_offset = (nn.Parameter(torch.zeros(hidden, hidden))  # M
-                              if learned_sender_map else None)
+        self.sender_offset = (
+            nn.Parameter(torch.zeros(hidden, hidden))  # M
+            if learned_sender_map
+            else None
+        )
         self.edge = nn.Linear(hidden, hidden, bias=False)  # B
         with torch.no_grad():
             self.edge.weight.copy_(-torch.eye(hidden) - 0.1 * torch.rand(hidden, hidden))
@@ -178,8 +182,9 @@ class TropicalLayer(nn.Module):
         offset = self.sender_offset - self.sender_offset.mean(dim=1, keepdim=True)
         return torch.eye(offset.shape[0], dtype=offset.dtype) + offset
 
-    def message(self, h: Tensor, reached: Tensor, edge_latent: Tensor,
-                edge_index: Tensor) -> Tensor:
+    def message(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> Tensor:
         """``m_uv`` for every edge, ``-inf`` from unreached senders: ``[B, E, H]``."""
         sender = edge_index[0]
         m = h[:, sender]  # [B, E, H]
@@ -188,11 +193,13 @@ class TropicalLayer(nn.Module):
         m = m + self.edge(edge_latent).unsqueeze(0)  # [B, E, H]
         return m.masked_fill(~reached[:, sender].unsqueeze(-1), NEG_INF)
 
-    def forward(self, h: Tensor, reached: Tensor, edge_latent: Tensor,
-                edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
         num_nodes = h.shape[1]
-        incoming = scatter_max(self.message(h, reached, edge_latent, edge_index),
-                               edge_index[1], num_nodes)  # [B, N, H]
+        incoming = scatter_max(
+            self.message(h, reached, edge_latent, edge_index), edge_index[1], num_nodes
+        )  # [B, N, H]
         got = torch.isfinite(incoming[..., 0])  # [B, N]
         incoming = torch.where(got.unsqueeze(-1), incoming, h)  # no message: keep h
         h_next = torch.where(reached.unsqueeze(-1), torch.maximum(h, incoming), incoming)
@@ -219,23 +226,27 @@ class GatedMaxMPNNLayer(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.message_mlp = nn.Sequential(nn.Linear(5 * hidden, hidden), nn.ReLU(),
-                                         nn.Linear(hidden, hidden))
+        self.message_mlp = nn.Sequential(
+            nn.Linear(5 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
         self.output = nn.Linear(2 * hidden, hidden)
-        self.gate = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, hidden))
+        self.gate = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
         nn.init.constant_(self.gate[2].bias, -3.0)  # CLRS: gates start mostly closed
 
-    def forward(self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor,
-                x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor, x: Tensor
+    ) -> tuple[Tensor, Tensor]:
         sender, receiver = edge_index
         batch, num_nodes, _ = h.shape
         z = torch.cat([x, h], -1)  # [B, N, 2H]
         edges = edge_latent.unsqueeze(0).expand(batch, -1, -1)  # [B, E, H]
         m = self.message_mlp(torch.cat([z[:, sender], z[:, receiver], edges], -1))  # [B, E, H]
         aggregated = scatter_max(m, receiver, num_nodes)  # [B, N, H]
-        aggregated = torch.where(torch.isfinite(aggregated), aggregated,
-                                 torch.zeros_like(aggregated))
+        aggregated = torch.where(
+            torch.isfinite(aggregated), aggregated, torch.zeros_like(aggregated)
+        )
         both = torch.cat([h, aggregated], -1)  # [B, N, 2H]
         gate = torch.sigmoid(self.gate(both))
         h_next = gate * torch.relu(self.output(both)) + (1 - gate) * h
@@ -280,11 +291,11 @@ class PointerDecoder(nn.Module):
             with torch.no_grad():
                 self.net.weight.fill_(1.0 / hidden)
         else:
-            self.net = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, 1))
+            self.net = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-    def forward(self, layer: nn.Module, h: Tensor, reached: Tensor, edge_latent: Tensor,
-                edge_index: Tensor) -> Tensor:
+    def forward(
+        self, layer: nn.Module, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> Tensor:
         sender, receiver = edge_index
         if self.homogeneous:
             m = layer.message(h, reached, edge_latent, edge_index)  # [B, E, H]
@@ -330,7 +341,9 @@ class Processor(nn.Module):
             raise ValueError(f"unknown processor layer {self.config.layer!r}")
         self.layer: nn.Module = (
             TropicalLayer(hidden, learned_sender_map=self.config.learned_sender_map)
-            if homogeneous else GatedMaxMPNNLayer(hidden))
+            if homogeneous
+            else GatedMaxMPNNLayer(hidden)
+        )
         self.source_embedding = None if homogeneous else nn.Parameter(torch.randn(hidden))
         self.distance_decoder = DistanceDecoder(hidden, homogeneous=homogeneous)
         self.pointer_decoder = PointerDecoder(hidden, homogeneous=homogeneous)
@@ -344,14 +357,16 @@ class Processor(nn.Module):
             h = h + source_mask.unsqueeze(-1).float() * self.source_embedding
         return h  # [B, N, H]
 
-    def step(self, h: Tensor, reached: Tensor, x: Tensor, edge_latent: Tensor,
-             edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def step(
+        self, h: Tensor, reached: Tensor, x: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
         if isinstance(self.layer, TropicalLayer):
             return self.layer(h, reached, edge_latent, edge_index)
         return self.layer(h, reached, edge_latent, edge_index, x)
 
-    def decode(self, h: Tensor, reached: Tensor, edge_latent: Tensor,
-               edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def decode(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
         distance = self.distance_decoder(h).masked_fill(~reached, math.inf)  # [B, N]
         logits = self.pointer_decoder(self.layer, h, reached, edge_latent, edge_index)
         return distance, logits
@@ -423,8 +438,13 @@ class Processor(nn.Module):
         distance, logits = self.decode(h, reached, edge_latent, edge_index)
         return ProcessorOutput(
             states=torch.stack(states) if states is not None else None,
-            hidden=h, reached=reached, distance=distance, pointer_logits=logits,
-            steps=steps, converged=converged, step_distances=step_distances,
+            hidden=h,
+            reached=reached,
+            distance=distance,
+            pointer_logits=logits,
+            steps=steps,
+            converged=converged,
+            step_distances=step_distances,
             step_pointer_logits=step_logits,
         )
 
@@ -445,10 +465,13 @@ class Processor(nn.Module):
 def save_weights(path: Path, weight_encoder: WeightEncoder, processor: Processor) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"weight_encoder.{k}": v.detach().contiguous()
-               for k, v in weight_encoder.state_dict().items()}
-    tensors.update({f"processor.{k}": v.detach().contiguous()
-                    for k, v in processor.state_dict().items()})
+    tensors = {
+        f"weight_encoder.{k}": v.detach().contiguous()
+        for k, v in weight_encoder.state_dict().items()
+    }
+    tensors.update(
+        {f"processor.{k}": v.detach().contiguous() for k, v in processor.state_dict().items()}
+    )
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
@@ -456,8 +479,10 @@ def config_from_manifest(manifest: dict[str, Any]) -> ProcessorConfig:
     fields = {f.name for f in dataclasses.fields(ProcessorConfig)}
     raw = manifest.get("config")
     if not isinstance(raw, dict) or set(raw) - fields:
-        raise ArtifactError("processor artifact: manifest 'config' missing or has unknown keys "
-                            f"(expected a subset of {sorted(fields)})")
+        raise ArtifactError(
+            "processor artifact: manifest 'config' missing or has unknown keys "
+            f"(expected a subset of {sorted(fields)})"
+        )
     return ProcessorConfig(**raw)
 
 
@@ -478,11 +503,12 @@ def load_pretrained(
     encoder = WeightEncoder(config.hidden, bias=config.layer != "tropical")
     try:
         for prefix, module in (("processor.", processor), ("weight_encoder.", encoder)):
-            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             module.load_state_dict(part, strict=True)
     except RuntimeError as exc:
-        raise ArtifactError(f"artifact {directory}: weights do not match its config "
-                            f"({str(exc).splitlines()[0]})") from exc
+        raise ArtifactError(
+            f"artifact {directory}: weights do not match its config ({str(exc).splitlines()[0]})"
+        ) from exc
     processor.freeze()
     encoder.requires_grad_(False).eval()
     return processor, encoder, manifest
@@ -520,12 +546,13 @@ def shortest_paths(
     sources = np.asarray(sources, dtype=np.int64).reshape(-1)
     scale = weight_scale(weights)
     edge_index = torch.from_numpy(np.stack([senders, receivers]).astype(np.int64))
-    edge_latent = weight_encoder(torch.from_numpy(np.asarray(weights, np.float64) / scale)
-                                 .float())  # [E, H]
+    edge_latent = weight_encoder(
+        torch.from_numpy(np.asarray(weights, np.float64) / scale).float()
+    )  # [E, H]
     distances, predecessors, steps = [], [], []
     receiver = edge_index[1]
     for start in range(0, len(sources), batch_size):
-        chunk = torch.from_numpy(sources[start:start + batch_size])
+        chunk = torch.from_numpy(sources[start : start + batch_size])
         mask = torch.zeros(len(chunk), num_nodes, dtype=torch.bool)
         mask[torch.arange(len(chunk)), chunk] = True
         out = processor(processor.initial_state(mask), mask, edge_latent, edge_index)
@@ -535,8 +562,9 @@ def shortest_paths(
         is_best &= torch.isfinite(out.pointer_logits)
         edge_ids = torch.arange(receiver.numel()).expand_as(is_best)
         first = torch.full((len(chunk), num_nodes), receiver.numel(), dtype=torch.long)
-        first = first.scatter_reduce(1, receiver.expand_as(is_best),
-                                     torch.where(is_best, edge_ids, receiver.numel()), "amin")
+        first = first.scatter_reduce(
+            1, receiver.expand_as(is_best), torch.where(is_best, edge_ids, receiver.numel()), "amin"
+        )
         pointer = torch.arange(num_nodes).expand(len(chunk), -1).clone()
         has = first < receiver.numel()
         pointer[has] = edge_index[0][first[has]]

@@ -17,14 +17,27 @@ def test_tiny_pretrain_writes_a_loadable_artifact_and_resumes(tmp_path):
     config = TrainConfig(iterations=4, batch_graphs=2, max_nodes=16, checkpoint_every=2)
     model = proc.ProcessorConfig(hidden=4)
     checkpoint = tmp_path / "ckpt.pt"
-    pretrain(tmp_path / "a", processor_config=model, train_config=config,
-             checkpoint=checkpoint, progress=False, evaluate=False)
+    pretrain(
+        tmp_path / "a",
+        processor_config=model,
+        train_config=config,
+        checkpoint=checkpoint,
+        progress=False,
+        evaluate=False,
+    )
     processor, _, manifest = proc.load_pretrained(tmp_path / "a")
     assert manifest["training"] == dataclasses.asdict(config) and manifest["seed"] == 0
     # a finished checkpoint resumes at the end: same weights without further training
-    pretrain(tmp_path / "b", processor_config=model, train_config=config,
-             checkpoint=checkpoint, progress=False, evaluate=False)
+    pretrain(
+        tmp_path / "b",
+        processor_config=model,
+        train_config=config,
+        checkpoint=checkpoint,
+        progress=False,
+        evaluate=False,
+    )
     again, _, _ = proc.load_pretrained(tmp_path / "b")
-    for (name, a), (_, b) in zip(processor.state_dict().items(), again.state_dict().items(),
-                                 strict=True):
+    for (name, a), (_, b) in zip(
+        processor.state_dict().items(), again.state_dict().items(), strict=True
+    ):
         assert (a == b).all(), name
