@@ -22,7 +22,14 @@ import numpy as np
 
 from data_pipeline.road_graph import RoadGraph
 from data_pipeline.snap import Snapper
-from models.travel_time import FreeFlowModel, OriginRun, TravelTimeModel, dijkstra_tree
+from models.travel_time import (
+    FreeFlowModel,
+    FreeFlowTurnModel,
+    OriginRun,
+    TravelTimeModel,
+    dijkstra_tree,
+    line_dijkstra_tree,
+)
 from nareta.errors import InputError, NoRouteError, NoSegmentError
 
 Point = tuple[float, float]  # (lon, lat)
@@ -43,10 +50,12 @@ class Waypoint:
 
 @dataclass(frozen=True)
 class _Leg:
-    """One way to leave an origin or reach a destination: via `node`, costing `time_s` and
-    `length_m` on the partial `segment`."""
+    """One way to leave an origin or reach a destination, costing `time_s` and `length_m` on
+    the partial `segment`. `key` is where it meets a shortest-path tree: a node (node mode)
+    or a segment (turn mode, where trees measure time to the *end* of each segment, so an
+    end leg's time and length are negative: the unfinished part of the last segment)."""
 
-    node: int
+    key: int
     time_s: float
     length_m: float
     segment: int
@@ -105,6 +114,9 @@ class Predictor:
         self.model = model
         self.max_snap_distance_m = max_snap_distance_m
         self.snapper = Snapper(graph)
+        self.mode = getattr(model, "graph_mode", "node")
+        if self.mode not in ("node", "turn"):
+            raise ValueError(f"model graph_mode must be 'node' or 'turn', not {self.mode!r}")
         self._cache: OrderedDict[tuple[int, int], _Tree] = OrderedDict()
         self._cache_runs = cache_runs
         self._lock = threading.Lock()
@@ -116,10 +128,13 @@ class Predictor:
     def load(cls, graph_dir: str | Path, model_dir: str | Path | None = None,
              **options) -> Predictor:
         """Load a RoadGraph and a model artifact (``None`` or ``"freeflow"``: the free-flow
-        baseline). The model's manifest must name this graph, else ArtifactError."""
+        baseline; ``"freeflow-turns"``: the same on the turn graph, honouring turn
+        restrictions). The model's manifest must name this graph, else ArtifactError."""
         graph = RoadGraph.load(graph_dir)
         if model_dir is None or str(model_dir) == "freeflow":
             model: TravelTimeModel = FreeFlowModel(graph)
+        elif str(model_dir) == "freeflow-turns":
+            model = FreeFlowTurnModel(graph)
         else:
             from models.registry import load_model
 
@@ -145,33 +160,44 @@ class Predictor:
                          int(snaps.segment[i]), int(snaps.twin[i]), float(snaps.fraction[i]))
                 for i in range(len(array))]
 
-    def _starts(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
-        length, target = self.graph["length_m"], self.graph["edge_target"]
-        legs = [_Leg(int(target[point.segment]), (1 - point.fraction) * times[point.segment],
-                     (1 - point.fraction) * length[point.segment], point.segment, point.fraction)]
+    def _directions(self, point: Waypoint) -> list[tuple[int, float]]:
+        """(segment, position by length) for each direction the point can be driven in."""
+        directions = [(point.segment, point.fraction)]
         if point.twin >= 0:
-            legs.append(_Leg(int(target[point.twin]), point.fraction * times[point.twin],
-                             point.fraction * length[point.twin], point.twin,
-                             1 - point.fraction))
-        if point.fraction <= _AT_NODE:  # standing on the segment's start node
-            legs.append(_Leg(int(self.graph["edge_source"][point.segment]), 0.0, 0.0, -1, 0.0))
+            directions.append((point.twin, 1 - point.fraction))
+        return directions
+
+    def _starts(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
+        length, source, target = (self.graph[name] for name in
+                                  ("length_m", "edge_source", "edge_target"))
+        legs = []
+        for segment, position in self._directions(point):
+            key = segment if self.mode == "turn" else int(target[segment])
+            legs.append(_Leg(key, (1 - position) * times[segment],
+                             (1 - position) * length[segment], segment, position))
+        if self.mode == "node" and point.fraction <= _AT_NODE:  # on the segment's start node
+            legs.append(_Leg(int(source[point.segment]), 0.0, 0.0, -1, 0.0))
         return legs
 
     def _ends(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
-        length, source = self.graph["length_m"], self.graph["edge_source"]
-        legs = [_Leg(int(source[point.segment]), point.fraction * times[point.segment],
-                     point.fraction * length[point.segment], point.segment, point.fraction)]
-        if point.twin >= 0:
-            legs.append(_Leg(int(source[point.twin]), (1 - point.fraction) * times[point.twin],
-                             (1 - point.fraction) * length[point.twin], point.twin,
-                             1 - point.fraction))
-        if point.fraction >= 1 - _AT_NODE:  # standing on the segment's end node
-            legs.append(_Leg(int(self.graph["edge_target"][point.segment]), 0.0, 0.0, -1, 1.0))
+        length, source, target = (self.graph[name] for name in
+                                  ("length_m", "edge_source", "edge_target"))
+        legs = []
+        for segment, position in self._directions(point):
+            if self.mode == "turn":
+                legs.append(_Leg(segment, -(1 - position) * times[segment],
+                                 -(1 - position) * length[segment], segment, position))
+            else:
+                legs.append(_Leg(int(source[segment]), position * times[segment],
+                                 position * length[segment], segment, position))
+        if self.mode == "node" and point.fraction >= 1 - _AT_NODE:  # on the segment's end node
+            legs.append(_Leg(int(target[point.segment]), 0.0, 0.0, -1, 1.0))
         return legs
 
     # ------------------------------------------------------------------ model runs
     def _trees(self, nodes: list[int], bucket: int) -> dict[int, _Tree]:
-        """Shortest-path trees from each node: cached, coalesced, missing ones batched."""
+        """Shortest-path trees from each root (a node, or a segment in turn mode): cached,
+        coalesced, missing ones batched into one model run."""
         wanted = list(dict.fromkeys(nodes))
         result: dict[int, _Tree] = {}
         mine: list[int] = []
@@ -215,23 +241,37 @@ class Predictor:
     def _to_trees(self, run: OriginRun) -> list[_Tree]:
         length = self.graph["length_m"].astype(np.float64)
         source = self.graph["edge_source"]
-        n = self.graph.num_nodes
+        keys = run.node_time_s.shape[1]
         trees = []
-        for b, origin in enumerate(run.origins):
+        for b, root in enumerate(run.origins):
             parent = run.parent_segment[b]
-            # Metres along the tree by pointer doubling: ancestor and length to it.
             has_parent = parent >= 0
-            ancestor = np.where(has_parent, source[np.maximum(parent, 0)], np.arange(n))
-            ancestor[origin] = origin
-            metres = np.where(has_parent, length[np.maximum(parent, 0)], 0.0)
-            metres[origin] = 0.0
-            for _ in range(int(np.ceil(np.log2(max(n, 2)))) + 1):
+            safe = np.maximum(parent, 0)
+            # Metres along the tree by pointer doubling: ancestor and length to it.
+            if self.mode == "turn":  # keys are segments; a segment's parent is the previous one
+                ancestor = np.where(has_parent, safe, np.arange(keys))
+                metres = np.where(has_parent, length, 0.0)
+            else:  # keys are nodes; a node's parent is the segment that reaches it
+                ancestor = np.where(has_parent, source[safe], np.arange(keys))
+                metres = np.where(has_parent, length[safe], 0.0)
+            ancestor[root] = root
+            metres[root] = 0.0
+            for _ in range(int(np.ceil(np.log2(max(keys, 2)))) + 1):
                 metres = metres + metres[ancestor]
                 ancestor = ancestor[ancestor]
-            broken = (ancestor != origin) | ~np.isfinite(run.node_time_s[b])
+            broken = (ancestor != root) | ~np.isfinite(run.node_time_s[b])
             trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
                                parent=parent, length_m=np.where(broken, np.nan, metres)))
         return trees
+
+    def _exact_tree(self, root: int, times: np.ndarray, bucket: int) -> _Tree:
+        """Dijkstra over the model's own segment (and turn) times: the route fallback."""
+        if self.mode == "turn":
+            run = line_dijkstra_tree(self.graph, times, self.model.turn_times_s(bucket),
+                                     np.array([root]))
+        else:
+            run = dijkstra_tree(self.graph, times, np.array([root]))
+        return self._to_trees(run)[0]
 
     # ------------------------------------------------------------------ queries
     def _best(self, origin: Waypoint, destination: Waypoint, bucket: int,
@@ -247,10 +287,12 @@ class Predictor:
                         metres = share * self.graph["length_m"][start.segment]
                         best = (total, metres, start, end)
                     continue
-                tree = trees[start.node]
-                total = start.time_s + tree.time_s[end.node] + end.time_s
+                if self.mode == "turn" and start.key == end.key:
+                    continue  # would need a loop back onto the same segment
+                tree = trees[start.key]
+                total = start.time_s + tree.time_s[end.key] + end.time_s
                 if total < best[0]:
-                    metres = start.length_m + tree.length_m[end.node] + end.length_m
+                    metres = start.length_m + tree.length_m[end.key] + end.length_m
                     best = (total, metres, start, end)
         return best
 
@@ -259,7 +301,7 @@ class Predictor:
         origin_point, destination_point = self.snap([origin, destination])
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
-        trees = self._trees([leg.node for leg in self._starts(origin_point, times)], bucket)
+        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket)
         total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees, times)
         if not np.isfinite(total):
             raise NoRouteError("no route connects the origin to the destination")
@@ -273,7 +315,7 @@ class Predictor:
         origin_point, destination_point = self.snap([origin, destination])
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
-        trees = self._trees([leg.node for leg in self._starts(origin_point, times)], bucket)
+        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket)
         total, metres, start, end = self._best(origin_point, destination_point, bucket, trees,
                                                times)
         if start is None:
@@ -282,15 +324,15 @@ class Predictor:
         if start.segment == end.segment >= 0 and start.position <= end.position:
             middle: list[int] = []
         else:
-            middle = self._follow(trees[start.node].parent, start.node, end.node)
+            middle = self._follow(trees[start.key].parent, start.key, end.key)
             if middle is None:
                 fallback_reason = ("the model's predecessor pointers do not form a path; "
                                    "routed by Dijkstra over the model's segment times")
-                tree = self._to_trees(dijkstra_tree(self.graph, times, np.array([start.node])))[0]
-                middle = self._follow(tree.parent, start.node, end.node)
+                tree = self._exact_tree(start.key, times, bucket)
+                middle = self._follow(tree.parent, start.key, end.key)
                 if middle is None:
                     raise NoRouteError("no route connects the origin to the destination")
-                metres = start.length_m + tree.length_m[end.node] + end.length_m
+                metres = start.length_m + tree.length_m[end.key] + end.length_m
         segments, partial = self._assemble(start, end, middle)
         raw = np.array([times[s] * share for s, share in zip(segments, partial, strict=True)])
         # Per-segment times are the model's segment times, scaled to sum to its ETA.
@@ -303,20 +345,29 @@ class Predictor:
             fallback_used=fallback_reason is not None, fallback_reason=fallback_reason,
         )
 
-    def _follow(self, parent: np.ndarray, root: int, node: int) -> list[int] | None:
-        """Segments from `root` to `node` along parent pointers, or None if they break."""
+    def _follow(self, parent: np.ndarray, root: int, key: int) -> list[int] | None:
+        """The segments strictly between the start leg and the end leg along the tree's
+        parent pointers (from `root` to `key`), or None if the pointers break or loop."""
         source, target = self.graph["edge_source"], self.graph["edge_target"]
         path: list[int] = []
-        current = node
-        for _ in range(self.graph.num_nodes + 1):
+        current = key
+        for _ in range(len(parent) + 1):
             if current == root:
                 path.reverse()
-                return path
-            segment = int(parent[current])
-            if segment < 0 or target[segment] != current:
+                return path[1:] if self.mode == "turn" else path  # turn: drop the root
+            previous = int(parent[current])
+            if previous < 0:
                 return None
-            path.append(segment)
-            current = int(source[segment])
+            if self.mode == "turn":
+                if target[previous] != source[current]:
+                    return None
+                path.append(previous)
+            else:
+                if target[previous] != current:
+                    return None
+                path.append(previous)
+                previous = int(source[previous])
+            current = previous
         return None
 
     @staticmethod
@@ -361,7 +412,7 @@ class Predictor:
         origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
-        start_nodes = [leg.node for p in origin_points for leg in self._starts(p, times)]
+        start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
         trees = self._trees(start_nodes, bucket)
         durations = np.full((len(origins), len(destinations)), np.nan)
         distances = np.full_like(durations, np.nan)

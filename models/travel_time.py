@@ -20,11 +20,13 @@ from data_pipeline.road_graph import RoadGraph
 
 @dataclass(frozen=True)
 class OriginRun:
-    """Travel times from a batch of origins to every node."""
+    """Travel times from a batch of origins to every node (node mode) or to the end of every
+    segment (turn mode, where origins are segments too)."""
 
-    origins: np.ndarray  # [B] int64 origin node indices
-    node_time_s: np.ndarray  # [B, N] float64 seconds from origin; inf where unreachable
-    parent_segment: np.ndarray  # [B, N] int64 segment reaching each node; -1 at origin/unreached
+    origins: np.ndarray  # [B] int64 origin node (turn mode: segment) indices
+    node_time_s: np.ndarray  # [B, K] float64 seconds from origin; inf where unreachable
+    parent_segment: np.ndarray  # [B, K] int64 segment reaching each node (turn mode: the
+    # previous segment); -1 at the origin and where unreached
 
 
 class TravelTimeModel(Protocol):
@@ -32,6 +34,8 @@ class TravelTimeModel(Protocol):
 
     name: str
     identity: str  # a hash that changes whenever the model's answers could change
+    #: "node": trees over junctions, no turn costs; "turn": trees over segments via turns
+    graph_mode: str
 
     def time_bucket(self, departure_time: dt.datetime | None) -> int:
         """The departure-time bucket the model distinguishes (0 if it ignores time)."""
@@ -42,8 +46,12 @@ class TravelTimeModel(Protocol):
         trip and for the Dijkstra fallback)."""
         ...
 
+    def turn_times_s(self, bucket: int) -> np.ndarray | None:
+        """``[T]`` seconds per turn (turn mode), or None."""
+        ...
+
     def run_from(self, origins: np.ndarray, bucket: int) -> OriginRun:
-        """Travel times from each of ``origins`` (node indices) to every node."""
+        """Travel times from each of ``origins`` (node indices; segments in turn mode)."""
         ...
 
 
@@ -74,6 +82,7 @@ class FreeFlowModel:
     """Baseline 1: Dijkstra on length / (imputed) maxspeed, osmnx's ``add_edge_travel_times``."""
 
     name = "freeflow"
+    graph_mode = "node"
 
     def __init__(self, graph: RoadGraph):
         self.graph = graph
@@ -86,5 +95,43 @@ class FreeFlowModel:
     def segment_times_s(self, bucket: int) -> np.ndarray:
         return self._times
 
+    def turn_times_s(self, bucket: int) -> None:
+        return None
+
     def run_from(self, origins: np.ndarray, bucket: int) -> OriginRun:
         return dijkstra_tree(self.graph, self._times, origins)
+
+
+def line_dijkstra_tree(graph: RoadGraph, segment_times: np.ndarray,
+                       turn_times: np.ndarray | None, origin_segments: np.ndarray) -> OriginRun:
+    """Exact shortest-path tree on the turn (line) graph: vertices are segments, arcs are the
+    allowed turns ``a -> b`` weighted ``turn time + time of b``; times are to the *end* of
+    each segment, parents are previous segments. Honours turn restrictions."""
+    from scipy.sparse import csr_matrix
+
+    turn_from, turn_to = graph["turn_from"], graph["turn_to"]
+    weight = np.asarray(segment_times, dtype=np.float64)[turn_to]
+    if turn_times is not None:
+        weight = weight + np.asarray(turn_times, dtype=np.float64)
+    weight = np.maximum(weight, 1e-6)  # scipy treats an explicit 0 as "no arc"
+    count = graph.num_segments
+    matrix = csr_matrix((weight, (turn_from, turn_to)), shape=(count, count))
+    origins = np.asarray(origin_segments, dtype=np.int64)
+    times, predecessors = dijkstra(matrix, directed=True, indices=origins,
+                                   return_predecessors=True)
+    return OriginRun(origins=origins, node_time_s=np.atleast_2d(times),
+                     parent_segment=np.atleast_2d(predecessors).astype(np.int64))
+
+
+class FreeFlowTurnModel(FreeFlowModel):
+    """Free-flow times on the turn graph: the same segment times, turn restrictions honoured."""
+
+    name = "freeflow-turns"
+    graph_mode = "turn"
+
+    def __init__(self, graph: RoadGraph):
+        super().__init__(graph)
+        self.identity = f"freeflow-turns:{graph.identity}"
+
+    def run_from(self, origins: np.ndarray, bucket: int) -> OriginRun:
+        return line_dijkstra_tree(self.graph, self._times, None, origins)

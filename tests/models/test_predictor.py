@@ -99,3 +99,44 @@ def test_matches_networkx_on_bundled_city(bundled_graph):
     assert all(target[a] == source[b] for a, b in itertools.pairwise(route.segments))
     assert route.eta_s == pytest.approx(matrix.durations_s[0, 1], rel=1e-6)
     assert route.distance_m == pytest.approx(matrix.distances_m[0, 1], rel=1e-6)
+
+
+def test_turn_mode_honours_restriction(tiny_predictor):
+    from models.travel_time import FreeFlowTurnModel
+
+    graph = tiny_predictor.graph
+    turns = Predictor(graph, FreeFlowTurnModel(graph), max_snap_distance_m=50)
+    # From mid-way 100 heading east to mid-way 103 (the north loop): node mode turns left at
+    # node 3 (forbidden); turn mode must go back west to node 1 and take the loop from there.
+    origin, destination = (24.9412, 60.170), (24.941, 60.171)
+    node_route = tiny_predictor.route(origin, destination)
+    turn_route = turns.route(origin, destination)
+    east, loop_from_3 = _segment(graph, [1, 2, 3]), _segment(graph, [3, 4, 6, 1])
+    loop_from_1 = _segment(graph, [1, 6, 4, 3])
+    assert node_route.segments[:2] == [east, loop_from_3]
+    assert turn_route.segments[0] != east or turn_route.segments[1] != loop_from_3
+    assert loop_from_1 in turn_route.segments
+    assert turn_route.eta_s > node_route.eta_s
+    assert sum(turn_route.segment_times_s) == pytest.approx(turn_route.eta_s, rel=1e-6)
+    assert not turn_route.fallback_used
+
+
+def test_turn_mode_agrees_where_no_restriction_binds(bundled_graph):
+    from models.travel_time import FreeFlowTurnModel
+
+    node = Predictor(bundled_graph, FreeFlowModel(bundled_graph))
+    turn = Predictor(bundled_graph, FreeFlowTurnModel(bundled_graph))
+    rng = np.random.default_rng(3)
+    index = rng.choice(len(bundled_graph["path_lon"]), size=10, replace=False)
+    points = [(float(bundled_graph["path_lon"][i]) + 1e-5, float(bundled_graph["path_lat"][i]))
+              for i in index]
+    node_matrix = node.matrix(points, points).durations_s
+    turn_matrix = turn.matrix(points, points).durations_s
+    off_diagonal = ~np.eye(len(points), dtype=bool)
+    # Restrictions and the lack of U-turn-in-place can only make turn-mode trips longer.
+    assert (turn_matrix[off_diagonal] >= node_matrix[off_diagonal] - 1e-6).all()
+    assert np.median(turn_matrix[off_diagonal] / node_matrix[off_diagonal]) < 1.05
+    route = turn.route(points[0], points[1])
+    source, target = bundled_graph["edge_source"], bundled_graph["edge_target"]
+    assert all(target[a] == source[b] for a, b in itertools.pairwise(route.segments))
+    assert route.eta_s == pytest.approx(turn_matrix[0, 1], rel=1e-6)
