@@ -292,6 +292,8 @@ def pretrain(
             seed=train_config.seed,
             extra=extra,
         )
+    if checkpoint is not None:  # the artifact now holds the result; a stale checkpoint
+        checkpoint.unlink(missing_ok=True)  # must not be resumed by a later run
     return manifest
 
 
