@@ -129,7 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        default=None,
+        help="only redraw the PNG from an existing processor.json",
+    )
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        payload = json.loads(args.replot.read_text())
+        plot(payload["results"], payload["sizes"], args.replot.with_name("processor_accuracy.png"))
+        return 0
     torch.set_num_threads(args.threads)
     models = {"processor": load_pretrained(args.processor)[:2]}
     for item in args.compare:
@@ -174,8 +184,10 @@ def plot(results, sizes, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label, by_suite in results.items():
-        for family, marker in (("ER", "o"), ("road-like", "s"), ("road ", "^")):
+    families = (("ER", "o", "-"), ("road-like", "s", "--"), ("road ", "^", ":"))
+    for index, (label, by_suite) in enumerate(results.items()):
+        color = f"C{index}"
+        for family, marker, style in families:
             points = sorted(
                 (sizes[s], r["pointer_accuracy"])
                 for s, r in by_suite.items()
@@ -183,7 +195,9 @@ def plot(results, sizes, path: Path) -> None:
             )
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker=marker, label=f"{label}: {family.strip()}")
+                ax.plot(
+                    xs, ys, marker=marker, ls=style, color=color, label=f"{label}: {family.strip()}"
+                )
     ax.axhline(0.974, color="grey", ls=":", lw=1, label="Triplet-GMPNN, ER n=64")
     ax.set_xscale("log")
     ax.set_xlabel("nodes")
