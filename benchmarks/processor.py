@@ -1,7 +1,7 @@
 """Benchmark of the pretrained shortest-path processor, in and out of distribution.
 
     PYTHONPATH=. python benchmarks/processor.py [--processor DIR] [--compare LABEL=DIR ...]
-        [--road-graph DIR ...] [--out-dir benchmarks/results]
+        [--road-graph DIR ...] [--osm FILE ...] [--out-dir benchmarks/results]
 
 Prints a table, writes ``processor.json`` and ``processor_accuracy.png`` (pointer accuracy
 against graph size) into ``--out-dir``. Ground truth: scipy's Dijkstra.
@@ -14,7 +14,8 @@ with every pointer right; median relative distance error over reachable non-sour
 
 Suites: CLRS-style ER graphs (p = 0.5) with n = 16 (the training distribution's scale),
 64, 128, 256; synthetic road-like graphs with n = 1,000 and 5,000; each real RoadGraph
-given with ``--road-graph`` (free-flow seconds as weights, 50 random sources).
+given with ``--road-graph`` or ingested from ``--osm`` (free-flow seconds as weights, 50
+random sources).
 """
 
 from __future__ import annotations
@@ -56,11 +57,10 @@ def synthetic_suites(seed: int) -> dict[str, tuple[int, list]]:
     return suites
 
 
-def road_graph_suite(directory: str, seed: int, sources: int = 50):
-    from data_pipeline.road_graph import RoadGraph
+def road_graph_suite(road, label: str, seed: int, sources: int = 50):
+    """A RoadGraph with free-flow seconds as weights and ``sources`` random origins."""
     from models.synthetic import Graph
 
-    road = RoadGraph.load(directory)
     graph = Graph(
         road.num_nodes,
         road["edge_source"].astype(np.int64),
@@ -70,8 +70,20 @@ def road_graph_suite(directory: str, seed: int, sources: int = 50):
     )
     rng = np.random.default_rng(seed)
     picked = rng.choice(road.num_nodes, min(sources, road.num_nodes), replace=False)
-    name = road.metadata.get("name") or Path(directory).name
-    return f"road {name} (n={road.num_nodes:,})", road.num_nodes, [(graph, picked)]
+    return f"road {label} (n={road.num_nodes:,})", road.num_nodes, [(graph, picked)]
+
+
+def load_road_graphs(artifacts: list[str], osm_files: list[str]):
+    """(label, RoadGraph) for each RoadGraph artifact and each OSM file (ingested here)."""
+    from data_pipeline.road_graph import RoadGraph
+
+    roads = [(Path(d).name, RoadGraph.load(d)) for d in artifacts]
+    if osm_files:
+        from data_pipeline.ingest import ingest_osm
+
+        for path in osm_files:
+            roads.append((Path(path).name.split(".")[0], ingest_osm(path).graph))
+    return roads
 
 
 def evaluate(model, items) -> dict[str, float]:
@@ -125,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="RoadGraph artifact directory (repeatable)",
     )
+    parser.add_argument(
+        "--osm",
+        nargs="*",
+        default=[],
+        help="OSM extracts to ingest and evaluate, e.g. ../shared/osm/*.osm.pbf",
+    )
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--skip-synthetic", action="store_true")
@@ -146,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         label, _, directory = item.partition("=")
         models[label] = load_pretrained(directory)[:2]
     suites = {} if args.skip_synthetic else synthetic_suites(args.seed)
-    for directory in args.road_graph:
-        name, n, items = road_graph_suite(directory, args.seed)
+    for label, road in load_road_graphs(args.road_graph, args.osm):
+        name, n, items = road_graph_suite(road, label, args.seed)
         suites[name] = (n, items)
     results: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
     header = (
