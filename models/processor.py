@@ -8,7 +8,7 @@ Two processor layers are provided; the artifact's config names the one it uses.
     max, and a node keeps the best of its state and its incoming messages. Every map is
     positively homogeneous of degree 1, so multiplying all weights by ``c > 0`` multiplies
     every latent and decoded distance by ``c`` and leaves every pointer unchanged (IterGNN,
-    NeurIPS 2020). That is what holds at road scale: road graphs need 50-150 rounds and carry
+    NeurIPS 2020). That is what holds at road scale: road graphs need 90-200 rounds and carry
     distances hundreds of times larger than training graphs; a layer with biases or a
     saturating non-linearity sees inputs it never saw in training, this one provably does
     not (``tests/models/test_processor.py`` checks the scale equivariance). Which nodes a
@@ -143,17 +143,18 @@ class TropicalLayer(nn.Module):
     but 0% whole-graph accuracy at n=5,000. The shipped configuration therefore fixes
     :math:`\mathbf{A} = \mathbf{I}` (``learned_sender_map=False``): every channel is then
     an exact min-plus recursion under its own learned cost :math:`(\mathbf{B}\mathbf{z})_k`,
-    and what is learned is the cost map, the read-outs and the pointer scorer (a channel
-    with a positive cost would compute longest walks and never settle; in the shipped
-    model all 16 costs are negative). Numbers for
-    all three variants and the MPNN baseline: ``benchmarks/results/processor.json``.
-    With :math:`\mathbf{A} = \mathbf{I}` and
-    :math:`\mathbf{B}\mathbf{z}_{uv} = -w_{uv}\mathbf{c}`, :math:`\mathbf{c} > 0`, it is
-    exactly Bellman-Ford on :math:`-\mathbf{h}/\mathbf{c}`; training finds such a solution
-    in a latent basis of its choosing.
+    and what is learned is the cost map, the read-outs and the pointer scorer. A channel
+    with a positive cost would compute longest walks and never settle; :math:`\mathbf{B}`
+    and the weight encoder are initialised so that all costs start negative, and in the
+    shipped model all 16 stay so. With :math:`\mathbf{B}\mathbf{z}_{uv} = -w_{uv}
+    \mathbf{c}`, :math:`\mathbf{c} > 0`, the step is exactly Bellman-Ford on
+    :math:`-\mathbf{h}/\mathbf{c}` (``test_hand_set_tropical_step_is_exactly_bellman_ford``).
+    Numbers for both tropical variants and the MPNN baseline: ``benchmarks/results/``.
 
     Args:
         hidden (int): latent size ``H``.
+        learned_sender_map (bool, optional): learn :math:`\mathbf{A}` (rows summing to one)
+            instead of fixing :math:`\mathbf{A} = \mathbf{I}`. (default: ``False``)
 
     Shapes:
         - **h** ``[B, N, H]``, **reached** ``[B, N]`` bool, **edge_latent** ``[E, H]``,
