@@ -127,3 +127,11 @@ def test_not_an_npz_and_existing_output(tmp_path):
     assert result.returncode == 2 and "--force" in result.stderr
     assert out.read_text() == "keep me"
     assert _predict("--graphs", str(good), "--out", str(out), "--force").returncode == 0
+
+
+def test_missing_processor_artifact(tmp_path):
+    graphs, out = tmp_path / "graphs.npz", tmp_path / "out.npz"
+    _write(graphs)
+    result = _predict("--graphs", str(graphs), "--out", str(out), "--processor", str(tmp_path))
+    assert result.returncode == 2 and "manifest.json" in result.stderr
+    assert not out.exists()
