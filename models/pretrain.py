@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,15 @@ import numpy as np
 import torch
 
 from models import processor as proc
-from models.algorithms import bellman_ford
+from models.algorithms import bellman_ford, exact_distances
 from models.metrics import evaluate_run, summarise
-from models.synthetic import CLRS_TRAIN_P, erdos_renyi, road_like, training_graph
+from models.synthetic import CLRS_TRAIN_P, Graph, erdos_renyi, road_like, training_graph
 from nareta.artifacts import atomic_artifact_dir, check_output_dir, write_manifest
 from nareta.errors import InputError
 
 DEFAULT_OUT = "artifacts_shipped/processor"
+#: the bundled extract, evaluated after training (real roads, free-flow weights)
+BUNDLED_OSM = Path(__file__).resolve().parents[1] / "data" / "osm" / "baltimore.osm.pbf"
 
 
 @dataclass(frozen=True)
@@ -143,35 +146,57 @@ def batch_loss(
 
 
 def quick_evaluation(
-    processor: proc.Processor, encoder: proc.WeightEncoder, *, seed: int
+    processor: proc.Processor,
+    encoder: proc.WeightEncoder,
+    *,
+    seed: int,
+    osm_files: Sequence[Path] = (),
+    road_sources: int = 20,
 ) -> dict[str, dict[str, float]]:
-    """Small held-out check stored in the manifest (the full table: benchmarks/processor.py)."""
+    """Held-out check stored in the manifest (the full table: benchmarks/processor.py):
+    ER n=64, road-like n=1,000 and each OSM extract (ingested here, free-flow seconds as
+    weights, ``road_sources`` random origins)."""
     rng = np.random.default_rng([seed, 10**6])
-    suites = {
-        "er_n64": [erdos_renyi(rng, 64, 0.5) for _ in range(8)],
-        "road_n1000": [road_like(rng, 1000) for _ in range(2)],
+    suites: dict[str, list[tuple[Graph, np.ndarray]]] = {
+        "er_n64": [
+            (g, np.array([g.source])) for g in (erdos_renyi(rng, 64, 0.5) for _ in range(8))
+        ],
+        "road_n1000": [(g, np.array([g.source])) for g in (road_like(rng, 1000) for _ in range(2))],
     }
+    if osm_files:
+        from data_pipeline.ingest import ingest_osm
+
+        for path in osm_files:
+            road = ingest_osm(path).graph
+            graph = Graph(
+                road.num_nodes,
+                road["edge_source"].astype(np.int64),
+                road["edge_target"].astype(np.int64),
+                road["free_flow_s"].astype(np.float64),
+                0,
+            )
+            sources = rng.choice(road.num_nodes, min(road_sources, road.num_nodes), replace=False)
+            suites[f"osm_{Path(path).name.split('.')[0]}_n{road.num_nodes}"] = [(graph, sources)]
     results = {}
-    for name, graphs in suites.items():
+    for name, items in suites.items():
         runs = []
-        for g in graphs:
+        for g, sources in items:
             distance, pointer, _ = proc.shortest_paths(
-                processor, encoder, g.num_nodes, g.senders, g.receivers, g.weights, [g.source]
+                processor, encoder, g.num_nodes, g.senders, g.receivers, g.weights, sources
             )
-            truth = bellman_ford(
-                g.num_nodes, g.senders, g.receivers, g.weights, g.source, with_hints=False
-            )
-            runs.append(
-                evaluate_run(
-                    truth.distance,
-                    distance[0],
-                    pointer[0],
-                    g.senders,
-                    g.receivers,
-                    g.weights,
-                    g.source,
+            truth = exact_distances(g.num_nodes, g.senders, g.receivers, g.weights, sources)
+            for row, source in enumerate(sources):
+                runs.append(
+                    evaluate_run(
+                        truth[row],
+                        distance[row],
+                        pointer[row],
+                        g.senders,
+                        g.receivers,
+                        g.weights,
+                        int(source),
+                    )
                 )
-            )
         results[name] = {k: round(float(v), 5) for k, v in summarise(runs).items()}
     return results
 
@@ -185,6 +210,7 @@ def pretrain(
     force: bool = False,
     progress: bool = True,
     evaluate: bool = True,
+    eval_osm: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train, evaluate and write the Processor artifact; returns its manifest."""
     from tqdm import tqdm
@@ -263,7 +289,11 @@ def pretrain(
     train_seconds = time.monotonic() - began
     processor.freeze()
     encoder.requires_grad_(False).eval()
-    metrics = quick_evaluation(processor, encoder, seed=train_config.seed) if evaluate else {}
+    metrics = (
+        quick_evaluation(processor, encoder, seed=train_config.seed, osm_files=eval_osm)
+        if evaluate
+        else {}
+    )
     extra = {
         "config": dataclasses.asdict(processor_config),
         "training": dataclasses.asdict(train_config),
@@ -325,6 +355,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--eval-osm",
+        nargs="*",
+        type=Path,
+        default=[BUNDLED_OSM] if BUNDLED_OSM.is_file() else [],
+        help="OSM extracts to evaluate on after training, recorded in the manifest "
+        "(default: the bundled Baltimore extract; pass no files to skip)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -334,6 +372,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--max-nodes must lie in [2, 64]: the processor is pretrained on small graphs only"
         )
+    missing = [str(path) for path in args.eval_osm if not Path(path).is_file()]
+    if missing:
+        raise InputError(f"--eval-osm: no such file: {', '.join(missing)}")
     torch.set_num_threads(args.threads)
     train_config = dataclasses.replace(
         TrainConfig(),
@@ -354,6 +395,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=checkpoint,
         force=args.force,
         progress=not args.no_progress,
+        eval_osm=args.eval_osm,
     )
     print(f"wrote {args.out}: {proc.describe(manifest)}")
     return 0
