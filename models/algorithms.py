@@ -56,8 +56,9 @@ def _as_edges(num_nodes: int, senders, receivers, weights):
     weights = np.asarray(weights, dtype=np.float64)
     if not (senders.shape == receivers.shape == weights.shape) or senders.ndim != 1:
         raise ValueError("senders, receivers and weights must be 1-D arrays of one length")
-    if senders.size and (min(senders.min(), receivers.min()) < 0
-                         or max(senders.max(), receivers.max()) >= num_nodes):
+    if senders.size and (
+        min(senders.min(), receivers.min()) < 0 or max(senders.max(), receivers.max()) >= num_nodes
+    ):
         raise ValueError(f"edge endpoints must lie in [0, {num_nodes})")
     if weights.size and not (np.all(np.isfinite(weights)) and weights.min() >= 0):
         raise ValueError("weights must be finite and non-negative")
@@ -97,8 +98,9 @@ def bellman_ford(
             hint_predecessor.append(predecessor.copy())
     if not with_hints:
         hint_distance, hint_predecessor = [distance], [predecessor]
-    return ShortestPathTrace(distance, predecessor, np.stack(hint_distance),
-                             np.stack(hint_predecessor))
+    return ShortestPathTrace(
+        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
+    )
 
 
 def dijkstra(
@@ -120,7 +122,7 @@ def dijkstra(
         if settled[u]:
             continue
         settled[u] = True
-        for e in order[offsets[u]:offsets[u + 1]]:
+        for e in order[offsets[u] : offsets[u + 1]]:
             v, d_v = receivers[e], d_u + weights[e]
             if d_v < distance[v]:
                 distance[v], predecessor[v] = d_v, u
@@ -130,8 +132,9 @@ def dijkstra(
             hint_predecessor.append(predecessor.copy())
     if not with_hints:
         hint_distance, hint_predecessor = [distance], [predecessor]
-    return ShortestPathTrace(distance, predecessor, np.stack(hint_distance),
-                             np.stack(hint_predecessor))
+    return ShortestPathTrace(
+        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
+    )
 
 
 def tight_edges(distance: np.ndarray, senders, receivers, weights, *, rtol: float = 1e-6):
@@ -157,12 +160,13 @@ def exact_distances(num_nodes: int, senders, receivers, weights, sources) -> np.
     keep = senders != receivers
     senders, receivers, weights = senders[keep], receivers[keep], weights[keep]
     by_weight = np.argsort(weights, kind="stable")
-    _, first = np.unique(senders[by_weight] * num_nodes + receivers[by_weight],
-                         return_index=True)
+    _, first = np.unique(senders[by_weight] * num_nodes + receivers[by_weight], return_index=True)
     chosen = by_weight[first]
     # explicit zeros would vanish from a sparse matrix: nudge them to the smallest positive
     values = np.maximum(weights[chosen], np.finfo(float).tiny)
-    matrix = coo_matrix((values, (senders[chosen], receivers[chosen])),
-                        shape=(num_nodes, num_nodes)).tocsr()
-    return np.atleast_2d(scipy_dijkstra(matrix, directed=True,
-                                        indices=np.asarray(sources, dtype=np.int64)))
+    matrix = coo_matrix(
+        (values, (senders[chosen], receivers[chosen])), shape=(num_nodes, num_nodes)
+    ).tocsr()
+    return np.atleast_2d(
+        scipy_dijkstra(matrix, directed=True, indices=np.asarray(sources, dtype=np.int64))
+    )

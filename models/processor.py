@@ -8,7 +8,7 @@ Two processor layers are provided; the artifact's config names the one it uses.
     max, and a node keeps the best of its state and its incoming messages. Every map is
     positively homogeneous of degree 1, so multiplying all weights by ``c > 0`` multiplies
     every latent and decoded distance by ``c`` and leaves every pointer unchanged (IterGNN,
-    NeurIPS 2020). That is what holds at road scale: road graphs need 50-150 rounds and carry
+    NeurIPS 2020). That is what holds at road scale: road graphs need 90-200 rounds and carry
     distances hundreds of times larger than training graphs; a layer with biases or a
     saturating non-linearity sees inputs it never saw in training, this one provably does
     not (``tests/models/test_processor.py`` checks the scale equivariance). Which nodes a
@@ -63,6 +63,9 @@ class ProcessorConfig:
     convergence_rtol: float = 1e-6
     #: "mpnn" only: at most ``hop_factor * eccentricity + 2`` steps (hops from the source)
     hop_factor: float = 2.0
+    #: "tropical" only: learn the sender map A (rows summing to one) or fix A = I (shipped;
+    #: see TropicalLayer for the measurements behind the choice)
+    learned_sender_map: bool = False
 
 
 # --------------------------------------------------------------------------- scatter helpers
@@ -71,8 +74,9 @@ def scatter_max(src: Tensor, index: Tensor, num_nodes: int) -> Tensor:
     ``-inf`` where a node receives nothing."""
     batch, _, hidden = src.shape
     out = src.new_full((batch, num_nodes, hidden), NEG_INF)
-    return out.scatter_reduce(1, index.view(1, -1, 1).expand_as(src), src, "amax",
-                              include_self=True)
+    return out.scatter_reduce(
+        1, index.view(1, -1, 1).expand_as(src), src, "amax", include_self=True
+    )
 
 
 def segment_logsumexp(logits: Tensor, index: Tensor, num_nodes: int) -> Tensor:
@@ -132,15 +136,25 @@ class TropicalLayer(nn.Module):
     to one (:math:`\mathbf{A}\mathbf{1} = \mathbf{1}`), which makes the step commute with
     adding a constant to every state -- the translation equivariance of a min-plus step
     (:math:`\min(a + c, b + c) = \min(a, b) + c`). Without it the learned :math:`\mathbf{A}`
-    drifted to row sums of 0.98-1.002, an error that compounds over the 50-150 rounds of a
-    road graph (98% pointers but 68% path optimality at n=1,000 in our first run).
-    With :math:`\mathbf{A} = \mathbf{I}` and
-    :math:`\mathbf{B}\mathbf{z}_{uv} = -w_{uv}\mathbf{c}`, :math:`\mathbf{c} > 0`, it is
-    exactly Bellman-Ford on :math:`-\mathbf{h}/\mathbf{c}`; training finds such a solution
-    in a latent basis of its choosing.
+    drifted to row sums of 0.98-1.002, an error that compounds over the 50-200 rounds of a
+    road graph (98% pointers but 68% path optimality at n=1,000 in our first run). With
+    it, a learned :math:`\mathbf{A}` still mixes channels whose edge costs
+    :math:`\mathbf{B}\mathbf{z}` differ by ~1%, which costs ~0.2% per hop: 99.8% pointers
+    but 0% whole-graph accuracy at n=5,000. The shipped configuration therefore fixes
+    :math:`\mathbf{A} = \mathbf{I}` (``learned_sender_map=False``): every channel is then
+    an exact min-plus recursion under its own learned cost :math:`(\mathbf{B}\mathbf{z})_k`,
+    and what is learned is the cost map, the read-outs and the pointer scorer. A channel
+    with a positive cost would compute longest walks and never settle; :math:`\mathbf{B}`
+    and the weight encoder are initialised so that all costs start negative, and in the
+    shipped model all 16 stay so. With :math:`\mathbf{B}\mathbf{z}_{uv} = -w_{uv}
+    \mathbf{c}`, :math:`\mathbf{c} > 0`, the step is exactly Bellman-Ford on
+    :math:`-\mathbf{h}/\mathbf{c}` (``test_hand_set_tropical_step_is_exactly_bellman_ford``).
+    Numbers for both tropical variants and the MPNN baseline: ``benchmarks/results/``.
 
     Args:
         hidden (int): latent size ``H``.
+        learned_sender_map (bool, optional): learn :math:`\mathbf{A}` (rows summing to one)
+            instead of fixing :math:`\mathbf{A} = \mathbf{I}`. (default: ``False``)
 
     Shapes:
         - **h** ``[B, N, H]``, **reached** ``[B, N]`` bool, **edge_latent** ``[E, H]``,
@@ -148,10 +162,15 @@ class TropicalLayer(nn.Module):
         - output: ``(h', reached')`` of the same shapes
     """
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, hidden: int, *, learned_sender_map: bool = False) -> None:
         super().__init__()
         # A = I + M (I - 11^T / H): every row sums to one, so A 1 = 1 exactly.
-        self.sender_offset = nn.Parameter(torch.zeros(hidden, hidden))  # M
+        self.hidden = hidden
+        self.sender_offset = (
+            nn.Parameter(torch.zeros(hidden, hidden))  # M
+            if learned_sender_map
+            else None
+        )
         self.edge = nn.Linear(hidden, hidden, bias=False)  # B
         with torch.no_grad():
             self.edge.weight.copy_(-torch.eye(hidden) - 0.1 * torch.rand(hidden, hidden))
@@ -159,22 +178,29 @@ class TropicalLayer(nn.Module):
     @property
     def sender_matrix(self) -> Tensor:
         """``A`` [H, H], identity plus a zero-row-sum part."""
+        if self.sender_offset is None:
+            return torch.eye(self.hidden)
         offset = self.sender_offset - self.sender_offset.mean(dim=1, keepdim=True)
-        return torch.eye(offset.shape[0]) + offset
+        return torch.eye(offset.shape[0], dtype=offset.dtype) + offset
 
-    def message(self, h: Tensor, reached: Tensor, edge_latent: Tensor,
-                edge_index: Tensor) -> Tensor:
+    def message(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> Tensor:
         """``m_uv`` for every edge, ``-inf`` from unreached senders: ``[B, E, H]``."""
         sender = edge_index[0]
-        m = h[:, sender] @ self.sender_matrix.T  # [B, E, H]
+        m = h[:, sender]  # [B, E, H]
+        if self.sender_offset is not None:
+            m = m @ self.sender_matrix.T  # [B, E, H]
         m = m + self.edge(edge_latent).unsqueeze(0)  # [B, E, H]
         return m.masked_fill(~reached[:, sender].unsqueeze(-1), NEG_INF)
 
-    def forward(self, h: Tensor, reached: Tensor, edge_latent: Tensor,
-                edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
         num_nodes = h.shape[1]
-        incoming = scatter_max(self.message(h, reached, edge_latent, edge_index),
-                               edge_index[1], num_nodes)  # [B, N, H]
+        incoming = scatter_max(
+            self.message(h, reached, edge_latent, edge_index), edge_index[1], num_nodes
+        )  # [B, N, H]
         got = torch.isfinite(incoming[..., 0])  # [B, N]
         incoming = torch.where(got.unsqueeze(-1), incoming, h)  # no message: keep h
         h_next = torch.where(reached.unsqueeze(-1), torch.maximum(h, incoming), incoming)
@@ -201,23 +227,27 @@ class GatedMaxMPNNLayer(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.message_mlp = nn.Sequential(nn.Linear(5 * hidden, hidden), nn.ReLU(),
-                                         nn.Linear(hidden, hidden))
+        self.message_mlp = nn.Sequential(
+            nn.Linear(5 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
         self.output = nn.Linear(2 * hidden, hidden)
-        self.gate = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, hidden))
+        self.gate = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
         nn.init.constant_(self.gate[2].bias, -3.0)  # CLRS: gates start mostly closed
 
-    def forward(self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor,
-                x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor, x: Tensor
+    ) -> tuple[Tensor, Tensor]:
         sender, receiver = edge_index
         batch, num_nodes, _ = h.shape
         z = torch.cat([x, h], -1)  # [B, N, 2H]
         edges = edge_latent.unsqueeze(0).expand(batch, -1, -1)  # [B, E, H]
         m = self.message_mlp(torch.cat([z[:, sender], z[:, receiver], edges], -1))  # [B, E, H]
         aggregated = scatter_max(m, receiver, num_nodes)  # [B, N, H]
-        aggregated = torch.where(torch.isfinite(aggregated), aggregated,
-                                 torch.zeros_like(aggregated))
+        aggregated = torch.where(
+            torch.isfinite(aggregated), aggregated, torch.zeros_like(aggregated)
+        )
         both = torch.cat([h, aggregated], -1)  # [B, N, 2H]
         gate = torch.sigmoid(self.gate(both))
         h_next = gate * torch.relu(self.output(both)) + (1 - gate) * h
@@ -262,11 +292,11 @@ class PointerDecoder(nn.Module):
             with torch.no_grad():
                 self.net.weight.fill_(1.0 / hidden)
         else:
-            self.net = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, 1))
+            self.net = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-    def forward(self, layer: nn.Module, h: Tensor, reached: Tensor, edge_latent: Tensor,
-                edge_index: Tensor) -> Tensor:
+    def forward(
+        self, layer: nn.Module, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> Tensor:
         sender, receiver = edge_index
         if self.homogeneous:
             m = layer.message(h, reached, edge_latent, edge_index)  # [B, E, H]
@@ -310,7 +340,11 @@ class Processor(nn.Module):
         hidden, homogeneous = self.config.hidden, self.config.layer == "tropical"
         if self.config.layer not in ("tropical", "mpnn"):
             raise ValueError(f"unknown processor layer {self.config.layer!r}")
-        self.layer = TropicalLayer(hidden) if homogeneous else GatedMaxMPNNLayer(hidden)
+        self.layer: nn.Module = (
+            TropicalLayer(hidden, learned_sender_map=self.config.learned_sender_map)
+            if homogeneous
+            else GatedMaxMPNNLayer(hidden)
+        )
         self.source_embedding = None if homogeneous else nn.Parameter(torch.randn(hidden))
         self.distance_decoder = DistanceDecoder(hidden, homogeneous=homogeneous)
         self.pointer_decoder = PointerDecoder(hidden, homogeneous=homogeneous)
@@ -324,14 +358,16 @@ class Processor(nn.Module):
             h = h + source_mask.unsqueeze(-1).float() * self.source_embedding
         return h  # [B, N, H]
 
-    def step(self, h: Tensor, reached: Tensor, x: Tensor, edge_latent: Tensor,
-             edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def step(
+        self, h: Tensor, reached: Tensor, x: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
         if isinstance(self.layer, TropicalLayer):
             return self.layer(h, reached, edge_latent, edge_index)
         return self.layer(h, reached, edge_latent, edge_index, x)
 
-    def decode(self, h: Tensor, reached: Tensor, edge_latent: Tensor,
-               edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def decode(
+        self, h: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
         distance = self.distance_decoder(h).masked_fill(~reached, math.inf)  # [B, N]
         logits = self.pointer_decoder(self.layer, h, reached, edge_latent, edge_index)
         return distance, logits
@@ -403,8 +439,13 @@ class Processor(nn.Module):
         distance, logits = self.decode(h, reached, edge_latent, edge_index)
         return ProcessorOutput(
             states=torch.stack(states) if states is not None else None,
-            hidden=h, reached=reached, distance=distance, pointer_logits=logits,
-            steps=steps, converged=converged, step_distances=step_distances,
+            hidden=h,
+            reached=reached,
+            distance=distance,
+            pointer_logits=logits,
+            steps=steps,
+            converged=converged,
+            step_distances=step_distances,
             step_pointer_logits=step_logits,
         )
 
@@ -425,10 +466,13 @@ class Processor(nn.Module):
 def save_weights(path: Path, weight_encoder: WeightEncoder, processor: Processor) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"weight_encoder.{k}": v.detach().contiguous()
-               for k, v in weight_encoder.state_dict().items()}
-    tensors.update({f"processor.{k}": v.detach().contiguous()
-                    for k, v in processor.state_dict().items()})
+    tensors = {
+        f"weight_encoder.{k}": v.detach().contiguous()
+        for k, v in weight_encoder.state_dict().items()
+    }
+    tensors.update(
+        {f"processor.{k}": v.detach().contiguous() for k, v in processor.state_dict().items()}
+    )
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
@@ -436,8 +480,10 @@ def config_from_manifest(manifest: dict[str, Any]) -> ProcessorConfig:
     fields = {f.name for f in dataclasses.fields(ProcessorConfig)}
     raw = manifest.get("config")
     if not isinstance(raw, dict) or set(raw) - fields:
-        raise ArtifactError("processor artifact: manifest 'config' missing or has unknown keys "
-                            f"(expected a subset of {sorted(fields)})")
+        raise ArtifactError(
+            "processor artifact: manifest 'config' missing or has unknown keys "
+            f"(expected a subset of {sorted(fields)})"
+        )
     return ProcessorConfig(**raw)
 
 
@@ -458,11 +504,12 @@ def load_pretrained(
     encoder = WeightEncoder(config.hidden, bias=config.layer != "tropical")
     try:
         for prefix, module in (("processor.", processor), ("weight_encoder.", encoder)):
-            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             module.load_state_dict(part, strict=True)
     except RuntimeError as exc:
-        raise ArtifactError(f"artifact {directory}: weights do not match its config "
-                            f"({str(exc).splitlines()[0]})") from exc
+        raise ArtifactError(
+            f"artifact {directory}: weights do not match its config ({str(exc).splitlines()[0]})"
+        ) from exc
     processor.freeze()
     encoder.requires_grad_(False).eval()
     return processor, encoder, manifest
@@ -500,12 +547,13 @@ def shortest_paths(
     sources = np.asarray(sources, dtype=np.int64).reshape(-1)
     scale = weight_scale(weights)
     edge_index = torch.from_numpy(np.stack([senders, receivers]).astype(np.int64))
-    edge_latent = weight_encoder(torch.from_numpy(np.asarray(weights, np.float64) / scale)
-                                 .float())  # [E, H]
+    edge_latent = weight_encoder(
+        torch.from_numpy(np.asarray(weights, np.float64) / scale).float()
+    )  # [E, H]
     distances, predecessors, steps = [], [], []
     receiver = edge_index[1]
     for start in range(0, len(sources), batch_size):
-        chunk = torch.from_numpy(sources[start:start + batch_size])
+        chunk = torch.from_numpy(sources[start : start + batch_size])
         mask = torch.zeros(len(chunk), num_nodes, dtype=torch.bool)
         mask[torch.arange(len(chunk)), chunk] = True
         out = processor(processor.initial_state(mask), mask, edge_latent, edge_index)
@@ -515,8 +563,9 @@ def shortest_paths(
         is_best &= torch.isfinite(out.pointer_logits)
         edge_ids = torch.arange(receiver.numel()).expand_as(is_best)
         first = torch.full((len(chunk), num_nodes), receiver.numel(), dtype=torch.long)
-        first = first.scatter_reduce(1, receiver.expand_as(is_best),
-                                     torch.where(is_best, edge_ids, receiver.numel()), "amin")
+        first = first.scatter_reduce(
+            1, receiver.expand_as(is_best), torch.where(is_best, edge_ids, receiver.numel()), "amin"
+        )
         pointer = torch.arange(num_nodes).expand(len(chunk), -1).clone()
         has = first < receiver.numel()
         pointer[has] = edge_index[0][first[has]]

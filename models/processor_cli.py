@@ -39,11 +39,13 @@ class GraphInput:
 
 def _integer_scalar(data, key: str, where: str) -> int:
     value = np.asarray(data[key])
-    if value.size != 1 or not (np.issubdtype(value.dtype, np.integer)
-                               or (np.issubdtype(value.dtype, np.floating)
-                                   and float(value.reshape(-1)[0]).is_integer())):
-        raise InputError(f"{where}: {key} must be one integer, got {value.dtype} "
-                         f"shape {value.shape}")
+    if value.size != 1 or not (
+        np.issubdtype(value.dtype, np.integer)
+        or (np.issubdtype(value.dtype, np.floating) and float(value.reshape(-1)[0]).is_integer())
+    ):
+        raise InputError(
+            f"{where}: {key} must be one integer, got {value.dtype} shape {value.shape}"
+        )
     return int(value.reshape(-1)[0])
 
 
@@ -64,12 +66,12 @@ def read_graphs(path: str | os.PathLike[str]) -> list[GraphInput]:
             raise InputError(f"{where}: num_graphs must be >= 0, got {count}")
         graphs = []
         for i in range(count):
-            keys = [f"{k}_{i}" for k in ("num_nodes", "senders", "receivers", "weights",
-                                         "source")]
+            keys = [f"{k}_{i}" for k in ("num_nodes", "senders", "receivers", "weights", "source")]
             missing = [k for k in keys if k not in data.files]
             if missing:
-                raise InputError(f"{where}: missing keys {', '.join(missing)} "
-                                 f"(num_graphs is {count})")
+                raise InputError(
+                    f"{where}: missing keys {', '.join(missing)} (num_graphs is {count})"
+                )
             graphs.append(_validate_graph(data, i, where))
     return graphs
 
@@ -82,20 +84,26 @@ def _validate_graph(data, i: int, where: str) -> GraphInput:
     for name in ("senders", "receivers"):
         values = np.asarray(data[f"{name}_{i}"])
         if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.size == 0):
-            raise InputError(f"{where}: {name}_{i} must be a 1-D integer array, got "
-                             f"{values.dtype} shape {values.shape}")
+            raise InputError(
+                f"{where}: {name}_{i} must be a 1-D integer array, got "
+                f"{values.dtype} shape {values.shape}"
+            )
         if values.size and (values.min() < 0 or values.max() >= n):
             raise InputError(f"{where}: {name}_{i} holds node indices outside [0, {n})")
         arrays[name] = values.astype(np.int64)
     weights = np.asarray(data[f"weights_{i}"])
     if weights.ndim != 1 or not (np.issubdtype(weights.dtype, np.number) or weights.size == 0):
-        raise InputError(f"{where}: weights_{i} must be a 1-D float array, got {weights.dtype} "
-                         f"shape {weights.shape}")
+        raise InputError(
+            f"{where}: weights_{i} must be a 1-D float array, got {weights.dtype} "
+            f"shape {weights.shape}"
+        )
     weights = weights.astype(np.float64)
     if not arrays["senders"].size == arrays["receivers"].size == weights.size:
-        raise InputError(f"{where}: senders_{i}, receivers_{i} and weights_{i} differ in length "
-                         f"({arrays['senders'].size}, {arrays['receivers'].size}, "
-                         f"{weights.size})")
+        raise InputError(
+            f"{where}: senders_{i}, receivers_{i} and weights_{i} differ in length "
+            f"({arrays['senders'].size}, {arrays['receivers'].size}, "
+            f"{weights.size})"
+        )
     if weights.size and not np.all(np.isfinite(weights)):
         raise InputError(f"{where}: weights_{i} holds NaN or infinite values")
     if weights.size and weights.min() <= 0:
@@ -115,8 +123,9 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray], *, force: bool) 
         parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
-        raise OutputNotWritableError(f"output {path}: cannot write in {parent} "
-                                     f"({exc.strerror})") from exc
+        raise OutputNotWritableError(
+            f"output {path}: cannot write in {parent} ({exc.strerror})"
+        ) from exc
     try:
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **arrays)
@@ -126,8 +135,9 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray], *, force: bool) 
         raise
 
 
-def predict(graphs: list[GraphInput], processor_dir: str | os.PathLike[str]
-            ) -> dict[str, np.ndarray]:
+def predict(
+    graphs: list[GraphInput], processor_dir: str | os.PathLike[str]
+) -> dict[str, np.ndarray]:
     """Run the pretrained processor on every graph; returns the output arrays."""
     import torch
 
@@ -137,8 +147,9 @@ def predict(graphs: list[GraphInput], processor_dir: str | os.PathLike[str]
     out: dict[str, np.ndarray] = {"num_graphs": np.array(len(graphs), dtype=np.int64)}
     with torch.no_grad():
         for i, g in enumerate(graphs):
-            distance, pointer, _ = shortest_paths(processor, encoder, g.num_nodes, g.senders,
-                                                  g.receivers, g.weights, [g.source])
+            distance, pointer, _ = shortest_paths(
+                processor, encoder, g.num_nodes, g.senders, g.receivers, g.weights, [g.source]
+            )
             out[f"pi_{i}"] = pointer[0].astype(np.int64)
             out[f"dist_{i}"] = distance[0].astype(np.float64)
     return out
@@ -147,8 +158,12 @@ def predict(graphs: list[GraphInput], processor_dir: str | os.PathLike[str]
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graphs", required=True, type=Path, help="input .npz (see docs)")
     parser.add_argument("--out", required=True, type=Path, help="output .npz")
-    parser.add_argument("--processor", type=Path, default=DEFAULT_PROCESSOR,
-                        help="Processor artifact directory (default: the shipped one)")
+    parser.add_argument(
+        "--processor",
+        type=Path,
+        default=DEFAULT_PROCESSOR,
+        help="Processor artifact directory (default: the shipped one)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
 
 

@@ -54,10 +54,17 @@ def evaluate_run(
         optimal[v] = correct[v] and optimal[pointer[v]]
     others = reachable & (nodes != source)
     relative = np.abs(predicted_distance[others] - true_distance[others]) / np.maximum(
-        true_distance[others], 1e-12)
+        true_distance[others], 1e-12
+    )
     mismatch = int(np.sum(np.isfinite(predicted_distance) != reachable))
-    return RunMetrics(int(correct.sum()), int(optimal[reachable].sum()), int(reachable.sum()),
-                      n, relative, mismatch)
+    return RunMetrics(
+        int(correct.sum()),
+        int(optimal[reachable].sum()),
+        int(reachable.sum()),
+        n,
+        relative,
+        mismatch,
+    )
 
 
 def summarise(runs: list[RunMetrics]) -> dict[str, float]:
@@ -70,8 +77,9 @@ def summarise(runs: list[RunMetrics]) -> dict[str, float]:
         "runs": len(runs),
         "pointer_accuracy": sum(r.pointer_correct for r in runs) / max(nodes, 1),
         "path_optimality": sum(r.path_optimal for r in runs) / max(reach, 1),
-        "whole_graph_accuracy": float(np.mean([r.pointer_correct == r.num_nodes
-                                               for r in runs])) if runs else float("nan"),
+        "whole_graph_accuracy": float(np.mean([r.pointer_correct == r.num_nodes for r in runs]))
+        if runs
+        else float("nan"),
         "median_relative_distance_error": float(np.median(errors)) if errors.size else 0.0,
         "reach_mismatch_nodes": sum(r.reach_mismatch for r in runs),
     }

@@ -70,8 +70,9 @@ def erdos_renyi(rng: np.random.Generator, num_nodes: int, p: float | None = None
     raw = rng.uniform(0.0, 1.0, size=(num_nodes, num_nodes))
     weights = np.sqrt(raw * raw.T + 1e-3)
     rows, cols = np.nonzero(np.triu(mat))  # upper triangle incl. diagonal: each pair once
-    senders, receivers, both = _undirected(num_nodes, np.stack([rows, cols], 1),
-                                           weights[rows, cols])
+    senders, receivers, both = _undirected(
+        num_nodes, np.stack([rows, cols], 1), weights[rows, cols]
+    )
     return Graph(num_nodes, senders, receivers, both, int(rng.integers(num_nodes)))
 
 
@@ -79,8 +80,9 @@ def _largest_component(num_nodes: int, pairs: np.ndarray) -> np.ndarray:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    adjacency = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
-                           shape=(num_nodes, num_nodes))
+    adjacency = coo_matrix(
+        (np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(num_nodes, num_nodes)
+    )
     _, labels = connected_components(adjacency, directed=False)
     return labels == np.bincount(labels).argmax()
 
@@ -92,8 +94,10 @@ def _grid(rng: np.random.Generator, num_nodes: int, *, width: int | None = None)
     points = np.stack([x.ravel(), y.ravel()], 1).astype(float)[:num_nodes]
     points += rng.normal(0.0, 0.2, size=points.shape)
     index = np.arange(width * height).reshape(height, width)
-    pairs = [np.stack([index[:, :-1].ravel(), index[:, 1:].ravel()], 1),
-             np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], 1)]
+    pairs = [
+        np.stack([index[:, :-1].ravel(), index[:, 1:].ravel()], 1),
+        np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], 1),
+    ]
     diagonal = np.stack([index[:-1, :-1].ravel(), index[1:, 1:].ravel()], 1)
     pairs.append(diagonal[rng.random(len(diagonal)) < 0.08])
     pairs = np.concatenate(pairs)
@@ -149,12 +153,14 @@ def road_like(rng: np.random.Generator, num_nodes: int, family: str | None = Non
     one_way = np.where(rng.random(len(pairs)) < 0.05)[0]
     drop[one_way + len(pairs) * rng.integers(0, 2, size=len(one_way))] = True
     keep_edges = ~drop
-    return Graph(n, senders[keep_edges], receivers[keep_edges], both[keep_edges],
-                 int(rng.integers(n)))
+    return Graph(
+        n, senders[keep_edges], receivers[keep_edges], both[keep_edges], int(rng.integers(n))
+    )
 
 
-def training_graph(rng: np.random.Generator, *, min_nodes: int, max_nodes: int,
-                   road_fraction: float) -> Graph:
+def training_graph(
+    rng: np.random.Generator, *, min_nodes: int, max_nodes: int, road_fraction: float
+) -> Graph:
     """One pretraining sample: ER (CLRS) or road-like, size uniform in [min, max]."""
     n = int(rng.integers(min_nodes, max_nodes + 1))
     if rng.random() < road_fraction:

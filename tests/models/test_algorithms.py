@@ -23,7 +23,7 @@ def test_four_node_graph_by_hand(four_nodes):
 def _random_graph(rng, n, p, integer):
     mask = rng.random((n, n)) < p
     s, r = np.nonzero(mask)
-    w = rng.integers(1, 4, size=s.size).astype(float) if integer else rng.random(s.size) + .01
+    w = rng.integers(1, 4, size=s.size).astype(float) if integer else rng.random(s.size) + 0.01
     return s, r, w
 
 

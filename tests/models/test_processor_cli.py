@@ -36,8 +36,13 @@ WRITER = textwrap.dedent("""
 
 
 def _predict(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "nareta.cli", "processor", "predict", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nareta.cli", "processor", "predict", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def _reference(n, s, r, w, source):
@@ -56,8 +61,12 @@ def test_round_trip(tmp_path):
         np.testing.assert_array_equal(got["pi_0"], [0, 0, 1, 2])
         np.testing.assert_allclose(got["dist_0"], [0, 1, 3, 4], rtol=1e-3)
         for i in range(3):
-            n, s, r, w = (int(given[f"num_nodes_{i}"]), given[f"senders_{i}"],
-                          given[f"receivers_{i}"], given[f"weights_{i}"])
+            n, s, r, w = (
+                int(given[f"num_nodes_{i}"]),
+                given[f"senders_{i}"],
+                given[f"receivers_{i}"],
+                given[f"weights_{i}"],
+            )
             source = int(given[f"source_{i}"])
             truth = _reference(n, s, r, w, source)
             pi, dist = got[f"pi_{i}"], got[f"dist_{i}"]
@@ -71,22 +80,30 @@ def test_round_trip(tmp_path):
 
 
 def _write(path, **overrides):
-    arrays = {"num_graphs": np.array(1), "num_nodes_0": np.array(3),
-              "senders_0": np.array([0, 1]), "receivers_0": np.array([1, 2]),
-              "weights_0": np.array([1.0, 2.0]), "source_0": np.array(0)}
+    arrays = {
+        "num_graphs": np.array(1),
+        "num_nodes_0": np.array(3),
+        "senders_0": np.array([0, 1]),
+        "receivers_0": np.array([1, 2]),
+        "weights_0": np.array([1.0, 2.0]),
+        "source_0": np.array(0),
+    }
     arrays.update(overrides)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"weights_0": None}, "missing keys weights_0"),
-    ({"num_graphs": None}, "missing key num_graphs"),
-    ({"weights_0": np.array([1.0, -2.0])}, "must be > 0"),
-    ({"weights_0": np.array([1.0, np.nan])}, "NaN"),
-    ({"receivers_0": np.array([1, 3])}, "outside [0, 3)"),
-    ({"source_0": np.array(5)}, "source_0 = 5"),
-    ({"senders_0": np.array([0, 1, 2])}, "differ in length"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"weights_0": None}, "missing keys weights_0"),
+        ({"num_graphs": None}, "missing key num_graphs"),
+        ({"weights_0": np.array([1.0, -2.0])}, "must be > 0"),
+        ({"weights_0": np.array([1.0, np.nan])}, "NaN"),
+        ({"receivers_0": np.array([1, 3])}, "outside [0, 3)"),
+        ({"source_0": np.array(5)}, "source_0 = 5"),
+        ({"senders_0": np.array([0, 1, 2])}, "differ in length"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, overrides, message):
     graphs, out = tmp_path / "graphs.npz", tmp_path / "out.npz"
     _write(graphs, **overrides)
@@ -110,3 +127,11 @@ def test_not_an_npz_and_existing_output(tmp_path):
     assert result.returncode == 2 and "--force" in result.stderr
     assert out.read_text() == "keep me"
     assert _predict("--graphs", str(good), "--out", str(out), "--force").returncode == 0
+
+
+def test_missing_processor_artifact(tmp_path):
+    graphs, out = tmp_path / "graphs.npz", tmp_path / "out.npz"
+    _write(graphs)
+    result = _predict("--graphs", str(graphs), "--out", str(out), "--processor", str(tmp_path))
+    assert result.returncode == 2 and "manifest.json" in result.stderr
+    assert not out.exists()
