@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from models.algorithms import exact_distances
-from models.processor_metrics import evaluate_run, summarise
 from models.processor import load_pretrained, shortest_paths
+from models.processor_metrics import evaluate_run, summarise
 from models.synthetic import CLRS_TEST_P, erdos_renyi, road_like
 
 ANCHORS = (

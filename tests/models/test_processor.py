@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from models.algorithms import exact_distances
-from models.processor_metrics import evaluate_run
 from models.processor import (
     Processor,
     ProcessorConfig,
@@ -11,6 +10,7 @@ from models.processor import (
     load_pretrained,
     shortest_paths,
 )
+from models.processor_metrics import evaluate_run
 from models.synthetic import erdos_renyi, road_like
 from nareta.errors import ArtifactError
 from tests.models.conftest import SHIPPED_PROCESSOR
