@@ -70,6 +70,9 @@ class EtaConfig:
     max_log_factor: float = 3.0
     turn_penalty_scale_s: float = 10.0
     residual: bool = True
+    #: a learned log-time offset per segment of the training graph (L2-regularised in
+    #: training), like the learned-scalar baseline's; zero on any other graph (transfer)
+    segment_offsets: bool = True
 
 
 # --------------------------------------------------------------------------- features
@@ -179,12 +182,15 @@ class RoadEncoder(nn.Module):
         nn.init.constant_(self.turn_penalty.bias, -4.0)  # ~0.2 s per turn to start
 
     def forward(self, segment_x: Tensor, turn_x: Tensor, turn_index: Tensor,
-                free_flow: Tensor, time_x: Tensor, time_scale: float
-                ) -> tuple[Tensor, Tensor, Tensor]:
+                free_flow: Tensor, time_x: Tensor, time_scale: float,
+                segment_offset: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         num_segments = segment_x.shape[0]
         tau = time_x.expand(num_segments, -1)  # [E, 5]
         g = self.segment_mlp(torch.cat([segment_x, tau], -1))  # [E, C]
-        factor = self.segment_factor(g).squeeze(-1).clamp(-self.config.max_log_factor,
+        factor = self.segment_factor(g).squeeze(-1)  # [E]
+        if segment_offset is not None:
+            factor = factor + segment_offset
+        factor = factor.clamp(-self.config.max_log_factor,
                                                           self.config.max_log_factor)
         segment_time = free_flow * torch.exp(factor) / time_scale  # [E]
         if self.config.graph_mode == "node":
@@ -253,6 +259,8 @@ class EtaModel(nn.Module):
         self.encoder = RoadEncoder(segment_x.shape[1], turn_x.shape[1],
                                    processor.config.hidden, self.config)
         self.decoder = EtaDecoder(processor)
+        self.segment_offset = nn.Parameter(torch.zeros(graph.num_segments),
+                                           requires_grad=self.config.segment_offsets)
         self.attach(graph)
         self._cache: dict[int, Latents] = {}
 
@@ -284,16 +292,18 @@ class EtaModel(nn.Module):
         return getattr(self, "_identity", "untrained")
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [*self.encoder.parameters(), *self.decoder.parameters()]
+        offsets = [self.segment_offset] if self.config.segment_offsets else []
+        return [*self.encoder.parameters(), *self.decoder.parameters(), *offsets]
 
     def latents(self, bucket: int) -> Latents:
         """Encoder outputs for one departure-time bucket (cached when not training)."""
         if not self.training and bucket in self._cache:
             return self._cache[bucket]
         time_x = torch.from_numpy(time_features(bucket, self.config.bucket_minutes))
+        offset = self.segment_offset if self.config.segment_offsets else None
         segment_time, penalty, residual = self.encoder(
             self.segment_x, self.turn_x, self.turn_index, self.free_flow, time_x,
-            self.time_scale)
+            self.time_scale, offset)
         if self.config.graph_mode == "turn":
             weight = segment_time[self.turn_index[1]] + penalty  # [T]
             edge_index = self.turn_index
@@ -381,14 +391,17 @@ class EtaModel(nn.Module):
                    for k, v in self.encoder.state_dict().items()}
         tensors.update({f"decoder.{k}": v.detach().contiguous()
                         for k, v in self.decoder.state_dict().items()})
+        tensors["segment_offset"] = self.segment_offset.detach().contiguous()
         with atomic_artifact_dir(out_dir, force=force) as staging:
             save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
             manifest = {
                 "config": dataclasses.asdict(self.config),
                 "scaler": self.scaler.to_json(),
                 "time_scale_s": self.time_scale,
+                # relative to this artifact, so a repo or volume can move as a whole
                 "processor": {"hash": self.processor_hash,
-                              "path": str(Path(processor_dir).resolve())},
+                              "path": os.path.relpath(Path(processor_dir).resolve(),
+                                                      Path(out_dir).resolve())},
                 "graph_identity": self.graph.identity,
             }
             manifest.update(extra or {})
@@ -408,7 +421,8 @@ class EtaModel(nn.Module):
 
         manifest = read_manifest(directory, kind=KIND, schema_versions=(SCHEMA_VERSION,))
         recorded = manifest["processor"]
-        processor_path = Path(processor_dir or recorded["path"])
+        processor_path = (Path(processor_dir) if processor_dir
+                          else Path(directory) / recorded["path"])
         processor, weight_encoder, processor_manifest = load_pretrained(processor_path)
         if artifact_hash(processor_manifest) != recorded["hash"]:
             raise ArtifactError(
@@ -428,6 +442,11 @@ class EtaModel(nn.Module):
             for prefix, module in (("encoder.", model.encoder), ("decoder.", model.decoder)):
                 module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
                                         if k.startswith(prefix)}, strict=True)
+            same_graph = manifest["graph_identity"] == graph.identity
+            if same_graph and tensors["segment_offset"].shape == (graph.num_segments,):
+                with torch.no_grad():
+                    model.segment_offset.copy_(tensors["segment_offset"])
+            # on another graph (transfer) the per-segment offsets stay zero
         except (OSError, SafetensorError, RuntimeError) as exc:
             raise ArtifactError(f"ETA model {directory}: weights do not load ({exc})") from exc
         model.eval()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import time
 from collections import defaultdict
@@ -41,6 +42,7 @@ class TrainConfig:
     validation_share: float = 0.1
     patience: int = 2
     max_minutes: float = 30.0
+    offset_l2: float = 1e-3  # weight of mean(offset^2), per trip, on per-segment offsets
 
 
 @dataclass
@@ -199,6 +201,92 @@ class CorridorBatcher:
         return total[ok] * self.model.time_scale, rows_all[ok.numpy()]
 
 
+def predict_frame(model: EtaModel, frame: pd.DataFrame, *, corridor_factor: float = 1.3,
+                  corridor_margin_m: float = 400.0) -> np.ndarray:
+    """Predicted seconds for snapped trips, as the Predictor answers them (the best of both
+    directions of a two-way street at each end, no driven route used), computed on each
+    origin's corridor. nan where no option reaches the destination."""
+    options = []  # (trip row, origin segment, position, destination segment, position)
+    for row, trip in enumerate(frame.itertuples()):
+        starts = [(trip.origin_segment, trip.origin_fraction)]
+        if trip.origin_twin >= 0:
+            starts.append((trip.origin_twin, 1 - trip.origin_fraction))
+        ends = [(trip.destination_segment, trip.destination_fraction)]
+        if trip.destination_twin >= 0:
+            ends.append((trip.destination_twin, 1 - trip.destination_fraction))
+        for o, p in starts:
+            for d, q in ends:
+                options.append((row, o, p, d, q))
+    table = np.array(options, dtype=float)
+    departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
+    buckets = np.array([time_bucket(d, model.config.bucket_minutes) for d in departures])
+    rows = table[:, 0].astype(np.int64)
+    data = TripBatchData(table[:, 1].astype(np.int64), table[:, 2],
+                         table[:, 3].astype(np.int64), table[:, 4], buckets[rows],
+                         np.ones(len(rows)))
+    batcher = CorridorBatcher(model, TrainConfig(corridor_factor=corridor_factor,
+                                                 corridor_margin_m=corridor_margin_m,
+                                                 batch_trips=128))
+    best = np.full(len(frame), np.inf)
+    model.eval()
+    segment_s = {}
+    with torch.no_grad():
+        for bucket, member_lists in batcher.batches(
+                data, batcher.groups(data, np.arange(len(rows))), shuffle=False,
+                rng=random.Random(0)):
+            seconds, kept = batcher.predict(data, bucket, member_lists)
+            np.minimum.at(best, rows[kept], seconds.numpy().astype(float))
+        # Same-segment options (origin before destination on one segment) skip the processor.
+        same = (data.origin_segment == data.destination_segment) & \
+            (data.destination_position >= data.origin_position)
+        for option in np.flatnonzero(same):
+            bucket = int(data.bucket[option])
+            if bucket not in segment_s:
+                segment_s[bucket] = model.segment_times_s(bucket)
+            seconds = ((data.destination_position[option] - data.origin_position[option])
+                       * segment_s[bucket][data.origin_segment[option]])
+            best[rows[option]] = min(best[rows[option]], seconds)
+    return np.where(np.isfinite(best), best, np.nan)
+
+
+class Distributed:
+    """Data parallelism over origin groups. Under ``torchrun`` (``WORLD_SIZE`` > 1) it joins
+    the process group (gloo on CPU, nccl on GPU); rank ``r`` of ``W`` takes every W-th
+    origin group of each batch, gradients and counts are summed across ranks so every rank
+    takes the same optimiser step as one process would on the whole batch."""
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.rank = dist.get_rank() if self.world > 1 else 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, items: list) -> list:
+        return items[self.rank::self.world] if self.world > 1 else items
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64)
+        self.dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def sum_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        for parameter in parameters:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            self.dist.all_reduce(parameter.grad)
+
+
 def _metrics(true_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, float]:
     ape = np.abs(predicted_s - true_s) / true_s
     return {"mape": float(ape.mean()), "median_ape": float(np.median(ape)),
@@ -206,19 +294,29 @@ def _metrics(true_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_corridor(model: EtaModel, batcher: CorridorBatcher, data: TripBatchData,
-                      rows: np.ndarray) -> dict[str, float]:
+                      rows: np.ndarray, parallel: Distributed | None = None
+                      ) -> dict[str, float]:
+    """Validation MAPE over ``rows`` (summed across ranks when distributed)."""
     model.eval()
-    predicted, used = [], []
+    absolute, count = 0.0, 0
     with torch.no_grad():
-        for bucket, member_lists in batcher.batches(data, batcher.groups(data, rows),
-                                                    shuffle=False, rng=random.Random(0)):
+        batches = batcher.batches(data, batcher.groups(data, rows), shuffle=False,
+                                  rng=random.Random(0))
+        for bucket, member_lists in batches:
+            member_lists = parallel.share(member_lists) if parallel else member_lists
+            if not member_lists:
+                continue
             seconds, kept = batcher.predict(data, bucket, member_lists)
-            predicted.append(seconds.numpy())
-            used.append(kept)
-    if not used:
-        return {"mape": math.nan, "median_ape": math.nan, "trips": 0}
-    kept = np.concatenate(used)
-    return _metrics(data.duration_s[kept], np.concatenate(predicted))
+            true = data.duration_s[kept]
+            absolute += float(np.sum(np.abs(seconds.numpy() - true) / true))
+            count += len(kept)
+    if parallel is not None:
+        absolute, count = parallel.sum([absolute, float(count)])
+    return {"mape": absolute / count if count else math.nan, "trips": int(count)}
+
+
+def _silent(*_args, **_kwargs) -> None:
+    return None
 
 
 def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
@@ -242,31 +340,51 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     batcher = CorridorBatcher(model, train)
     groups = batcher.groups(data, train_rows)
     optimiser = torch.optim.Adam(model.trainable_parameters(), lr=train.learning_rate)
+    # every rank starts from the same weights (same seed) and takes the same steps
     history: list[dict[str, Any]] = []
     best_state, best_mape, stale = None, math.inf, 0
     started = time.perf_counter()
-    initial = evaluate_corridor(model, batcher, data, val_rows)
+    parallel = Distributed()
+    if not parallel.is_main:
+        log = _silent  # noqa: F811 - only rank 0 reports
+    parameters = model.trainable_parameters()
+    initial = evaluate_corridor(model, batcher, data, val_rows, parallel)
     log(f"untrained (free-flow through the processor): validation MAPE {initial['mape']:.3f}")
     for epoch in range(train.epochs):
         model.train()
         batches = batcher.batches(data, groups, shuffle=True, rng=rng)
         losses = []
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not progress,
-                   leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train.epochs}",
+                   disable=not progress or not parallel.is_main, leave=False)
         for bucket, member_lists in bar:
-            predicted, rows = batcher.predict(data, bucket, member_lists)
-            if len(rows) == 0:
-                continue
-            target = torch.from_numpy(data.duration_s[rows]).float()
-            loss = torch.mean(torch.abs(torch.log(predicted.clamp_min(1.0)) - torch.log(target)))
             optimiser.zero_grad()
-            loss.backward()
+            mine = parallel.share(member_lists)
+            loss_sum, count = torch.zeros(()), 0
+            if mine:
+                predicted, rows = batcher.predict(data, bucket, mine)
+                if len(rows):
+                    target = torch.from_numpy(data.duration_s[rows]).float()
+                    loss_sum = torch.sum(torch.abs(torch.log(predicted.clamp_min(1.0))
+                                                   - torch.log(target)))
+                    if model.config.segment_offsets:
+                        loss_sum = loss_sum + train.offset_l2 * len(rows) * torch.mean(
+                            model.segment_offset ** 2)
+                    count = len(rows)
+                    loss_sum.backward()
+            # Mean over the whole batch's trips, whichever rank holds them.
+            total_loss, total = parallel.sum([float(loss_sum), float(count)])
+            if total == 0:
+                continue
+            parallel.sum_gradients(parameters)
+            for parameter in parameters:
+                if parameter.grad is not None:
+                    parameter.grad /= total
             optimiser.step()
-            losses.append(loss.item())
+            losses.append(total_loss / total)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             if time.perf_counter() - started > train.max_minutes * 60:
                 break
-        validation = evaluate_corridor(model, batcher, data, val_rows)
+        validation = evaluate_corridor(model, batcher, data, val_rows, parallel)
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                   "validation": validation, "seconds": round(time.perf_counter() - started, 1)}
         history.append(record)
@@ -285,7 +403,8 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     report = {"initial_validation": initial, "history": history, "best_validation_mape": best_mape,
               "train_trips": int(len(train_rows)), "validation_trips": int(len(val_rows)),
               "train_seconds": round(time.perf_counter() - started, 1),
-              "train_config": asdict(train)}
+              "train_config": asdict(train), "world_size": parallel.world,
+              "is_main_rank": parallel.is_main}
     return model, report
 
 
@@ -312,7 +431,8 @@ def run(args: argparse.Namespace) -> int:
     from data_pipeline.trips import read_trips, snap_trips, split_by_time
     from nareta.artifacts import check_output_dir
 
-    check_output_dir(args.out, force=args.force)
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_output_dir(args.out, force=args.force)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     graph = RoadGraph.load(args.graph)
     table = snap_trips(read_trips(args.trips), graph)
@@ -325,6 +445,8 @@ def run(args: argparse.Namespace) -> int:
     model, report = fit_eta(graph, frame, args.processor,
                             config=EtaConfig(graph_mode=args.graph_mode), train=train,
                             progress=not args.no_progress)
+    if not report.pop("is_main_rank"):
+        return 0  # under torchrun only rank 0 writes the artifact
     model.save(args.out, processor_dir=args.processor, seed=args.seed, force=args.force,
                extra={"training": report, "trips_source": str(args.trips)})
     print(json.dumps({"out": str(args.out), "best_validation_mape": report["best_validation_mape"],

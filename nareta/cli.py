@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "neural shortest paths for graphs in an .npz file"),
     "simulate": ("data_pipeline.simulate", "simulate traffic with SUMO into a trip table"),
     "train": ("models.train", "train the ETA model's encoder and decoder on trips"),
+    "eta": ("models.query_cli", "answer one ETA (or route) query"),
     "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
 }
 

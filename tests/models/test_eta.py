@@ -23,14 +23,17 @@ from tests.models.conftest import SHIPPED_PROCESSOR
 
 @pytest.fixture(scope="module")
 def rule_trips(bundled_graph) -> pd.DataFrame:
+    return make_rule_trips(bundled_graph, count=160)
+
+
+def make_rule_trips(graph, *, count: int) -> pd.DataFrame:
     """Trips whose true duration follows a rule the free-flow times miss: every segment
     takes 1.8x free flow plus 15 s per signal at its end."""
-    graph = bundled_graph
     signal = (graph["control_at_end"] == 1).astype(float)
     true_times = graph["free_flow_s"] * 1.8 + 15.0 * signal
     rng = np.random.default_rng(1)
     offsets = graph["path_offsets"]
-    pick = rng.choice(graph.num_segments, size=(160, 2))
+    pick = rng.choice(graph.num_segments, size=(count, 2))
     rows = []
     for o, d in pick:
         lon_o = (graph["path_lon"][offsets[o]] + graph["path_lon"][offsets[o] + 1]) / 2
