@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from models.predictor import Predictor
@@ -36,7 +36,8 @@ def api_key_check(settings: Settings) -> Callable:
                           description="API key (set NARETA_API_KEY on the server)")
     expected = settings.api_key.get_secret_value().encode() if settings.api_key else b""
 
-    def check(key: Annotated[str | None, Depends(header)]) -> None:
+    # A default, not Annotated: the annotation is a string (PEP 563) and `header` is local.
+    def check(key: str | None = Security(header)) -> None:
         if not secrets.compare_digest((key or "").encode(), expected):
             raise ServiceError(401, "Unauthorized",
                                f"send a valid API key in the {settings.api_key_header} header")
