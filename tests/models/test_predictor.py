@@ -140,3 +140,28 @@ def test_turn_mode_agrees_where_no_restriction_binds(bundled_graph):
     source, target = bundled_graph["edge_source"], bundled_graph["edge_target"]
     assert all(target[a] == source[b] for a, b in itertools.pairwise(route.segments))
     assert route.eta_s == pytest.approx(turn_matrix[0, 1], rel=1e-6)
+
+
+def test_isochrone_reaches_exactly_what_the_eta_allows(tiny_predictor):
+    graph = tiny_predictor.graph
+    origin = (24.941, 60.170)
+    full = tiny_predictor.isochrone(origin, 1e6)
+    # With unlimited time every segment is reachable in full.
+    assert set(full.piece_segment.tolist()) == set(range(graph.num_segments))
+    limit = 0.6 * float(np.nanmax(np.where(np.isfinite(full.node_time_s), full.node_time_s, 0)))
+    result = tiny_predictor.isochrone(origin, limit)
+    assert np.all((0 <= result.piece_start) & (result.piece_start <= result.piece_end)
+                  & (result.piece_end <= 1))
+    # A node is reachable iff its ETA (from the eta() query, at the node itself) fits.
+    for node in range(graph.num_nodes):
+        point = (float(graph["node_lon"][node]), float(graph["node_lat"][node]))
+        eta = tiny_predictor.eta(origin, point).eta_s
+        assert (result.node_time_s[node] <= limit) == (eta <= limit + 1e-6) or abs(
+            eta - limit) < 1e-3
+
+
+def test_isochrone_rejects_non_positive_time(tiny_predictor):
+    from nareta.errors import InputError
+
+    with pytest.raises(InputError, match="max_seconds"):
+        tiny_predictor.isochrone((24.941, 60.170), 0)
