@@ -19,6 +19,7 @@ from nareta.errors import NaretaError
 # command name -> (module, one-line help). Nested commands use "group subcommand".
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("data_pipeline.ingest_cli", "build a RoadGraph artifact from an OSM file"),
+    "score": ("batch.score", "score OD pairs in batch on Dask"),
 }
 
 
