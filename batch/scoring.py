@@ -64,6 +64,8 @@ def _batches(predictor: Predictor, rows: np.ndarray, origin_segment: np.ndarray,
              values: np.ndarray, times: list, origins_per_batch: int):
     """Row groups sharing a time bucket, each with at most ``origins_per_batch`` distinct
     origins, ordered so that rows of one origin are together."""
+    if not len(rows):
+        return
     bucket_of: dict[object, int] = {}
     buckets = np.empty(len(rows), dtype=np.int64)
     for position, row in enumerate(rows):
