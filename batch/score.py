@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -109,6 +110,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
+    scheduler = scheduler or None
     if isinstance(departure_time, str):
         try:
             departure_time = parse_departure_time(departure_time)
@@ -143,6 +145,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     }
     plan["fingerprint"] = hashlib.sha256(json.dumps(
         {k: v for k, v in plan.items() if k != "input"}, sort_keys=True).encode()).hexdigest()
+    created = not output_path.exists() or force
     output, done = PartitionedOutput.open(output_path, plan, resume=resume, force=force)
     pending = [i for i in range(len(partitions)) if i not in done]
     planned_s = time.perf_counter() - started
@@ -150,24 +153,17 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     bar = tqdm(total=sum(len(partitions[i]) for i in pending), unit="pairs", desc="scoring",
                disable=None if progress is None else not progress, file=sys.stderr)
     failures: list[tuple[int, BaseException]] = []
-    cluster_start_s = scoring_s = 0.0
-    with bar:
-        if not pending:
-            pass
-        elif workers == 0 and scheduler is None:
-            scoring_started = time.perf_counter()
-            for index in pending:
-                result = score_frame(predictor, frame.iloc[partitions[index]],
-                                     default_departure_time=departure_time,
-                                     origins_per_batch=origins_per_batch)
-                output.write_part(index, _tidy(result))
-                bar.update(len(result))
-            scoring_s = time.perf_counter() - scoring_started
-        else:
-            cluster_start_s, scoring_s = _score_on_dask(
-                frame, partitions, pending, output, bar, failures, scheduler=scheduler,
-                workers=workers, graph_dir=graph_dir, model_dir=model_dir,
-                departure_time=departure_time, origins_per_batch=origins_per_batch)
+    try:
+        with bar:
+            cluster_start_s, scoring_s = _score_pending(
+                frame, partitions, pending, output, bar, failures, predictor=predictor,
+                scheduler=scheduler, workers=workers, graph_dir=graph_dir,
+                model_dir=model_dir, departure_time=departure_time,
+                origins_per_batch=origins_per_batch)
+    except BaseException:
+        if created and not any(output_path.glob("part-*.parquet")):
+            shutil.rmtree(output_path, ignore_errors=True)  # nothing to resume: leave nothing
+        raise
     if failures:
         index, error = failures[0]
         raise NaretaError(
@@ -208,6 +204,27 @@ def _tidy(result: pd.DataFrame) -> pd.DataFrame:
     return result.sort_values("input_row", kind="stable").reset_index(drop=True)
 
 
+def _score_pending(frame, partitions, pending, output, bar, failures, *, predictor, scheduler,
+                   workers, graph_dir, model_dir, departure_time, origins_per_batch
+                   ) -> tuple[float, float]:
+    """Score the pending partitions; (cluster start-up s, scoring s)."""
+    if not pending:
+        return 0.0, 0.0
+    if workers == 0 and scheduler is None:
+        scoring_started = time.perf_counter()
+        for index in pending:
+            result = score_frame(predictor, frame.iloc[partitions[index]],
+                                 default_departure_time=departure_time,
+                                 origins_per_batch=origins_per_batch)
+            output.write_part(index, _tidy(result))
+            bar.update(len(result))
+        return 0.0, time.perf_counter() - scoring_started
+    return _score_on_dask(frame, partitions, pending, output, bar, failures,
+                          scheduler=scheduler, workers=workers, graph_dir=graph_dir,
+                          model_dir=model_dir, departure_time=departure_time,
+                          origins_per_batch=origins_per_batch)
+
+
 def _score_on_dask(frame, partitions, pending, output, bar, failures, *, scheduler, workers,
                    graph_dir, model_dir, departure_time, origins_per_batch):
     try:
@@ -227,8 +244,9 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
     else:
         try:
             client = Client(scheduler, timeout="30s")
-        except OSError as exc:
-            raise NaretaError(f"--scheduler {scheduler}: cannot connect ({exc})") from exc
+        except (OSError, ValueError) as exc:  # TimeoutError is an OSError
+            raise NaretaError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler "
+                              f"there ({exc})") from exc
     try:
         try:
             client.register_plugin(PredictorPlugin(graph_dir, model_dir))
@@ -283,7 +301,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph", type=Path, required=True, help="RoadGraph artifact directory")
     parser.add_argument("--model", default=None,
                         help="travel-time model artifact directory (default: free-flow)")
-    parser.add_argument("--scheduler", default=os.environ.get("NARETA_DASK_SCHEDULER"),
+    parser.add_argument("--scheduler", default=os.environ.get("NARETA_DASK_SCHEDULER") or None,
                         help="address of a running Dask scheduler, e.g. tcp://scheduler:8786 "
                              "(default: $NARETA_DASK_SCHEDULER, else a local cluster)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),

@@ -12,7 +12,7 @@ import pytest
 from batch.output import MANIFEST_NAME, PLAN_NAME
 from batch.score import score_table
 from models.predictor import Predictor
-from nareta.errors import ArtifactError, InputError, OutputExistsError
+from nareta.errors import ArtifactError, InputError, NaretaError, OutputExistsError
 from tests.batch.conftest import BAD_ROWS
 from tests.conftest import run_cli
 
@@ -146,6 +146,13 @@ def test_bad_artifacts_and_arguments(tmp_path, od_csv, bundled_graph_dir):
                      str(tmp_path / "d"), "--graph", str(bundled_graph_dir))
     assert result.returncode == 2
     assert "none.csv: no such file" in result.stderr
+
+
+def test_bad_scheduler_address_leaves_nothing(tmp_path, od_csv, bundled_graph_dir):
+    with pytest.raises(NaretaError, match="cannot connect to a Dask scheduler"):
+        score_table(od_csv, tmp_path / "out", graph_dir=bundled_graph_dir,
+                    scheduler="tcp://127.0.0.1", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_empty_input(tmp_path, bundled_graph_dir):
