@@ -15,7 +15,8 @@
 # $ARTIFACTS_DIR/$NARETA_RELEASE/{graph,model}; the model falls back to freeflow while none
 # is trained), NARETA_OSM (the city's OSM file), NARETA_REBUILD=1 (build again even if
 # present), NARETA_HOST (0.0.0.0), NARETA_PORT (8000), NARETA_DASK_SCHEDULER
-# (tcp://scheduler:8786 in compose; empty = a local cluster), DASK_WORKER_PROCESSES (1).
+# (tcp://scheduler:8786 in compose; empty = a local cluster), DASK_WORKER_PROCESSES (1),
+# DASK_SCHEDULER_PORT (8786), DASK_DASHBOARD_ADDRESS (:8787).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +59,8 @@ case "$role" in
         exec "${NARETA[@]}" serve "$@"
         ;;
     scheduler)
-        exec dask scheduler --port 8786 --dashboard-address :8787 "$@"
+        exec dask scheduler --port "${DASK_SCHEDULER_PORT:-8786}" \
+            --dashboard-address "${DASK_DASHBOARD_ADDRESS:-:8787}" "$@"
         ;;
     worker)
         exec dask worker "${NARETA_DASK_SCHEDULER:-tcp://scheduler:8786}" \

@@ -149,3 +149,41 @@ def test_entrypoint_healthcheck(tmp_path):
         closed_port = probe.getsockname()[1]
     sick = _run_entrypoint("healthcheck", env={"NARETA_PORT": str(closed_port)}, timeout=30)
     assert sick.returncode == 1 and "unhealthy" in sick.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_entrypoint_scheduler_worker_score(tmp_path, bundled_graph, bundled_graph_dir):
+    """The compose Dask roles, run as the image runs them: scheduler, worker, then score."""
+    pytest.importorskip("distributed")
+    od_csv = tmp_path / "od.csv"
+    make_od_frame(bundled_graph, count=60).to_csv(od_csv, index=False)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable,
+           "DASK_SCHEDULER_PORT": str(port), "DASK_DASHBOARD_ADDRESS": ":0",
+           "NARETA_DASK_SCHEDULER": f"tcp://127.0.0.1:{port}",
+           "NARETA_GRAPH_DIR": str(bundled_graph_dir), "ARTIFACTS_DIR": str(tmp_path)}
+    roles = []
+    try:
+        for role in ("scheduler", "worker"):
+            roles.append(subprocess.Popen(["bash", str(ENTRYPOINT), role], env=env, cwd=REPO,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        scored = subprocess.run(["bash", str(ENTRYPOINT), "score", "--input", str(od_csv),
+                                 "--output", str(tmp_path / "out"), "--partition-rows", "20",
+                                 "--quiet"], env=env, cwd=REPO, capture_output=True,
+                                text=True, timeout=240)
+        assert scored.returncode == 0, scored.stderr
+        assert "60 OD pairs in 3 parts" in scored.stdout
+    finally:
+        for process in roles:
+            process.terminate()
+        for process in roles:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
