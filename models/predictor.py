@@ -103,6 +103,14 @@ class IsochroneResult:
 
 
 @dataclass
+class PairsResult:
+    durations_s: np.ndarray  # [P]; nan where no route
+    distances_m: np.ndarray  # [P]; nan where no route
+    origins: list[Waypoint]
+    destinations: list[Waypoint]
+
+
+@dataclass
 class _Tree:
     time_s: np.ndarray  # [N]
     parent: np.ndarray  # [N] segment reaching each node, -1 at the root / unreached
@@ -468,3 +476,29 @@ class Predictor:
                 if np.isfinite(total):
                     durations[i, j], distances[i, j] = total, metres
         return MatrixResult(durations, distances, origin_points, destination_points)
+
+    def eta_pairs(self, origins: list[Point], destinations: list[Point],
+                  departure_time: dt.datetime | None = None) -> PairsResult:
+        """ETA and distance of each pair ``(origins[i], destinations[i])``, exactly as
+        :meth:`eta` answers it, but with one model run per distinct origin node, all of
+        them in one batch (batch scoring's path). nan where no route connects a pair;
+        raises NoSegmentError like :meth:`matrix` (callers pre-filter unsnappable points).
+        """
+        if len(origins) != len(destinations):
+            raise InputError(f"eta_pairs needs as many origins ({len(origins)}) as "
+                             f"destinations ({len(destinations)})")
+        snapped = self.snap([*origins, *destinations])
+        origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        start_nodes = [leg.node for p in origin_points for leg in self._starts(p, times)]
+        trees = self._trees(start_nodes, bucket)
+        durations = np.full(len(origins), np.nan)
+        distances = np.full_like(durations, np.nan)
+        for i, (origin_point, destination_point) in enumerate(
+                zip(origin_points, destination_points, strict=True)):
+            total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees,
+                                             times)
+            if np.isfinite(total):
+                durations[i], distances[i] = total, metres
+        return PairsResult(durations, distances, origin_points, destination_points)

@@ -20,6 +20,7 @@ from nareta.errors import NaretaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("data_pipeline.ingest_cli", "build a RoadGraph artifact from an OSM file"),
     "serve": ("service.cli", "run the HTTP API"),
+    "score": ("batch.score", "score OD pairs in batch on Dask"),
 }
 
 

@@ -165,3 +165,15 @@ def test_isochrone_rejects_non_positive_time(tiny_predictor):
 
     with pytest.raises(InputError, match="max_seconds"):
         tiny_predictor.isochrone((24.941, 60.170), 0)
+
+
+def test_eta_pairs_matches_eta(tiny_predictor):
+    origins = [(24.941, 60.170), (24.9405, 60.170), (24.941, 60.170)]
+    destinations = [(24.942, 60.1695), (24.9415, 60.170), (24.9405, 60.170)]
+    pairs = tiny_predictor.eta_pairs(origins, destinations)
+    for i, (origin, destination) in enumerate(zip(origins, destinations, strict=True)):
+        single = tiny_predictor.eta(origin, destination)
+        assert pairs.durations_s[i] == pytest.approx(single.eta_s, rel=1e-12)
+        assert pairs.distances_m[i] == pytest.approx(single.distance_m, rel=1e-12)
+    with pytest.raises(NoSegmentError):
+        tiny_predictor.eta_pairs([(24.941, 60.170)], [(25.5, 60.5)])
