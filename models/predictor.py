@@ -435,8 +435,13 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         starts = self._starts(point, times)
-        trees = self._trees([leg.node for leg in starts], bucket)
-        node_time = np.min([leg.time_s + trees[leg.node].time_s for leg in starts], axis=0)
+        trees = self._trees([leg.key for leg in starts], bucket)
+        arrival = np.min([leg.time_s + trees[leg.key].time_s for leg in starts], axis=0)
+        if self.mode == "turn":  # arrival at the end of each segment -> at each node
+            node_time = np.full(self.graph.num_nodes, np.inf)
+            np.minimum.at(node_time, self.graph["edge_target"], arrival)
+        else:
+            node_time = arrival
         with np.errstate(invalid="ignore"):
             left = max_seconds - node_time[self.graph["edge_source"]]  # [E]
             reach = np.clip(np.nan_to_num(left / times, nan=0.0, neginf=0.0), 0.0, 1.0)
@@ -491,7 +496,7 @@ class Predictor:
         origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
-        start_nodes = [leg.node for p in origin_points for leg in self._starts(p, times)]
+        start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
         trees = self._trees(start_nodes, bucket)
         durations = np.full(len(origins), np.nan)
         distances = np.full_like(durations, np.nan)

@@ -177,3 +177,18 @@ def test_eta_pairs_matches_eta(tiny_predictor):
         assert pairs.distances_m[i] == pytest.approx(single.distance_m, rel=1e-12)
     with pytest.raises(NoSegmentError):
         tiny_predictor.eta_pairs([(24.941, 60.170)], [(25.5, 60.5)])
+
+
+def test_turn_mode_isochrone_and_pairs(bundled_graph):
+    from models.travel_time import FreeFlowTurnModel
+
+    node = Predictor(bundled_graph, FreeFlowModel(bundled_graph))
+    turn = Predictor(bundled_graph, FreeFlowTurnModel(bundled_graph))
+    origin = (float(bundled_graph["node_lon"][10]) + 1e-5, float(bundled_graph["node_lat"][10]))
+    a, b = node.isochrone(origin, 300.0), turn.isochrone(origin, 300.0)
+    assert len(b.piece_segment) > 0
+    # Turn restrictions only remove options: the turn-mode area is no larger.
+    assert np.isfinite(b.node_time_s).sum() <= np.isfinite(a.node_time_s).sum()
+    points = [origin, (float(bundled_graph["node_lon"][20]), float(bundled_graph["node_lat"][20]))]
+    pairs = turn.eta_pairs(points, points[::-1])
+    assert pairs.durations_s[0] == pytest.approx(turn.eta(points[0], points[1]).eta_s)
