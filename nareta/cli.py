@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("models.pretrain", "pretrain the shortest-path processor on synthetic graphs"),
     "processor predict": ("models.processor_cli",
                           "neural shortest paths for graphs in an .npz file"),
+    "serve": ("service.cli", "run the HTTP API"),
+    "score": ("batch.score", "score OD pairs in batch on Dask"),
 }
 
 
