@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nareta.artifacts import artifact_hash, atomic_artifact_dir, read_manifest, write_manifest
+from nareta.artifacts import atomic_artifact_dir, read_manifest, write_manifest
 from nareta.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -151,14 +151,17 @@ class RoadGraph:
 
     @property
     def identity(self) -> str:
-        """A hash naming this graph's content (the artifact hash when loaded from disk)."""
-        manifest = getattr(self, "manifest", None)
-        if manifest is not None:
-            return artifact_hash(manifest)
-        digest = hashlib.sha256()
-        for name in ("node_osm_id", "edge_source", "edge_target", "length_m", "free_flow_s"):
-            digest.update(np.ascontiguousarray(self.arrays[name]).tobytes())
-        return digest.hexdigest()
+        """A hash of the graph's content (every array, by name), the same for every ingest of
+        the same source: models record it to refuse a graph they were not trained on."""
+        cached = getattr(self, "_identity", None)
+        if cached is None:
+            digest = hashlib.sha256()
+            for name in sorted(self.arrays):
+                array = np.ascontiguousarray(self.arrays[name])
+                digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+                digest.update(array.tobytes())
+            cached = self._identity = digest.hexdigest()
+        return cached
 
     def segment_path(self, segment: int) -> slice:
         offsets = self.arrays["path_offsets"]

@@ -89,6 +89,28 @@ class MatrixResult:
 
 
 @dataclass
+class IsochroneResult:
+    """The road reachable from `origin` within `max_seconds`, as pieces of segments: piece i
+    covers `piece_segment[i]` from share `piece_start[i]` to `piece_end[i]` of its length."""
+
+    origin: Waypoint
+    max_seconds: float
+    node_time_s: np.ndarray  # [N] earliest arrival at each node; inf where unreachable
+    piece_segment: np.ndarray  # [K] int64
+    piece_start: np.ndarray  # [K] share of the segment's length, in [0, 1]
+    piece_end: np.ndarray  # [K]
+    departure_time: dt.datetime | None = None
+
+
+@dataclass
+class PairsResult:
+    durations_s: np.ndarray  # [P]; nan where no route
+    distances_m: np.ndarray  # [P]; nan where no route
+    origins: list[Waypoint]
+    destinations: list[Waypoint]
+
+
+@dataclass
 class _Tree:
     time_s: np.ndarray  # [N]
     parent: np.ndarray  # [N] segment reaching each node, -1 at the root / unreached
@@ -402,6 +424,42 @@ class Predictor:
         coordinates.append((destination.lon, destination.lat))
         return coordinates
 
+    def isochrone(self, origin: Point, max_seconds: float,
+                  departure_time: dt.datetime | None = None) -> IsochroneResult:
+        """Everything reachable within `max_seconds`: one model run from the origin's start
+        nodes gives the arrival time at every node; each segment is then driven as far as
+        the time left at its start node allows."""
+        if not (np.isfinite(max_seconds) and max_seconds > 0):
+            raise InputError(f"max_seconds must be a positive number, got {max_seconds}")
+        (point,) = self.snap([origin])
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        starts = self._starts(point, times)
+        trees = self._trees([leg.key for leg in starts], bucket)
+        arrival = np.min([leg.time_s + trees[leg.key].time_s for leg in starts], axis=0)
+        if self.mode == "turn":  # arrival at the end of each segment -> at each node
+            node_time = np.full(self.graph.num_nodes, np.inf)
+            np.minimum.at(node_time, self.graph["edge_target"], arrival)
+        else:
+            node_time = arrival
+        with np.errstate(invalid="ignore"):
+            left = max_seconds - node_time[self.graph["edge_source"]]  # [E]
+            reach = np.clip(np.nan_to_num(left / times, nan=0.0, neginf=0.0), 0.0, 1.0)
+        segments = np.flatnonzero(reach > 0)
+        starts_share = np.zeros(len(segments))
+        ends_share = reach[segments]
+        # The origin's own segment(s), driven from the snapped position onwards.
+        own = [(leg.segment, leg.position,
+                min(1.0, leg.position + max_seconds / max(times[leg.segment], 1e-9)))
+               for leg in starts if leg.segment >= 0]
+        return IsochroneResult(
+            origin=point, max_seconds=float(max_seconds), node_time_s=node_time,
+            piece_segment=np.concatenate([segments, [s for s, _, _ in own]]).astype(np.int64),
+            piece_start=np.concatenate([starts_share, [a for _, a, _ in own]]),
+            piece_end=np.concatenate([ends_share, [b for _, _, b in own]]),
+            departure_time=departure_time,
+        )
+
     def matrix(self, origins: list[Point], destinations: list[Point],
                departure_time: dt.datetime | None = None) -> MatrixResult:
         """Durations and distances for every (origin, destination) pair; one model run per
@@ -423,3 +481,29 @@ class Predictor:
                 if np.isfinite(total):
                     durations[i, j], distances[i, j] = total, metres
         return MatrixResult(durations, distances, origin_points, destination_points)
+
+    def eta_pairs(self, origins: list[Point], destinations: list[Point],
+                  departure_time: dt.datetime | None = None) -> PairsResult:
+        """ETA and distance of each pair ``(origins[i], destinations[i])``, exactly as
+        :meth:`eta` answers it, but with one model run per distinct origin node, all of
+        them in one batch (batch scoring's path). nan where no route connects a pair;
+        raises NoSegmentError like :meth:`matrix` (callers pre-filter unsnappable points).
+        """
+        if len(origins) != len(destinations):
+            raise InputError(f"eta_pairs needs as many origins ({len(origins)}) as "
+                             f"destinations ({len(destinations)})")
+        snapped = self.snap([*origins, *destinations])
+        origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
+        trees = self._trees(start_nodes, bucket)
+        durations = np.full(len(origins), np.nan)
+        distances = np.full_like(durations, np.nan)
+        for i, (origin_point, destination_point) in enumerate(
+                zip(origin_points, destination_points, strict=True)):
+            total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees,
+                                             times)
+            if np.isfinite(total):
+                durations[i], distances[i] = total, metres
+        return PairsResult(durations, distances, origin_points, destination_points)

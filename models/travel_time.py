@@ -62,7 +62,7 @@ def dijkstra_tree(graph: RoadGraph, weights: np.ndarray, origins: np.ndarray) ->
     times, predecessors = dijkstra(matrix, directed=True, indices=origins,
                                    return_predecessors=True)
     times = np.atleast_2d(times)
-    predecessors = np.atleast_2d(predecessors)
+    predecessors = np.atleast_2d(predecessors).astype(np.int64)  # int32: key overflow
     # Map (predecessor node, node) to the lightest segment between them.
     source, target = graph["edge_source"], graph["edge_target"]
     order = np.lexsort((weights, target, source))

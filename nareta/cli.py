@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("models.train", "train the ETA model's encoder and decoder on trips"),
     "eta": ("models.query_cli", "answer one ETA (or route) query"),
     "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
+    "serve": ("service.cli", "run the HTTP API"),
+    "score": ("batch.score", "score OD pairs in batch on Dask"),
 }
 
 

@@ -140,3 +140,55 @@ def test_turn_mode_agrees_where_no_restriction_binds(bundled_graph):
     source, target = bundled_graph["edge_source"], bundled_graph["edge_target"]
     assert all(target[a] == source[b] for a, b in itertools.pairwise(route.segments))
     assert route.eta_s == pytest.approx(turn_matrix[0, 1], rel=1e-6)
+
+
+def test_isochrone_reaches_exactly_what_the_eta_allows(tiny_predictor):
+    graph = tiny_predictor.graph
+    origin = (24.941, 60.170)
+    full = tiny_predictor.isochrone(origin, 1e6)
+    # With unlimited time every segment is reachable in full.
+    assert set(full.piece_segment.tolist()) == set(range(graph.num_segments))
+    limit = 0.6 * float(np.nanmax(np.where(np.isfinite(full.node_time_s), full.node_time_s, 0)))
+    result = tiny_predictor.isochrone(origin, limit)
+    assert np.all((0 <= result.piece_start) & (result.piece_start <= result.piece_end)
+                  & (result.piece_end <= 1))
+    # A node is reachable iff its ETA (from the eta() query, at the node itself) fits.
+    for node in range(graph.num_nodes):
+        point = (float(graph["node_lon"][node]), float(graph["node_lat"][node]))
+        eta = tiny_predictor.eta(origin, point).eta_s
+        assert (result.node_time_s[node] <= limit) == (eta <= limit + 1e-6) or abs(
+            eta - limit) < 1e-3
+
+
+def test_isochrone_rejects_non_positive_time(tiny_predictor):
+    from nareta.errors import InputError
+
+    with pytest.raises(InputError, match="max_seconds"):
+        tiny_predictor.isochrone((24.941, 60.170), 0)
+
+
+def test_eta_pairs_matches_eta(tiny_predictor):
+    origins = [(24.941, 60.170), (24.9405, 60.170), (24.941, 60.170)]
+    destinations = [(24.942, 60.1695), (24.9415, 60.170), (24.9405, 60.170)]
+    pairs = tiny_predictor.eta_pairs(origins, destinations)
+    for i, (origin, destination) in enumerate(zip(origins, destinations, strict=True)):
+        single = tiny_predictor.eta(origin, destination)
+        assert pairs.durations_s[i] == pytest.approx(single.eta_s, rel=1e-12)
+        assert pairs.distances_m[i] == pytest.approx(single.distance_m, rel=1e-12)
+    with pytest.raises(NoSegmentError):
+        tiny_predictor.eta_pairs([(24.941, 60.170)], [(25.5, 60.5)])
+
+
+def test_turn_mode_isochrone_and_pairs(bundled_graph):
+    from models.travel_time import FreeFlowTurnModel
+
+    node = Predictor(bundled_graph, FreeFlowModel(bundled_graph))
+    turn = Predictor(bundled_graph, FreeFlowTurnModel(bundled_graph))
+    origin = (float(bundled_graph["node_lon"][10]) + 1e-5, float(bundled_graph["node_lat"][10]))
+    a, b = node.isochrone(origin, 300.0), turn.isochrone(origin, 300.0)
+    assert len(b.piece_segment) > 0
+    # Turn restrictions only remove options: the turn-mode area is no larger.
+    assert np.isfinite(b.node_time_s).sum() <= np.isfinite(a.node_time_s).sum()
+    points = [origin, (float(bundled_graph["node_lon"][20]), float(bundled_graph["node_lat"][20]))]
+    pairs = turn.eta_pairs(points, points[::-1])
+    assert pairs.durations_s[0] == pytest.approx(turn.eta(points[0], points[1]).eta_s)
