@@ -12,20 +12,24 @@ Graph modes (``EtaConfig.graph_mode``):
 ``"node"``: the processor runs on junctions with segments as edges; turn features can
     only enter through the segment's own end-node control. Kept for the comparison.
 
-The edge latent is the processor's own scalar-weight embedding of a learned positive time
-``w`` plus a learned residual direction, both from the encoder:
+The edge latent reweights each of the processor's latent cost channels separately:
 
 .. math::
-    \\mathbf{z}_{e} = w_e\\,\\mathbf{a} + w_e\\,\\boldsymbol{\\delta}_e, \\qquad
+    \\mathbf{z}_{e} = w_e\\,\\mathbf{B}^{-1}\\bigl(\\mathbf{B}\\mathbf{a} \\odot
+        e^{\\mathbf{r}_e}\\bigr), \\qquad
     w_{a\\to b} = \\frac{t_b(\\tau) + p_{a\\to b}(\\tau)}{s}
 
-with :math:`\\mathbf{a}` the frozen weight-encoder direction, :math:`t_b(\\tau) =`
-free-flow time × exp(MLP(features, time)), :math:`p` a non-negative turn penalty and
-:math:`s` a fixed time scale. Both heads start at zero, so an untrained model is exactly
-free-flow routing through the processor; the residual lets the encoder use the latent
-space beyond one scalar per edge. The decoder is bias-free linear on the latent state
-(initialised from the processor's distance decoder), keeping the whole chain positively
-homogeneous, so ETAs scale with the trip the way the processor's distances do.
+with :math:`\\mathbf{a}` the frozen weight-encoder direction and :math:`\\mathbf{B}` the
+processor's frozen edge map, so the message cost in channel ``k`` is
+:math:`w_e (\\mathbf{B}\\mathbf{a})_k e^{r_{e,k}}`: always of the sign the processor
+was trained on (negative, i.e. a cost), so every channel stays a convergent min-plus
+recursion, but each channel can weigh an edge differently (a latent cost per channel,
+beyond one scalar per edge), and the decoder mixes the channels' path costs.
+:math:`t_b(\\tau) =` free-flow time × exp(MLP(features, time)), :math:`p` is a
+non-negative turn penalty, :math:`s` a fixed time scale. Every head starts at zero, so an
+untrained model is exactly free-flow routing through the processor. The decoder is
+bias-free linear on the latent state (initialised from the processor's distance decoder),
+keeping the whole chain positively homogeneous, so ETAs scale with the trip the way the processor's distances do.
 """
 
 from __future__ import annotations
@@ -252,6 +256,11 @@ class EtaModel(nn.Module):
         self.processor = processor.freeze()
         self.weight_encoder = weight_encoder.requires_grad_(False).eval()
         self.processor_hash = artifact_hash(processor_manifest)
+        with torch.no_grad():  # frozen constants of the processor's edge map B and direction a
+            edge_map = processor.layer.edge.weight.detach().double()  # [H, H]
+            direction = weight_encoder.linear.weight.detach().double()[:, 0]  # [H]
+            self._edge_cost_direction = (edge_map @ direction).float()  # B a, [H]
+            self._edge_map_inverse = torch.linalg.inv(edge_map).float()  # [H, H]
         self.processor_manifest = processor_manifest
         self.scaler = scaler or FeatureScaler.fit(graph)
         self.time_scale = float(time_scale or np.mean(graph["free_flow_s"]))
@@ -310,9 +319,12 @@ class EtaModel(nn.Module):
         else:
             weight = segment_time  # [E]
             edge_index = self.segment_index
-        edge_latent = self.weight_encoder(weight)  # [K, H]
-        if residual is not None:
-            edge_latent = edge_latent + weight.unsqueeze(-1) * residual
+        if residual is not None:  # per-channel positive reweighting, see the module docstring
+            channel_cost = self._edge_cost_direction * torch.exp(
+                residual.clamp(-self.config.max_log_factor, self.config.max_log_factor))
+            edge_latent = weight.unsqueeze(-1) * (channel_cost @ self._edge_map_inverse.T)
+        else:
+            edge_latent = self.weight_encoder(weight)  # [K, H]
         result = Latents(segment_time, penalty, edge_latent, edge_index)
         if not self.training:
             if len(self._cache) >= 64:

@@ -372,7 +372,7 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
                     count = len(rows)
                     loss_sum.backward()
             # Mean over the whole batch's trips, whichever rank holds them.
-            total_loss, total = parallel.sum([float(loss_sum), float(count)])
+            total_loss, total = parallel.sum([float(loss_sum.detach()), float(count)])
             if total == 0:
                 continue
             parallel.sum_gradients(parameters)
