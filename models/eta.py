@@ -29,7 +29,8 @@ beyond one scalar per edge), and the decoder mixes the channels' path costs.
 non-negative turn penalty, :math:`s` a fixed time scale. Every head starts at zero, so an
 untrained model is exactly free-flow routing through the processor. The decoder is
 bias-free linear on the latent state (initialised from the processor's distance decoder),
-keeping the whole chain positively homogeneous, so ETAs scale with the trip the way the processor's distances do.
+keeping the whole chain positively homogeneous, so ETAs scale with the trip the way the
+processor's distances do.
 """
 
 from __future__ import annotations
