@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The image's entry point (also run directly by the tests): one subcommand per role.
 #
-#   build        ingest the city into $NARETA_GRAPH_DIR unless it is already there
-#                (later: simulate trips and train the ETA model into $NARETA_MODEL_DIR)
+#   build        ingest the city into $NARETA_GRAPH_DIR unless it is already there, then
+#                install the ETA model into $ARTIFACTS_DIR/$NARETA_RELEASE/model: the
+#                shipped one when it was trained on this very graph, else train one on
+#                $NARETA_TRIPS (simulated with SUMO first when that file does not exist)
 #   api          nareta serve on $NARETA_HOST:$NARETA_PORT (settings from the environment)
 #   scheduler    a Dask scheduler on :8786 (dashboard :8787)
 #   worker       a Dask worker for $NARETA_DASK_SCHEDULER
@@ -53,7 +55,30 @@ case "$role" in
             mkdir -p "$(dirname "$NARETA_GRAPH_DIR")"
             "${NARETA[@]}" ingest "$NARETA_OSM" --out "$NARETA_GRAPH_DIR" --force
         fi
-        # simulate + train go here once those stages exist (issue 7 follow-up).
+        if [ -f "$release_model/manifest.json" ] && [ "${NARETA_REBUILD:-0}" != 1 ]; then
+            echo "build: $release_model already present"
+        else
+            release_dir=$(dirname "$release_model")
+            rm -rf "$release_dir/processor.tmp" "$release_dir/model.tmp"
+            cp -r artifacts_shipped/processor "$release_dir/processor.tmp"
+            rm -rf "$release_dir/processor" && mv "$release_dir/processor.tmp" "$release_dir/processor"
+            if "${NARETA[@]}" eta --graph "$NARETA_GRAPH_DIR" \
+                    --model artifacts_shipped/eta_baltimore \
+                    --origin -76.6,39.29 --destination -76.58,39.29 >/dev/null 2>&1; then
+                echo "build: the shipped ETA model matches $NARETA_GRAPH_DIR; installing it"
+                cp -r artifacts_shipped/eta_baltimore "$release_dir/model.tmp"
+                rm -rf "$release_model" && mv "$release_dir/model.tmp" "$release_model"
+            else
+                trips=${NARETA_TRIPS:-$release_dir/trips.parquet}
+                if [ ! -f "$trips" ]; then
+                    "${NARETA[@]}" simulate "$NARETA_OSM" --out "$trips" \
+                        --graph "$NARETA_GRAPH_DIR" --hours 3 --profile rush --seed 0
+                fi
+                "${NARETA[@]}" train --graph "$NARETA_GRAPH_DIR" --trips "$trips" \
+                    --processor "$release_dir/processor" --out "$release_model" --force \
+                    --no-progress
+            fi
+        fi
         ;;
     api)
         exec "${NARETA[@]}" serve "$@"
