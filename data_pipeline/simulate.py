@@ -487,7 +487,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="trip table (.parquet)")
     parser.add_argument("--graph", type=Path,
                         help="RoadGraph artifact built from the same OSM file; routes are "
-                             "written as its segment indices (built on the fly if omitted)")
+                             "written as its segment indices (if omitted, one is built and "
+                             "written beside --out as <name>.graph/)")
     parser.add_argument("--hours", type=float, default=3.0, help="simulated hours of demand")
     parser.add_argument("--profile", choices=PROFILES, default="rush",
                         help="flat rate, or off-peak / peak / shoulder thirds")
@@ -521,6 +522,7 @@ def _load_or_build_graph(osm_file: Path, graph_dir: Path | None, log):
 
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.osm_reader import check_osm_path
+    from data_pipeline.road_graph import RoadGraph
     from nareta.artifacts import sha256_file
 
     osm_file = check_osm_path(args.osm_file)
@@ -540,6 +542,12 @@ def run(args: argparse.Namespace) -> int:
     log = print if not args.no_progress else (lambda *a, **k: None)
     started = time.perf_counter()
     graph = _load_or_build_graph(osm_file, args.graph, log)
+    graph_dir = args.graph
+    if graph_dir is None:  # routes name this graph's segments: keep it beside the trips
+        graph_dir = out.with_name(out.stem + ".graph")
+        graph.save(graph_dir, force=args.force, seed=0)
+        graph = RoadGraph.load(graph_dir)
+        log(f"RoadGraph written to {graph_dir}")
     table, report = simulate(osm_file, graph, config=config, work_dir=args.work_dir,
                              progress=not args.no_progress, log=log)
     graph_manifest = getattr(graph, "manifest", None)
@@ -553,7 +561,7 @@ def run(args: argparse.Namespace) -> int:
         "command_line": shlex.join(sys.argv),
         "library_versions": library_versions(),
         "source_osm": {"path": str(osm_file), "sha256": sha256_file(osm_file)},
-        "graph": {"path": str(args.graph) if args.graph else None,
+        "graph": {"path": str(graph_dir),
                   "files": graph_manifest.get("files") if graph_manifest else None},
         "config": asdict(config),
         "report": {**asdict(report), "teleport_share": round(report.teleport_share, 5),
