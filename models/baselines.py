@@ -85,7 +85,7 @@ class ScalarConfig:
     offset_l2: float = 0.005
     #: a segment's time never falls below this share of its free-flow time (cars rarely
     #: drive much above the limit); stops Dijkstra exploiting under-observed segments
-    min_free_flow_share: float = 0.7
+    min_free_flow_share: float = 1.0
     reroute_rounds: int = 2  # only when trips carry no routes
     seed: int = 0
 
