@@ -26,12 +26,23 @@ def eta_metrics(true_s: np.ndarray, predicted_s: np.ndarray) -> dict[str, float]
     if true.shape != predicted.shape:
         raise ValueError(f"true {true.shape} and predicted {predicted.shape} differ in shape")
     answered = np.isfinite(predicted) & np.isfinite(true) & (true > 0)
-    result: dict[str, float] = {"count": int(true.size),
-                                "unanswered": int(true.size - answered.sum())}
+    result: dict[str, float] = {
+        "count": int(true.size),
+        "unanswered": int(true.size - answered.sum()),
+    }
     if not answered.any():
-        return result | {name: float("nan") for name in
-                         ("mape", "median_ape", "mae_s", "rmse_s", "within_10pct",
-                          "within_20pct", "bias_s")}
+        return result | {
+            name: float("nan")
+            for name in (
+                "mape",
+                "median_ape",
+                "mae_s",
+                "rmse_s",
+                "within_10pct",
+                "within_20pct",
+                "bias_s",
+            )
+        }
     true, predicted = true[answered], predicted[answered]
     error = predicted - true
     ape = np.abs(error) / true
@@ -68,11 +79,21 @@ def breakdown(
 def by_trip_length(true_s, predicted_s, length_m) -> dict[str, dict[str, float]]:
     """Breakdown by trip length in km bins."""
     edges_km = [b / 1000.0 for b in LENGTH_BINS_M]
-    return breakdown(true_s, predicted_s, np.asarray(length_m) / 1000.0, edges_km,
-                     label_format="{low:g}-{high:g} km")
+    return breakdown(
+        true_s,
+        predicted_s,
+        np.asarray(length_m) / 1000.0,
+        edges_km,
+        label_format="{low:g}-{high:g} km",
+    )
 
 
 def by_departure_hour(true_s, predicted_s, departure_hour) -> dict[str, dict[str, float]]:
     """Breakdown by whole departure hour of day."""
-    return breakdown(true_s, predicted_s, np.floor(np.asarray(departure_hour)),
-                     list(range(25)), label_format="{low:02.0f}h")
+    return breakdown(
+        true_s,
+        predicted_s,
+        np.floor(np.asarray(departure_hour)),
+        list(range(25)),
+        label_format="{low:02.0f}h",
+    )

@@ -35,15 +35,40 @@ def helsinki(shared_osm_dir, tmp_path_factory):
 def test_cli_simulates_maps_routes_and_writes_manifest(helsinki, tmp_path):
     osm, graph_dir = helsinki
     out = tmp_path / "trips.parquet"
-    result = run_cli("simulate", str(osm), "--out", str(out), "--graph", str(graph_dir),
-                     "--hours", "0.05", "--profile", "rush", "--rate", "1500", "--seed", "3",
-                     "--start", "2026-11-18T07:00", "--no-progress", timeout=120)
+    result = run_cli(
+        "simulate",
+        str(osm),
+        "--out",
+        str(out),
+        "--graph",
+        str(graph_dir),
+        "--hours",
+        "0.05",
+        "--profile",
+        "rush",
+        "--rate",
+        "1500",
+        "--seed",
+        "3",
+        "--start",
+        "2026-11-18T07:00",
+        "--no-progress",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "trips written" in result.stdout and "teleported" in result.stdout
     table = pd.read_parquet(out)
     assert len(table) >= 40
-    for column in ("origin_lon", "origin_lat", "destination_lon", "destination_lat",
-                   "departure_time", "duration_s", "trip_id", "route"):
+    for column in (
+        "origin_lon",
+        "origin_lat",
+        "destination_lon",
+        "destination_lat",
+        "departure_time",
+        "duration_s",
+        "trip_id",
+        "route",
+    ):
         assert column in table.columns
     assert (table["duration_s"] > 0).all()
     times = pd.to_datetime(table["departure_time"])
@@ -71,8 +96,17 @@ def test_cli_simulates_maps_routes_and_writes_manifest(helsinki, tmp_path):
     trips = read_trips(out)
     assert len(trips) == len(table) and not trips.rejected
 
-    again = run_cli("simulate", str(osm), "--out", str(out), "--graph", str(graph_dir),
-                    "--hours", "0.05", "--no-progress")
+    again = run_cli(
+        "simulate",
+        str(osm),
+        "--out",
+        str(out),
+        "--graph",
+        str(graph_dir),
+        "--hours",
+        "0.05",
+        "--no-progress",
+    )
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
@@ -90,14 +124,24 @@ def test_same_seed_same_trips(helsinki):
 
 def test_cli_refuses_bad_arguments(helsinki, tmp_path):
     osm, graph_dir = helsinki
-    bad_start = run_cli("simulate", str(osm), "--out", str(tmp_path / "t.parquet"),
-                        "--graph", str(graph_dir), "--start", "tomorrow morning")
+    bad_start = run_cli(
+        "simulate",
+        str(osm),
+        "--out",
+        str(tmp_path / "t.parquet"),
+        "--graph",
+        str(graph_dir),
+        "--start",
+        "tomorrow morning",
+    )
     assert bad_start.returncode == 2 and "ISO-8601" in bad_start.stderr
-    bad_out = run_cli("simulate", str(osm), "--out", str(tmp_path / "t.csv"),
-                      "--graph", str(graph_dir))
+    bad_out = run_cli(
+        "simulate", str(osm), "--out", str(tmp_path / "t.csv"), "--graph", str(graph_dir)
+    )
     assert bad_out.returncode == 2 and ".parquet" in bad_out.stderr
-    missing = run_cli("simulate", str(tmp_path / "nope.osm.pbf"), "--out",
-                      str(tmp_path / "t.parquet"))
+    missing = run_cli(
+        "simulate", str(tmp_path / "nope.osm.pbf"), "--out", str(tmp_path / "t.parquet")
+    )
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
