@@ -184,3 +184,28 @@ def test_mapper_chains_segments_and_closes_joined_junction_gaps():
     assert mapper.join_route([into, out_of]) == [0, 1, 2]  # gap 3->4 closed
     assert mapper.map_edge([5], [1]) == ()  # no way back
     assert mapper.join_route([into, ()]) is None
+
+
+def test_osm_xml_gives_split_way_pieces_fresh_ids(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from data_pipeline.osm_reader import OsmData, OsmWay, TurnRestriction
+    from data_pipeline.sumo_net import write_osm_xml
+
+    data = OsmData(
+        node_lonlat={i: (0.001 * i, 0.0) for i in range(1, 6)},
+        node_tags={2: {"highway": "traffic_signals"}},
+        ways=[
+            OsmWay(7, [1, 2], {"highway": "residential"}),
+            OsmWay(7, [4, 5], {"highway": "residential"}),  # piece after a clipped gap
+            OsmWay(9, [2, 3], {"highway": "primary", "name": "A & B <st>"}),
+        ],
+        restrictions=[TurnRestriction(1, "no_left_turn", 9, 2, 7)],
+    )
+    summary = write_osm_xml(data, tmp_path / "drive.osm")
+    root = ET.parse(tmp_path / "drive.osm").getroot()
+    ids = [way.get("id") for way in root.iter("way")]
+    assert len(ids) == len(set(ids)) == 3
+    assert summary.way_origin[int(ids[1])] == 7 and ids[1] != "7"
+    assert root.find("node[@id='2']/tag").get("v") == "traffic_signals"
+    assert summary.restrictions == 0  # from/to way 7 is ambiguous after the split
