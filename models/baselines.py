@@ -4,7 +4,7 @@
    ``add_edge_travel_times`` gives). No training.
 2. ``learned_scalar``: one travel time per segment and one per turn, fitted to training
    trips so that summed route times match trip durations, then Dijkstra. Segment time is
-   ``free_flow_s * exp(mlp(features) + offset[segment])`` and turn time
+   ``free_flow_s * (floor + softplus(mlp(features) + offset[segment]))`` and turn time
    ``softplus(mlp(turn features, features of both segments))``; the per-segment offsets
    are L2-regularised, so well-observed segments get their own time and rarely driven ones
    fall back on what their features predict. Uses the driven routes when the trips carry
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +95,13 @@ class ScalarConfig:
     epochs: int = 400
     learning_rate: float = 0.03
     offset_l2: float = 0.005
-    #: a segment's time never falls below this share of its free-flow time (cars rarely
-    #: drive much above the limit); stops Dijkstra exploiting under-observed segments
+    #: no segment is faster than this share of its free-flow time: stops Dijkstra
+    #: exploiting rarely driven segments fitted too fast. Chosen on a validation share of
+    #: the training trips among ``floor_candidates`` x (median duration / free-flow route
+    #: time) when the trips carry routes; the chosen value is stored here.
     min_free_flow_share: float = 1.0
+    floor_candidates: tuple[float, ...] = (0.6, 0.8, 1.0)
+    validation_share: float = 0.15
     reroute_rounds: int = 2  # only when trips carry no routes
     seed: int = 0
 
@@ -189,10 +193,44 @@ class LearnedScalarBaseline:
     def fit(
         cls, graph, frame, *, config: ScalarConfig | None = None, log=print
     ) -> LearnedScalarBaseline:
-        """Fit segment and turn times to ``frame``'s durations (snapped trips)."""
+        """Fit segment and turn times to ``frame``'s durations (snapped trips); with driven
+        routes, first pick the free-flow floor on a validation share of the trips."""
+        config = config or ScalarConfig()
+        has_routes = "route" in frame.columns and frame["route"].notna().all()
+        if not has_routes or not config.floor_candidates or len(frame) < 200:
+            return cls._fit_once(graph, frame, config=config, log=log)
+        free_flow = np.asarray(graph["free_flow_s"], dtype=np.float64)
+        segments, _, usable = _route_design(graph, frame, list(frame["route"]))
+        ratio = frame["duration_s"].to_numpy(float)[usable] / np.maximum(
+            (segments @ free_flow)[usable], 1e-3
+        )
+        scale = float(np.median(ratio))
+        rng = np.random.default_rng(config.seed)
+        validation = rng.random(len(frame)) < config.validation_share
+        fit_part = frame[~validation].reset_index(drop=True)
+        val_part = frame[validation].reset_index(drop=True)
+        scores = {}
+        for candidate in config.floor_candidates:
+            floor = round(candidate * scale, 3)
+            trial = replace(config, min_free_flow_share=floor, epochs=max(config.epochs // 2, 1))
+            model = cls._fit_once(graph, fit_part, config=trial, log=lambda *_: None)
+            predicted = model.predict(graph, val_part)
+            true = val_part["duration_s"].to_numpy(float)
+            scores[floor] = float(np.nanmean(np.abs(predicted - true) / true))
+        best = min(scores, key=scores.get)
+        log(
+            "learned scalar: free-flow floor "
+            + ", ".join(f"{k:g}: MAPE {v:.1%}" for k, v in scores.items())
+            + f" on validation; using {best:g}"
+        )
+        return cls._fit_once(
+            graph, frame, config=replace(config, min_free_flow_share=best), log=log
+        )
+
+    @classmethod
+    def _fit_once(cls, graph, frame, *, config: ScalarConfig, log) -> LearnedScalarBaseline:
         import torch
 
-        config = config or ScalarConfig()
         torch.manual_seed(config.seed)
         features, _ = graph.numeric_segment_features()
         features, _, _ = _standardise(features)
@@ -233,9 +271,9 @@ class LearnedScalarBaseline:
 
         def times():
             raw = segment_net(x_segment).squeeze(-1) + offset  # [E]
-            segment = base * (
-                config.min_free_flow_share + torch.nn.functional.softplus(raw + 0.5)
-            )  # [E]
+            floor = config.min_free_flow_share
+            shift = math.log(math.expm1(1.0 - floor)) if floor < 0.9 else -2.0  # ~1 at raw 0
+            segment = base * (floor + torch.nn.functional.softplus(raw + shift))  # [E]
             turn = torch.nn.functional.softplus(turn_net(x_turn).squeeze(-1) - 2.0)  # [T]
             return segment, turn
 
