@@ -45,9 +45,25 @@ def prepare_city(name: str, osm: Path, cache: Path, args) -> tuple[Path, Path, d
     trips = cache / name / f"trips-{key}.parquet"
     manifest_path = trips.with_name(trips.name + ".manifest.json")
     if not manifest_path.is_file():
-        _cli("simulate", str(osm), "--out", str(trips), "--graph", str(graph_dir),
-             "--hours", str(args.hours), "--profile", args.profile, "--rate", str(args.rate),
-             "--seed", str(args.seed), "--reroute-period", str(args.reroute_period), "--force")
+        _cli(
+            "simulate",
+            str(osm),
+            "--out",
+            str(trips),
+            "--graph",
+            str(graph_dir),
+            "--hours",
+            str(args.hours),
+            "--profile",
+            args.profile,
+            "--rate",
+            str(args.rate),
+            "--seed",
+            str(args.seed),
+            "--reroute-period",
+            str(args.reroute_period),
+            "--force",
+        )
     return graph_dir, trips, json.loads(manifest_path.read_text())
 
 
@@ -69,9 +85,12 @@ def run_city(name: str, graph_dir: Path, trips_path: Path, cache: Path, args) ->
     torch.set_num_threads(1)
     graph = RoadGraph.load(graph_dir)
     table = snap_trips(read_trips(trips_path), graph)
-    splits = {"last_hour": split_by_time(table, holdout_hours=1.0),
-              "held_out_zones": split_by_area(table, zone_size_m=args.zone_size,
-                                              holdout_share=0.2, seed=args.seed)}
+    splits = {
+        "last_hour": split_by_time(table, holdout_hours=1.0),
+        "held_out_zones": split_by_area(
+            table, zone_size_m=args.zone_size, holdout_share=0.2, seed=args.seed
+        ),
+    }
     results: dict = {"trips": len(table), "splits": {}}
     for split_name, (train, test) in splits.items():
         split_result: dict = {"train_trips": len(train), "test_trips": len(test), "models": {}}
@@ -82,21 +101,34 @@ def run_city(name: str, graph_dir: Path, trips_path: Path, cache: Path, args) ->
         models = {"freeflow": (FreeFlowBaseline(), 0.0)}
         for label, fit in (
             ("learned_scalar", lambda frame=train.frame: LearnedScalarBaseline.fit(graph, frame)),
-            ("gnn_regressor", lambda frame=train.frame: GnnRegressorBaseline.fit(
-                graph, frame, config=GnnConfig(epochs=args.gnn_epochs))),
+            (
+                "gnn_regressor",
+                lambda frame=train.frame: GnnRegressorBaseline.fit(
+                    graph, frame, config=GnnConfig(epochs=args.gnn_epochs)
+                ),
+            ),
         ):
             directory = cache / name / "models" / f"{trips_path.stem}-{split_name}-{label}"
             started = time.perf_counter()
             if (directory / "manifest.json").is_file() and not args.retrain:
                 model = load_baseline(directory, graph=graph)
-                seconds = float(json.loads((directory / "manifest.json").read_text())
-                                .get("train_seconds", 0.0))
+                seconds = float(
+                    json.loads((directory / "manifest.json").read_text()).get("train_seconds", 0.0)
+                )
             else:
                 model = fit()
                 seconds = time.perf_counter() - started
-                save_baseline(model, directory, graph=graph, force=True,
-                              extra={"train_seconds": round(seconds, 1),
-                                     "trips": str(trips_path), "split": split_name})
+                save_baseline(
+                    model,
+                    directory,
+                    graph=graph,
+                    force=True,
+                    extra={
+                        "train_seconds": round(seconds, 1),
+                        "trips": str(trips_path),
+                        "split": split_name,
+                    },
+                )
             models[label] = (model, seconds)
         for label, (model, seconds) in models.items():
             started = time.perf_counter()
@@ -110,23 +142,28 @@ def run_city(name: str, graph_dir: Path, trips_path: Path, cache: Path, args) ->
 
 
 def print_table(report: dict) -> None:
-    header = (f"{'city':<11} {'split':<15} {'model':<15} {'MAPE':>6} {'medAPE':>7} "
-              f"{'MAE s':>6} {'RMSE s':>7} {'±10%':>6} {'±20%':>6} {'bias s':>7}")
+    header = (
+        f"{'city':<11} {'split':<15} {'model':<15} {'MAPE':>6} {'medAPE':>7} "
+        f"{'MAE s':>6} {'RMSE s':>7} {'±10%':>6} {'±20%':>6} {'bias s':>7}"
+    )
     print(header)
     print("-" * len(header))
     for city, result in report["cities"].items():
         for split, split_result in result["splits"].items():
             for model, metrics in split_result["models"].items():
                 m = metrics["overall"]
-                print(f"{city:<11} {split:<15} {model:<15} {m['mape']:>6.1%} "
-                      f"{m['median_ape']:>7.1%} {m['mae_s']:>6.0f} {m['rmse_s']:>7.0f} "
-                      f"{m['within_10pct']:>6.1%} {m['within_20pct']:>6.1%} {m['bias_s']:>7.0f}")
+                print(
+                    f"{city:<11} {split:<15} {model:<15} {m['mape']:>6.1%} "
+                    f"{m['median_ape']:>7.1%} {m['mae_s']:>6.0f} {m['rmse_s']:>7.0f} "
+                    f"{m['within_10pct']:>6.1%} {m['within_20pct']:>6.1%} {m['bias_s']:>7.0f}"
+                )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cities", nargs="+", default=["baltimore", "harrisburg"],
-                        choices=sorted(CITIES))
+    parser.add_argument(
+        "--cities", nargs="+", default=["baltimore", "harrisburg"], choices=sorted(CITIES)
+    )
     parser.add_argument("--hours", type=float, default=3.0)
     parser.add_argument("--profile", default="rush")
     parser.add_argument("--rate", type=float, default=2500.0)
@@ -135,20 +172,26 @@ def main() -> int:
     parser.add_argument("--zone-size", type=float, default=1000.0)
     parser.add_argument("--gnn-epochs", type=int, default=40)
     parser.add_argument("--retrain", action="store_true", help="ignore cached baselines")
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "benchmarks" /
-                        "baselines")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" /
-                        "baselines.json")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=REPO / "runs" / "benchmarks" / "baselines"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "baselines.json"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    report: dict = {"settings": {k: (str(v) if isinstance(v, Path) else v)
-                                 for k, v in vars(args).items()}, "cities": {},
-                    "simulations": {}}
+    report: dict = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "cities": {},
+        "simulations": {},
+    }
     for name in args.cities:
         graph_dir, trips, manifest = prepare_city(name, CITIES[name], args.cache_dir, args)
-        report["simulations"][name] = {"wall_s": manifest.get("wall_s"),
-                                       "report": manifest.get("report"),
-                                       "command_line": manifest.get("command_line")}
+        report["simulations"][name] = {
+            "wall_s": manifest.get("wall_s"),
+            "report": manifest.get("report"),
+            "command_line": manifest.get("command_line"),
+        }
         report["cities"][name] = run_city(name, graph_dir, trips, args.cache_dir, args)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -94,8 +94,10 @@ class SimulationConfig:
             return [DemandPeriod(0.0, total, self.rate_per_hour)]
         third = total / 3.0
         factors = (1.0, self.peak_factor, self.shoulder_factor)
-        return [DemandPeriod(i * third, (i + 1) * third, self.rate_per_hour * factor)
-                for i, factor in enumerate(factors)]
+        return [
+            DemandPeriod(i * third, (i + 1) * third, self.rate_per_hour * factor)
+            for i, factor in enumerate(factors)
+        ]
 
 
 @dataclass
@@ -128,27 +130,47 @@ def parse_start(text: str) -> dt.datetime:
     try:
         start = dt.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise InputError(f"--start {text!r}: expected ISO-8601 local time such as "
-                         f"{DEFAULT_START}") from exc
+        raise InputError(
+            f"--start {text!r}: expected ISO-8601 local time such as {DEFAULT_START}"
+        ) from exc
     if start.tzinfo is not None:
         raise InputError(f"--start {text!r}: give local clock time without a UTC offset")
     return start
 
 
 # --------------------------------------------------------------------------- stages
-def _random_trips(net: Path, period: DemandPeriod, index: int, config: SimulationConfig,
-                  work: Path) -> Path:
+def _random_trips(
+    net: Path, period: DemandPeriod, index: int, config: SimulationConfig, work: Path
+) -> Path:
     out = work / f"trips_{index}.xml"
     command = [
-        sys.executable, str(sumo_home() / "tools" / "randomTrips.py"), "-n", str(net),
-        "-o", str(out), "-r", str(work / f"routes_{index}.rou.xml"),
-        "-b", f"{period.begin_s:.0f}", "-e", f"{period.end_s:.0f}",
-        "--insertion-rate", f"{period.vehicles_per_hour:.3f}",
-        "--seed", str(config.seed * 1000 + index), "--prefix", f"p{index}_",
-        "--fringe-factor", str(config.fringe_factor),
-        "--min-distance", str(config.min_distance_m), "--validate",
-        "--random-departpos", "--random-arrivalpos",
-        "--trip-attributes", 'departLane="best" departSpeed="max"',
+        sys.executable,
+        str(sumo_home() / "tools" / "randomTrips.py"),
+        "-n",
+        str(net),
+        "-o",
+        str(out),
+        "-r",
+        str(work / f"routes_{index}.rou.xml"),
+        "-b",
+        f"{period.begin_s:.0f}",
+        "-e",
+        f"{period.end_s:.0f}",
+        "--insertion-rate",
+        f"{period.vehicles_per_hour:.3f}",
+        "--seed",
+        str(config.seed * 1000 + index),
+        "--prefix",
+        f"p{index}_",
+        "--fringe-factor",
+        str(config.fringe_factor),
+        "--min-distance",
+        str(config.min_distance_m),
+        "--validate",
+        "--random-departpos",
+        "--random-arrivalpos",
+        "--trip-attributes",
+        'departLane="best" departSpeed="max"',
     ]
     run_tool(command, what=f"randomTrips (period {index})", log_path=work / f"trips_{index}.log")
     return out
@@ -157,35 +179,60 @@ def _random_trips(net: Path, period: DemandPeriod, index: int, config: Simulatio
 _STEP = re.compile(rb"Step #(\d+(?:\.\d+)?)")
 
 
-def _run_sumo(net: Path, trip_files: list[Path], config: SimulationConfig, work: Path,
-              *, progress: bool) -> None:
+def _run_sumo(
+    net: Path, trip_files: list[Path], config: SimulationConfig, work: Path, *, progress: bool
+) -> None:
     end_s = config.hours * 3600.0 + config.drain_s
     command = [
-        str(sumo_home() / "bin" / "sumo"), "-n", str(net),
-        "-r", ",".join(str(path) for path in trip_files),
-        "--begin", "0", "--end", f"{end_s:.0f}", "--seed", str(config.seed),
-        "--tripinfo-output", str(work / "tripinfo.xml"),
-        "--vehroute-output", str(work / "vehroute.xml"),
-        "--statistic-output", str(work / "statistics.xml"),
-        "--error-log", str(work / "sumo_warnings.log"),
-        "--time-to-teleport", f"{config.time_to_teleport_s:.0f}",
-        "--ignore-route-errors", "--routing-algorithm", "astar",
-        "--step-log.period", "60", "--duration-log.statistics",
+        str(sumo_home() / "bin" / "sumo"),
+        "-n",
+        str(net),
+        "-r",
+        ",".join(str(path) for path in trip_files),
+        "--begin",
+        "0",
+        "--end",
+        f"{end_s:.0f}",
+        "--seed",
+        str(config.seed),
+        "--tripinfo-output",
+        str(work / "tripinfo.xml"),
+        "--vehroute-output",
+        str(work / "vehroute.xml"),
+        "--statistic-output",
+        str(work / "statistics.xml"),
+        "--error-log",
+        str(work / "sumo_warnings.log"),
+        "--time-to-teleport",
+        f"{config.time_to_teleport_s:.0f}",
+        "--ignore-route-errors",
+        "--routing-algorithm",
+        "astar",
+        "--step-log.period",
+        "60",
+        "--duration-log.statistics",
     ]
     if config.reroute_period_s > 0:
-        command += ["--device.rerouting.probability", "1",
-                    "--device.rerouting.period", f"{config.reroute_period_s:.0f}",
-                    "--device.rerouting.pre-period", "0",
-                    "--device.rerouting.adaptation-interval", "10",
-                    "--device.rerouting.adaptation-steps", "18"]
+        command += [
+            "--device.rerouting.probability",
+            "1",
+            "--device.rerouting.period",
+            f"{config.reroute_period_s:.0f}",
+            "--device.rerouting.pre-period",
+            "0",
+            "--device.rerouting.adaptation-interval",
+            "10",
+            "--device.rerouting.adaptation-steps",
+            "18",
+        ]
     from tqdm import tqdm
 
-    bar = tqdm(total=int(end_s), unit="sim s", desc="sumo", disable=not progress,
-               mininterval=2.0)
+    bar = tqdm(total=int(end_s), unit="sim s", desc="sumo", disable=not progress, mininterval=2.0)
     log = open(work / "sumo.log", "wb")  # noqa: SIM115
     try:
-        process = subprocess.Popen(command, env=sumo_env(), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=sumo_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         assert process.stdout is not None
         position = 0
         while chunk := process.stdout.read1(4096):  # type: ignore[attr-defined]
@@ -309,17 +356,22 @@ def simulate(
         edge_chains = _map_edges(raw_net, joins, mapper)
         unmapped = [edge for edge, chain in edge_chains.items() if not chain]
         net = work / "net.xml"
-        build_net(work / "drive.osm", net, joins_path=joins_path, remove_edges=unmapped,
-                  base_net=raw_net)
+        build_net(
+            work / "drive.osm", net, joins_path=joins_path, remove_edges=unmapped, base_net=raw_net
+        )
         edges = read_edges(net)
         report.sumo_edges = len(edge_chains)
         report.sumo_edges_mapped = len(edge_chains) - len(unmapped)
-        log(f"SUMO net: {len(edge_chains)} edges, {report.sumo_edges_mapped} map onto the "
-            f"RoadGraph; simulating on {len(edges)}")
+        log(
+            f"SUMO net: {len(edge_chains)} edges, {report.sumo_edges_mapped} map onto the "
+            f"RoadGraph; simulating on {len(edges)}"
+        )
         lap("mapping_net")
 
-        trip_files = [_random_trips(net, period, index, config, work)
-                      for index, period in enumerate(config.periods())]
+        trip_files = [
+            _random_trips(net, period, index, config, work)
+            for index, period in enumerate(config.periods())
+        ]
         lap("demand")
         _run_sumo(net, trip_files, config, work, progress=progress)
         lap("sumo")
@@ -338,13 +390,16 @@ def simulate(
     return pd.DataFrame(table), report
 
 
-def _map_edges(net: Path, joins: dict[int, list[int]], mapper: SegmentMapper
-               ) -> dict[str, tuple[int, ...]]:
+def _map_edges(
+    net: Path, joins: dict[int, list[int]], mapper: SegmentMapper
+) -> dict[str, tuple[int, ...]]:
     chains: dict[str, tuple[int, ...]] = {}
     for edge_id, edge in read_edges(net).items():
-        chains[edge_id] = mapper.map_edge(junction_osm_nodes(edge.from_junction, joins),
-                                          junction_osm_nodes(edge.to_junction, joins),
-                                          max_length_m=2.0 * edge.length_m + 100.0)
+        chains[edge_id] = mapper.map_edge(
+            junction_osm_nodes(edge.from_junction, joins),
+            junction_osm_nodes(edge.to_junction, joins),
+            max_length_m=2.0 * edge.length_m + 100.0,
+        )
     return chains
 
 
@@ -359,9 +414,21 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
             if driven:
                 routes[element.get("id", "")] = driven[-1].get("edges", "").split()
             element.clear()
-    rows: dict[str, list] = {name: [] for name in (
-        "trip_id", "departure_time", "duration_s", "route", "route_length_m",
-        "waiting_time_s", "origin_x", "origin_y", "destination_x", "destination_y")}
+    rows: dict[str, list] = {
+        name: []
+        for name in (
+            "trip_id",
+            "departure_time",
+            "duration_s",
+            "route",
+            "route_length_m",
+            "waiting_time_s",
+            "origin_x",
+            "origin_y",
+            "destination_x",
+            "destination_y",
+        )
+    }
     durations, waits = [], []
     for _, element in ET.iterparse(work / "tripinfo.xml", events=("end",)):
         if element.tag != "tripinfo":
@@ -382,12 +449,21 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
             # the trip starts / ends part-way along its first / last SUMO edge: keep only
             # the segments of those edges' chains that it drives
             last = len(chains) - 1
-            chains[0] = _trim_chain(chains[0], float(attributes["departPos"]),
-                                    edges[edge_ids[0]].length_m, mapper, keep="after")
-            chains[last] = _trim_chain(chains[last], float(attributes["arrivalPos"]),
-                                       edges[edge_ids[last]].length_m, mapper, keep="before",
-                                       start_at=float(attributes["departPos"]) if last == 0
-                                       else None)
+            chains[0] = _trim_chain(
+                chains[0],
+                float(attributes["departPos"]),
+                edges[edge_ids[0]].length_m,
+                mapper,
+                keep="after",
+            )
+            chains[last] = _trim_chain(
+                chains[last],
+                float(attributes["arrivalPos"]),
+                edges[edge_ids[last]].length_m,
+                mapper,
+                keep="before",
+                start_at=float(attributes["departPos"]) if last == 0 else None,
+            )
         segments = mapper.join_route(chains)
         if segments is None:
             continue
@@ -399,7 +475,8 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
         depart_s = float(attributes["depart"])
         rows["trip_id"].append(vehicle)
         rows["departure_time"].append(
-            (start + dt.timedelta(seconds=depart_s)).isoformat(timespec="seconds"))
+            (start + dt.timedelta(seconds=depart_s)).isoformat(timespec="seconds")
+        )
         rows["duration_s"].append(float(attributes["duration"]))
         rows["route"].append(np.asarray(segments, dtype=np.int32))
         rows["route_length_m"].append(float(attributes.get("routeLength", "nan")))
@@ -411,8 +488,9 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
     report.mean_duration_s = round(float(np.mean(durations)), 1) if durations else 0.0
     report.mean_waiting_s = round(float(np.mean(waits)), 1) if waits else 0.0
     origin_lon, origin_lat = to_lonlat(rows.pop("origin_x"), rows.pop("origin_y"))
-    destination_lon, destination_lat = to_lonlat(rows.pop("destination_x"),
-                                                 rows.pop("destination_y"))
+    destination_lon, destination_lat = to_lonlat(
+        rows.pop("destination_x"), rows.pop("destination_y")
+    )
     table = {
         "origin_lon": np.asarray(origin_lon, dtype=np.float64),
         "origin_lat": np.asarray(origin_lat, dtype=np.float64),
@@ -424,9 +502,15 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
     return table
 
 
-def _trim_chain(chain: tuple[int, ...], position_m: float, edge_length_m: float,
-                mapper: SegmentMapper, *, keep: str, start_at: float | None = None
-                ) -> tuple[int, ...]:
+def _trim_chain(
+    chain: tuple[int, ...],
+    position_m: float,
+    edge_length_m: float,
+    mapper: SegmentMapper,
+    *,
+    keep: str,
+    start_at: float | None = None,
+) -> tuple[int, ...]:
     """The part of an edge's segment chain after (``keep="after"``) or up to
     (``keep="before"``) the point ``position_m`` metres along the edge."""
     if len(chain) < 2 or edge_length_m <= 0:
@@ -440,7 +524,7 @@ def _trim_chain(chain: tuple[int, ...], position_m: float, edge_length_m: float,
     first = 0
     if start_at is not None:  # first and last edge are the same: cut both ends
         first = min(int(np.searchsorted(ends, max(start_at, 0.0))), index)
-    return chain[first:index + 1]
+    return chain[first : index + 1]
 
 
 def _check_gridlock(report: SimulationReport, config: SimulationConfig) -> None:
@@ -452,7 +536,8 @@ def _check_gridlock(report: SimulationReport, config: SimulationConfig) -> None:
             f"the network gridlocked: {report.teleported_vehicles} of {report.inserted} "
             f"vehicles teleported ({report.teleport_share:.1%}) and {report.unfinished} had not "
             f"arrived {config.drain_s:.0f} s after the last departure; lower --rate "
-            f"(now {config.rate_per_hour:.0f}/h) or the profile's peak factor")
+            f"(now {config.rate_per_hour:.0f}/h) or the profile's peak factor"
+        )
 
 
 def write_trips(table, out: Path, *, manifest: dict[str, Any], force: bool) -> Path:
@@ -466,7 +551,8 @@ def write_trips(table, out: Path, *, manifest: dict[str, Any], force: bool) -> P
         raise OutputExistsError(f"output {out}: already exists; pass --force to replace it")
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     arrow = arrow.replace_schema_metadata(
-        {**(arrow.schema.metadata or {}), b"nareta": json.dumps(manifest).encode()})
+        {**(arrow.schema.metadata or {}), b"nareta": json.dumps(manifest).encode()}
+    )
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     manifest_staging = out.with_name(f".{out.name}{MANIFEST_SUFFIX}.tmp-{os.getpid()}")
     try:
@@ -485,23 +571,38 @@ def write_trips(table, out: Path, *, manifest: dict[str, Any], force: bool) -> P
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("osm_file", help="OSM extract (.osm.pbf, .osm, .osm.bz2)")
     parser.add_argument("--out", required=True, type=Path, help="trip table (.parquet)")
-    parser.add_argument("--graph", type=Path,
-                        help="RoadGraph artifact built from the same OSM file; routes are "
-                             "written as its segment indices (built on the fly if omitted)")
+    parser.add_argument(
+        "--graph",
+        type=Path,
+        help="RoadGraph artifact built from the same OSM file; routes are "
+        "written as its segment indices (if omitted, one is built and "
+        "written beside --out as <name>.graph/)",
+    )
     parser.add_argument("--hours", type=float, default=3.0, help="simulated hours of demand")
-    parser.add_argument("--profile", choices=PROFILES, default="rush",
-                        help="flat rate, or off-peak / peak / shoulder thirds")
-    parser.add_argument("--rate", type=float, default=2500.0,
-                        help="departures per hour (off-peak for rush)")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="rush",
+        help="flat rate, or off-peak / peak / shoulder thirds",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2500.0, help="departures per hour (off-peak for rush)"
+    )
     parser.add_argument("--peak-factor", type=float, default=2.4)
-    parser.add_argument("--reroute-period", type=float, default=120.0,
-                        help="seconds between drivers' re-planning on current travel times "
-                             "(0 = keep the route chosen at departure)")
+    parser.add_argument(
+        "--reroute-period",
+        type=float,
+        default=120.0,
+        help="seconds between drivers' re-planning on current travel times "
+        "(0 = keep the route chosen at departure)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start", default=DEFAULT_START,
-                        help="local clock time of simulation second 0 (ISO-8601)")
-    parser.add_argument("--work-dir", type=Path,
-                        help="keep SUMO's intermediate files here (default: temporary)")
+    parser.add_argument(
+        "--start", default=DEFAULT_START, help="local clock time of simulation second 0 (ISO-8601)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep SUMO's intermediate files here (default: temporary)"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -521,6 +622,7 @@ def _load_or_build_graph(osm_file: Path, graph_dir: Path | None, log):
 
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.osm_reader import check_osm_path
+    from data_pipeline.road_graph import RoadGraph
     from nareta.artifacts import sha256_file
 
     osm_file = check_osm_path(args.osm_file)
@@ -532,42 +634,70 @@ def run(args: argparse.Namespace) -> int:
 
         raise OutputExistsError(f"output {out}: already exists; pass --force to replace it")
     check_output_dir(out.with_name(out.name + ".probe"), force=True)
-    config = SimulationConfig(hours=args.hours, profile=args.profile, seed=args.seed,
-                              start=args.start, rate_per_hour=args.rate,
-                              peak_factor=args.peak_factor,
-                              reroute_period_s=args.reroute_period)
+    config = SimulationConfig(
+        hours=args.hours,
+        profile=args.profile,
+        seed=args.seed,
+        start=args.start,
+        rate_per_hour=args.rate,
+        peak_factor=args.peak_factor,
+        reroute_period_s=args.reroute_period,
+    )
     parse_start(config.start)
     log = print if not args.no_progress else (lambda *a, **k: None)
     started = time.perf_counter()
     graph = _load_or_build_graph(osm_file, args.graph, log)
-    table, report = simulate(osm_file, graph, config=config, work_dir=args.work_dir,
-                             progress=not args.no_progress, log=log)
+    graph_dir = args.graph
+    if graph_dir is None:  # routes name this graph's segments: keep it beside the trips
+        graph_dir = out.with_name(out.stem + ".graph")
+        graph.save(graph_dir, force=args.force, seed=0)
+        graph = RoadGraph.load(graph_dir)
+        log(f"RoadGraph written to {graph_dir}")
+    table, report = simulate(
+        osm_file,
+        graph,
+        config=config,
+        work_dir=args.work_dir,
+        progress=not args.no_progress,
+        log=log,
+    )
     graph_manifest = getattr(graph, "manifest", None)
     manifest = {
         "kind": TRIPS_KIND,
         "schema_version": TRIPS_SCHEMA_VERSION,
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seed": config.seed,
-        "command": ["nareta", "simulate", *sys.argv[2:]] if sys.argv[1:2] == ["simulate"]
+        "command": ["nareta", "simulate", *sys.argv[2:]]
+        if sys.argv[1:2] == ["simulate"]
         else sys.argv,
         "command_line": shlex.join(sys.argv),
         "library_versions": library_versions(),
         "source_osm": {"path": str(osm_file), "sha256": sha256_file(osm_file)},
-        "graph": {"path": str(args.graph) if args.graph else None,
-                  "files": graph_manifest.get("files") if graph_manifest else None},
+        "graph": {
+            "path": str(graph_dir),
+            "files": graph_manifest.get("files") if graph_manifest else None,
+        },
         "config": asdict(config),
-        "report": {**asdict(report), "teleport_share": round(report.teleport_share, 5),
-                   "mapping_rate": round(report.mapping_rate, 5)},
+        "report": {
+            **asdict(report),
+            "teleport_share": round(report.teleport_share, 5),
+            "mapping_rate": round(report.mapping_rate, 5),
+        },
         "route_kind": "segment",
         "wall_s": round(time.perf_counter() - started, 1),
     }
     write_trips(table, out, manifest=manifest, force=args.force)
-    print(f"{report.trips_written} trips written to {out} "
-          f"({report.completed} completed of {report.inserted} inserted; "
-          f"teleported {report.teleported_vehicles} = {report.teleport_share:.2%}; "
-          f"routes mapped {report.mapping_rate:.1%}; mean duration {report.mean_duration_s} s, "
-          f"mean waiting {report.mean_waiting_s} s; {manifest['wall_s']} s)")
+    print(
+        f"{report.trips_written} trips written to {out} "
+        f"({report.completed} completed of {report.inserted} inserted; "
+        f"teleported {report.teleported_vehicles} = {report.teleport_share:.2%}; "
+        f"routes mapped {report.mapping_rate:.1%}; mean duration {report.mean_duration_s} s, "
+        f"mean waiting {report.mean_waiting_s} s; {manifest['wall_s']} s)"
+    )
     if report.teleport_share > 0.01:
-        print(f"warning: {report.teleport_share:.1%} of vehicles were teleported (jams); "
-              "consider a lower --rate", file=sys.stderr)
+        print(
+            f"warning: {report.teleport_share:.1%} of vehicles were teleported (jams); "
+            "consider a lower --rate",
+            file=sys.stderr,
+        )
     return 0

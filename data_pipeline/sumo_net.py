@@ -34,10 +34,21 @@ from nareta.errors import NaretaError
 
 #: netconvert options, measured on this kind of machine (see shared notes on SUMO).
 NETCONVERT_OPTIONS: tuple[str, ...] = (
-    "--geometry.remove", "--ramps.guess", "--junctions.join", "--tls.guess-signals",
-    "--tls.discard-simple", "--tls.join", "--remove-edges.isolated",
-    "--keep-edges.by-vclass", "passenger", "--output.original-names", "--edges.join",
-    "--no-turnarounds.except-deadend", "--no-warnings", "--osm.elevation", "false",
+    "--geometry.remove",
+    "--ramps.guess",
+    "--junctions.join",
+    "--tls.guess-signals",
+    "--tls.discard-simple",
+    "--tls.join",
+    "--remove-edges.isolated",
+    "--keep-edges.by-vclass",
+    "passenger",
+    "--output.original-names",
+    "--edges.join",
+    "--no-turnarounds.except-deadend",
+    "--no-warnings",
+    "--osm.elevation",
+    "false",
 )
 
 
@@ -56,8 +67,9 @@ def sumo_home() -> Path:
         home = os.environ.get("SUMO_HOME")
         if home and Path(home, "bin").is_dir():
             return Path(home)
-    raise SumoError("SUMO is not installed: pip install 'nareta[sim]' (eclipse-sumo, sumolib) "
-                    "or set SUMO_HOME")
+    raise SumoError(
+        "SUMO is not installed: pip install 'nareta[sim]' (eclipse-sumo, sumolib) or set SUMO_HOME"
+    )
 
 
 def sumo_env() -> dict[str, str]:
@@ -133,27 +145,53 @@ def write_osm_xml(osm_data, path: str | os.PathLike[str]) -> OsmXmlSummary:
         lines.append(f'  <member type="node" ref="{restriction.via_node}" role="via"/>')
         lines.append(f'  <member type="way" ref="{to_ids[0]}" role="to"/>')
         lines.append('  <tag k="type" v="restriction"/>')
-        lines.append(f"  <tag k=\"restriction\" v={quoteattr(restriction.restriction)}/>")
+        lines.append(f'  <tag k="restriction" v={quoteattr(restriction.restriction)}/>')
         lines.append("</relation>")
     lines.append("</osm>")
     Path(path).write_text("\n".join(lines) + "\n")
-    return OsmXmlSummary(nodes=len(osm_data.node_lonlat), ways=len(osm_data.ways),
-                         restrictions=restrictions, way_origin=way_origin)
+    return OsmXmlSummary(
+        nodes=len(osm_data.node_lonlat),
+        ways=len(osm_data.ways),
+        restrictions=restrictions,
+        way_origin=way_origin,
+    )
 
 
-def build_net(osm_xml: Path, net_path: Path, *, joins_path: Path,
-              remove_edges: Iterable[str] = (), base_net: Path | None = None) -> None:
+def build_net(
+    osm_xml: Path,
+    net_path: Path,
+    *,
+    joins_path: Path,
+    remove_edges: Iterable[str] = (),
+    base_net: Path | None = None,
+) -> None:
     """netconvert an OSM XML file (or prune ``remove_edges`` from ``base_net``)."""
     binary = str(sumo_home() / "bin" / "netconvert")
     if base_net is None:
-        command = [binary, "--osm-files", str(osm_xml), *NETCONVERT_OPTIONS,
-                   "--junctions.join-output", str(joins_path), "-o", str(net_path)]
+        command = [
+            binary,
+            "--osm-files",
+            str(osm_xml),
+            *NETCONVERT_OPTIONS,
+            "--junctions.join-output",
+            str(joins_path),
+            "-o",
+            str(net_path),
+        ]
     else:
         removal = net_path.with_suffix(".removed.txt")
         removal.write_text("\n".join(remove_edges) + "\n")
-        command = [binary, "--sumo-net-file", str(base_net), "--remove-edges.input-file",
-                   str(removal), "--remove-edges.isolated", "--no-warnings",
-                   "-o", str(net_path)]
+        command = [
+            binary,
+            "--sumo-net-file",
+            str(base_net),
+            "--remove-edges.input-file",
+            str(removal),
+            "--remove-edges.isolated",
+            "--no-warnings",
+            "-o",
+            str(net_path),
+        ]
     run_tool(command, what="netconvert", log_path=net_path.with_suffix(".log"))
 
 
@@ -193,11 +231,16 @@ def read_edges(net_path: Path) -> dict[str, SumoEdge]:
         if lane is None:
             element.clear()
             continue
-        shape = [tuple(float(v) for v in point.split(",")[:2])
-                 for point in lane.get("shape", "").split()]
+        shape = [
+            tuple(float(v) for v in point.split(",")[:2]) for point in lane.get("shape", "").split()
+        ]
         edges[element.get("id", "")] = SumoEdge(
-            element.get("id", ""), element.get("from", ""), element.get("to", ""),
-            float(lane.get("length", "0")), shape)  # type: ignore[arg-type]
+            element.get("id", ""),
+            element.get("from", ""),
+            element.get("to", ""),
+            float(lane.get("length", "0")),
+            shape,
+        )  # type: ignore[arg-type]
         element.clear()
     return edges
 
@@ -228,7 +271,7 @@ class SegmentMapper:
         self._positions: dict[int, list[tuple[int, int]]] = defaultdict(list)
         self._paths: list[np.ndarray] = []
         for segment in range(graph.num_segments):
-            path = osm_nodes[offsets[segment]:offsets[segment + 1]]
+            path = osm_nodes[offsets[segment] : offsets[segment + 1]]
             self._paths.append(path)
             for position, node in enumerate(path[:-1].tolist()):
                 self._positions[node].append((segment, position))
@@ -239,8 +282,9 @@ class SegmentMapper:
         self._gap_cache: dict[tuple[int, int], tuple[int, ...] | None] = {}
         self._length_csr = None
 
-    def map_edge(self, from_nodes: Sequence[int], to_nodes: Sequence[int], *,
-                 max_length_m: float = math.inf) -> tuple[int, ...]:
+    def map_edge(
+        self, from_nodes: Sequence[int], to_nodes: Sequence[int], *, max_length_m: float = math.inf
+    ) -> tuple[int, ...]:
         """Shortest chain of segments from an OSM node in ``from_nodes`` to one in
         ``to_nodes``; ``()`` when none is found within ``max_depth`` segments and
         ``max_length_m`` metres of whole segments before the last."""
@@ -284,22 +328,23 @@ class SegmentMapper:
 
         if self._length_csr is None:
             self._length_csr = self.graph.to_scipy(self._length)
-        distances, predecessors = dijkstra(self._length_csr, indices=from_node,
-                                           limit=self.gap_limit_m, return_predecessors=True)
+        distances, predecessors = dijkstra(
+            self._length_csr, indices=from_node, limit=self.gap_limit_m, return_predecessors=True
+        )
         result: tuple[int, ...] | None = None
         if np.isfinite(distances[to_node]):
             nodes = [to_node]
             while nodes[-1] != from_node:
                 nodes.append(int(predecessors[nodes[-1]]))
             nodes.reverse()
-            result = tuple(self._segment_between(a, b) for a, b in zip(nodes, nodes[1:],
-                                                                         strict=False))
+            result = tuple(
+                self._segment_between(a, b) for a, b in zip(nodes, nodes[1:], strict=False)
+            )
         self._gap_cache[key] = result
         return result
 
     def _segment_between(self, source: int, target: int) -> int:
-        candidates = [s for s in self._out[source]
-                      if int(self.graph["edge_target"][s]) == target]
+        candidates = [s for s in self._out[source] if int(self.graph["edge_target"][s]) == target]
         return min(candidates, key=lambda s: self._length[s])
 
     def join_route(self, chains: Iterable[tuple[int, ...]]) -> list[int] | None:

@@ -66,8 +66,12 @@ class TripTable:
         return "\n".join(lines)
 
     def subset(self, mask: np.ndarray) -> TripTable:
-        return TripTable(self.frame.loc[np.asarray(mask)].reset_index(drop=True),
-                         Counter(self.rejected), self.total_rows, self.source)
+        return TripTable(
+            self.frame.loc[np.asarray(mask)].reset_index(drop=True),
+            Counter(self.rejected),
+            self.total_rows,
+            self.source,
+        )
 
 
 # --------------------------------------------------------------------------- reading
@@ -97,9 +101,13 @@ def read_trips(
 ) -> TripTable:
     """Read and validate a trip log (CSV or Parquet)."""
     frame = read_trip_file(path)
-    table = validate_trips(frame, require_duration=require_duration,
-                           min_duration_s=min_duration_s, max_duration_s=max_duration_s,
-                           timezone=timezone)
+    table = validate_trips(
+        frame,
+        require_duration=require_duration,
+        min_duration_s=min_duration_s,
+        max_duration_s=max_duration_s,
+        timezone=timezone,
+    )
     table.source = str(path)
     return table
 
@@ -175,7 +183,8 @@ def validate_trips(
     if missing:
         raise InputError(
             f"trips: missing columns {missing}; a trip table needs {list(required)} "
-            f"(found {list(frame.columns)})")
+            f"(found {list(frame.columns)})"
+        )
     total = len(frame)
     frame = frame.reset_index(drop=True).copy()
     rejected: Counter = Counter()
@@ -191,13 +200,17 @@ def validate_trips(
     for column in COORDINATE_COLUMNS:
         coordinates[column] = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
         frame[column] = coordinates[column]
-    reject(np.any([~np.isfinite(v) for v in coordinates.values()], axis=0),
-           "missing or non-numeric coordinate")
+    reject(
+        np.any([~np.isfinite(v) for v in coordinates.values()], axis=0),
+        "missing or non-numeric coordinate",
+    )
     with np.errstate(invalid="ignore"):
         out_of_range = (
-            (np.abs(coordinates["origin_lon"]) > 180) | (np.abs(coordinates["origin_lat"]) > 90)
+            (np.abs(coordinates["origin_lon"]) > 180)
+            | (np.abs(coordinates["origin_lat"]) > 90)
             | (np.abs(coordinates["destination_lon"]) > 180)
-            | (np.abs(coordinates["destination_lat"]) > 90))
+            | (np.abs(coordinates["destination_lat"]) > 90)
+        )
     reject(out_of_range, "coordinate out of range (|lon| > 180 or |lat| > 90)")
 
     departure = parse_departure_times(frame["departure_time"], timezone=timezone)
@@ -211,13 +224,14 @@ def validate_trips(
             with np.errstate(invalid="ignore"):
                 reject(duration < 0, "negative duration_s")
                 reject(duration < min_duration_s, f"duration_s below {min_duration_s:g} s")
-                reject(duration > max_duration_s,
-                       f"absurd duration_s (above {max_duration_s:g} s)")
+                reject(duration > max_duration_s, f"absurd duration_s (above {max_duration_s:g} s)")
 
     if "route" in frame.columns:
         routes = [_parse_route(value) for value in frame["route"]]
-        reject(np.array([r is not None and len(r) and (r < 0).any() for r in routes],
-                        dtype=bool), "invalid route (not a list of segment indices)")
+        reject(
+            np.array([r is not None and len(r) and (r < 0).any() for r in routes], dtype=bool),
+            "invalid route (not a list of segment indices)",
+        )
         frame["route"] = routes
 
     keep = ~bad
@@ -225,8 +239,9 @@ def validate_trips(
     local = departure[keep].reset_index(drop=True)
     clean["departure_local"] = local
     clean["departure_s"] = (local - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
-    clean["departure_hour"] = (local.dt.hour + local.dt.minute / 60.0
-                               + local.dt.second / 3600.0).to_numpy(float)
+    clean["departure_hour"] = (
+        local.dt.hour + local.dt.minute / 60.0 + local.dt.second / 3600.0
+    ).to_numpy(float)
     table = TripTable(clean, rejected, total)
     if not len(clean):
         raise NoUsableTripsError("trips: no usable row left\n" + table.summary())
@@ -250,14 +265,17 @@ def snap_trips(
     rejected = Counter(table.rejected)
     bad = np.zeros(len(frame), dtype=bool)
     for end in ("origin", "destination"):
-        snaps = snapper.snap(frame[f"{end}_lon"].to_numpy(float),
-                             frame[f"{end}_lat"].to_numpy(float),
-                             max_distance_m=max_snap_distance_m)
+        snaps = snapper.snap(
+            frame[f"{end}_lon"].to_numpy(float),
+            frame[f"{end}_lat"].to_numpy(float),
+            max_distance_m=max_snap_distance_m,
+        )
         far = ~snaps.found
         new = far & ~bad
         if new.any():
-            rejected[f"{end} farther than {max_snap_distance_m:g} m from the road network"] += \
-                int(new.sum())
+            rejected[f"{end} farther than {max_snap_distance_m:g} m from the road network"] += int(
+                new.sum()
+            )
         bad |= far
         frame[f"{end}_segment"] = snaps.segment
         frame[f"{end}_twin"] = snaps.twin
@@ -265,22 +283,28 @@ def snap_trips(
         frame[f"{end}_snap_m"] = snaps.distance_m
     if "route" in frame.columns:
         count = graph.num_segments
-        outside = np.array([r is not None and len(r) > 0 and int(r.max()) >= count
-                            for r in frame["route"]], dtype=bool) & ~bad
+        outside = (
+            np.array(
+                [r is not None and len(r) > 0 and int(r.max()) >= count for r in frame["route"]],
+                dtype=bool,
+            )
+            & ~bad
+        )
         if outside.any():
-            rejected[f"route names segments outside the graph ({count} segments)"] += \
-                int(outside.sum())
+            rejected[f"route names segments outside the graph ({count} segments)"] += int(
+                outside.sum()
+            )
         bad |= outside
-    result = TripTable(frame.loc[~bad].reset_index(drop=True), rejected, table.total_rows,
-                       table.source)
+    result = TripTable(
+        frame.loc[~bad].reset_index(drop=True), rejected, table.total_rows, table.source
+    )
     if not len(result):
         raise NoUsableTripsError("trips: no usable row left after snapping\n" + result.summary())
     return result
 
 
 # --------------------------------------------------------------------------- splits
-def split_by_time(table: TripTable, *, holdout_hours: float = 1.0
-                  ) -> tuple[TripTable, TripTable]:
+def split_by_time(table: TripTable, *, holdout_hours: float = 1.0) -> tuple[TripTable, TripTable]:
     """Train on everything before the last ``holdout_hours`` of departures, test on them."""
     departure = table.frame["departure_s"].to_numpy(float)
     cutoff = departure.max() - holdout_hours * 3600.0

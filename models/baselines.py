@@ -4,7 +4,7 @@
    ``add_edge_travel_times`` gives). No training.
 2. ``learned_scalar``: one travel time per segment and one per turn, fitted to training
    trips so that summed route times match trip durations, then Dijkstra. Segment time is
-   ``free_flow_s * exp(mlp(features) + offset[segment])`` and turn time
+   ``free_flow_s * (floor + softplus(mlp(features) + offset[segment]))`` and turn time
    ``softplus(mlp(turn features, features of both segments))``; the per-segment offsets
    are L2-regularised, so well-observed segments get their own time and rarely driven ones
    fall back on what their features predict. Uses the driven routes when the trips carry
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,27 @@ def graph_identity(graph) -> str | None:
 
 
 def _snapped(frame) -> tuple[np.ndarray, ...]:
-    missing = [c for c in ("origin_segment", "origin_fraction", "destination_segment",
-                           "destination_fraction") if c not in frame.columns]
+    missing = [
+        c
+        for c in (
+            "origin_segment",
+            "origin_fraction",
+            "destination_segment",
+            "destination_fraction",
+        )
+        if c not in frame.columns
+    ]
     if missing:
-        raise InputError(f"trips are not snapped to the graph (missing {missing}); "
-                         "call data_pipeline.trips.snap_trips first")
-    return (frame["origin_segment"].to_numpy(np.int64),
-            frame["origin_fraction"].to_numpy(float),
-            frame["destination_segment"].to_numpy(np.int64),
-            frame["destination_fraction"].to_numpy(float))
+        raise InputError(
+            f"trips are not snapped to the graph (missing {missing}); "
+            "call data_pipeline.trips.snap_trips first"
+        )
+    return (
+        frame["origin_segment"].to_numpy(np.int64),
+        frame["origin_fraction"].to_numpy(float),
+        frame["destination_segment"].to_numpy(np.int64),
+        frame["destination_fraction"].to_numpy(float),
+    )
 
 
 def _standardise(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,9 +95,13 @@ class ScalarConfig:
     epochs: int = 400
     learning_rate: float = 0.03
     offset_l2: float = 0.005
-    #: a segment's time never falls below this share of its free-flow time (cars rarely
-    #: drive much above the limit); stops Dijkstra exploiting under-observed segments
-    min_free_flow_share: float = 0.7
+    #: no segment is faster than this share of its free-flow time: stops Dijkstra
+    #: exploiting rarely driven segments fitted too fast. Chosen on a validation share of
+    #: the training trips among ``floor_candidates`` x (median duration / free-flow route
+    #: time) when the trips carry routes; the chosen value is stored here.
+    min_free_flow_share: float = 1.0
+    floor_candidates: tuple[float, ...] = (0.6, 0.8, 1.0)
+    validation_share: float = 0.15
     reroute_rounds: int = 2  # only when trips carry no routes
     seed: int = 0
 
@@ -133,8 +149,9 @@ def _route_design(graph, frame, routes) -> tuple[Any, Any, np.ndarray]:
         turn_rows.extend([index] * int(found.sum()))
         turn_cols.extend(order[position[found]].tolist())
     segments = csr_matrix((seg_vals, (seg_rows, seg_cols)), shape=(len(frame), num_segments))
-    turns = csr_matrix((np.ones(len(turn_rows)), (turn_rows, turn_cols)),
-                       shape=(len(frame), num_turns))
+    turns = csr_matrix(
+        (np.ones(len(turn_rows)), (turn_rows, turn_cols)), shape=(len(frame), num_turns)
+    )
     return segments, turns, usable
 
 
@@ -143,42 +160,89 @@ def _torch_sparse(matrix):
 
     coo = matrix.tocoo()
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)),
-                                   coo.shape, check_invariants=False).coalesce()
+    return torch.sparse_coo_tensor(
+        indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape, check_invariants=False
+    ).coalesce()
 
 
 class LearnedScalarBaseline:
     name = "learned_scalar"
 
-    def __init__(self, segment_time_s: np.ndarray, turn_time_s: np.ndarray,
-                 config: ScalarConfig | None = None) -> None:
+    def __init__(
+        self,
+        segment_time_s: np.ndarray,
+        turn_time_s: np.ndarray,
+        config: ScalarConfig | None = None,
+    ) -> None:
         self.segment_time_s = np.asarray(segment_time_s, dtype=np.float64)
         self.turn_time_s = np.asarray(turn_time_s, dtype=np.float64)
         self.config = config or ScalarConfig()
 
     def segment_times(self, graph) -> tuple[np.ndarray, np.ndarray]:
         if len(self.segment_time_s) != graph.num_segments:
-            raise ArtifactError(f"learned scalar baseline has {len(self.segment_time_s)} "
-                                f"segment times; the graph has {graph.num_segments} segments")
+            raise ArtifactError(
+                f"learned scalar baseline has {len(self.segment_time_s)} "
+                f"segment times; the graph has {graph.num_segments} segments"
+            )
         return self.segment_time_s, self.turn_time_s
 
     def predict(self, graph, frame) -> np.ndarray:
         return trip_times(graph, *_snapped(frame), *self.segment_times(graph))
 
     @classmethod
-    def fit(cls, graph, frame, *, config: ScalarConfig | None = None, log=print
-            ) -> LearnedScalarBaseline:
-        """Fit segment and turn times to ``frame``'s durations (snapped trips)."""
+    def fit(
+        cls, graph, frame, *, config: ScalarConfig | None = None, log=print
+    ) -> LearnedScalarBaseline:
+        """Fit segment and turn times to ``frame``'s durations (snapped trips); with driven
+        routes, first pick the free-flow floor on a validation share of the trips."""
+        config = config or ScalarConfig()
+        has_routes = "route" in frame.columns and frame["route"].notna().all()
+        if not has_routes or not config.floor_candidates or len(frame) < 200:
+            return cls._fit_once(graph, frame, config=config, log=log)
+        free_flow = np.asarray(graph["free_flow_s"], dtype=np.float64)
+        segments, _, usable = _route_design(graph, frame, list(frame["route"]))
+        ratio = frame["duration_s"].to_numpy(float)[usable] / np.maximum(
+            (segments @ free_flow)[usable], 1e-3
+        )
+        scale = float(np.median(ratio))
+        rng = np.random.default_rng(config.seed)
+        validation = rng.random(len(frame)) < config.validation_share
+        fit_part = frame[~validation].reset_index(drop=True)
+        val_part = frame[validation].reset_index(drop=True)
+        scores = {}
+        for candidate in config.floor_candidates:
+            floor = round(candidate * scale, 3)
+            trial = replace(config, min_free_flow_share=floor, epochs=max(config.epochs // 2, 1))
+            model = cls._fit_once(graph, fit_part, config=trial, log=lambda *_: None)
+            predicted = model.predict(graph, val_part)
+            true = val_part["duration_s"].to_numpy(float)
+            scores[floor] = float(np.nanmean(np.abs(predicted - true) / true))
+        best = min(scores, key=scores.get)
+        log(
+            "learned scalar: free-flow floor "
+            + ", ".join(f"{k:g}: MAPE {v:.1%}" for k, v in scores.items())
+            + f" on validation; using {best:g}"
+        )
+        return cls._fit_once(
+            graph, frame, config=replace(config, min_free_flow_share=best), log=log
+        )
+
+    @classmethod
+    def _fit_once(cls, graph, frame, *, config: ScalarConfig, log) -> LearnedScalarBaseline:
         import torch
 
-        config = config or ScalarConfig()
         torch.manual_seed(config.seed)
         features, _ = graph.numeric_segment_features()
         features, _, _ = _standardise(features)
         turn_features, _ = graph.numeric_turn_features()
         turn_input = np.concatenate(
-            [_standardise(turn_features)[0], features[graph["turn_from"]],
-             features[graph["turn_to"]]], axis=1)
+            [
+                _standardise(turn_features)[0],
+                features[graph["turn_from"]],
+                features[graph["turn_to"]],
+            ],
+            axis=1,
+        )
         free_flow = np.maximum(np.asarray(graph["free_flow_s"], dtype=np.float64), 0.1)
         durations = frame["duration_s"].to_numpy(float)
 
@@ -191,11 +255,15 @@ class LearnedScalarBaseline:
             routes = shortest_routes(graph, origin_seg, dest_seg, free_flow)
             rounds = 1 + config.reroute_rounds
         segment_net = torch.nn.Sequential(
-            torch.nn.Linear(features.shape[1], config.hidden), torch.nn.ReLU(),
-            torch.nn.Linear(config.hidden, 1))
+            torch.nn.Linear(features.shape[1], config.hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(config.hidden, 1),
+        )
         turn_net = torch.nn.Sequential(
-            torch.nn.Linear(turn_input.shape[1], config.hidden), torch.nn.ReLU(),
-            torch.nn.Linear(config.hidden, 1))
+            torch.nn.Linear(turn_input.shape[1], config.hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(config.hidden, 1),
+        )
         offset = torch.nn.Parameter(torch.zeros(graph.num_segments))
         x_segment = torch.from_numpy(features.astype(np.float32))
         x_turn = torch.from_numpy(turn_input.astype(np.float32))
@@ -203,8 +271,9 @@ class LearnedScalarBaseline:
 
         def times():
             raw = segment_net(x_segment).squeeze(-1) + offset  # [E]
-            segment = base * (config.min_free_flow_share
-                              + torch.nn.functional.softplus(raw + 0.5))  # [E]
+            floor = config.min_free_flow_share
+            shift = math.log(math.expm1(1.0 - floor)) if floor < 0.9 else -2.0  # ~1 at raw 0
+            segment = base * (floor + torch.nn.functional.softplus(raw + shift))  # [E]
             turn = torch.nn.functional.softplus(turn_net(x_turn).squeeze(-1) - 2.0)  # [T]
             return segment, turn
 
@@ -219,21 +288,25 @@ class LearnedScalarBaseline:
             for epoch in range(config.epochs):
                 optimiser.zero_grad()
                 segment, turn = times()
-                predicted = torch.sparse.mm(a, segment[:, None]).squeeze(-1) \
-                    + torch.sparse.mm(b, turn[:, None]).squeeze(-1)  # [N]
+                predicted = torch.sparse.mm(a, segment[:, None]).squeeze(-1) + torch.sparse.mm(
+                    b, turn[:, None]
+                ).squeeze(-1)  # [N]
                 loss = torch.mean((torch.log(predicted.clamp_min(1e-3)) - target) ** 2)
                 loss = loss + config.offset_l2 * torch.mean(offset**2)
                 loss.backward()
                 optimiser.step()
                 if epoch % 100 == 0 or epoch == config.epochs - 1:
-                    log(f"learned scalar round {round_index} epoch {epoch}: "
-                        f"log-MSE {loss.item():.4f} on {len(rows)} trips")
+                    log(
+                        f"learned scalar round {round_index} epoch {epoch}: "
+                        f"log-MSE {loss.item():.4f} on {len(rows)} trips"
+                    )
             if round_index + 1 < rounds:
                 with torch.no_grad():
                     segment, turn = times()
                 origin_seg, _, dest_seg, _ = _snapped(frame)
-                routes = shortest_routes(graph, origin_seg, dest_seg,
-                                         segment.double().numpy(), turn.double().numpy())
+                routes = shortest_routes(
+                    graph, origin_seg, dest_seg, segment.double().numpy(), turn.double().numpy()
+                )
         with torch.no_grad():
             segment, turn = times()
         return cls(segment.double().numpy(), turn.double().numpy(), config)
@@ -253,19 +326,40 @@ class GnnConfig:
 def _trip_inputs(graph, frame) -> dict[str, np.ndarray]:
     origin_seg, origin_frac, dest_seg, dest_frac = _snapped(frame)
     lat0 = math.radians(float(np.mean(graph["node_lat"])))
-    dx = (frame["destination_lon"].to_numpy(float) - frame["origin_lon"].to_numpy(float)) \
-        * 111_320.0 * math.cos(lat0)
-    dy = (frame["destination_lat"].to_numpy(float) - frame["origin_lat"].to_numpy(float)) \
-        * 110_574.0
-    hour = frame["departure_hour"].to_numpy(float) if "departure_hour" in frame.columns \
+    dx = (
+        (frame["destination_lon"].to_numpy(float) - frame["origin_lon"].to_numpy(float))
+        * 111_320.0
+        * math.cos(lat0)
+    )
+    dy = (
+        frame["destination_lat"].to_numpy(float) - frame["origin_lat"].to_numpy(float)
+    ) * 110_574.0
+    hour = (
+        frame["departure_hour"].to_numpy(float)
+        if "departure_hour" in frame.columns
         else np.zeros(len(frame))
+    )
     angle = 2 * math.pi * hour / 24.0
-    extra = np.stack([np.log1p(np.hypot(dx, dy)) - 7.0, np.sin(angle), np.cos(angle),
-                      np.sin(2 * angle), np.cos(2 * angle)], axis=1)
+    extra = np.stack(
+        [
+            np.log1p(np.hypot(dx, dy)) - 7.0,
+            np.sin(angle),
+            np.cos(angle),
+            np.sin(2 * angle),
+            np.cos(2 * angle),
+        ],
+        axis=1,
+    )
     source, target = graph["edge_source"], graph["edge_target"]
-    return {"origin_a": source[origin_seg], "origin_b": target[origin_seg],
-            "origin_f": origin_frac, "dest_a": source[dest_seg], "dest_b": target[dest_seg],
-            "dest_f": dest_frac, "extra": extra.astype(np.float32)}
+    return {
+        "origin_a": source[origin_seg],
+        "origin_b": target[origin_seg],
+        "origin_f": origin_frac,
+        "dest_a": source[dest_seg],
+        "dest_b": target[dest_seg],
+        "dest_f": dest_frac,
+        "extra": extra.astype(np.float32),
+    }
 
 
 def _build_gnn(config: GnnConfig, edge_dim: int):
@@ -281,13 +375,22 @@ def _build_gnn(config: GnnConfig, edge_dim: int):
             self.node_in = torch.nn.Parameter(torch.zeros(1, h))
             self.edge_in = torch.nn.Linear(edge_dim, h)
             self.convs = torch.nn.ModuleList(
-                GINEConv(torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(),
-                                             torch.nn.Linear(h, h)), edge_dim=h)
-                for _ in range(config.layers))
+                GINEConv(
+                    torch.nn.Sequential(
+                        torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, h)
+                    ),
+                    edge_dim=h,
+                )
+                for _ in range(config.layers)
+            )
             self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(h) for _ in range(config.layers))
-            self.head = torch.nn.Sequential(torch.nn.Linear(2 * h + 5, h), torch.nn.ReLU(),
-                                            torch.nn.Linear(h, h), torch.nn.ReLU(),
-                                            torch.nn.Linear(h, 1))
+            self.head = torch.nn.Sequential(
+                torch.nn.Linear(2 * h + 5, h),
+                torch.nn.ReLU(),
+                torch.nn.Linear(h, h),
+                torch.nn.ReLU(),
+                torch.nn.Linear(h, 1),
+            )
             self.log_scale = torch.nn.Parameter(torch.tensor(6.0))
 
         def embed(self, edge_index, edge_attr, num_nodes):
@@ -312,8 +415,9 @@ def _build_gnn(config: GnnConfig, edge_dim: int):
 class GnnRegressorBaseline:
     name = "gnn_regressor"
 
-    def __init__(self, model, config: GnnConfig, feature_mean: np.ndarray,
-                 feature_std: np.ndarray) -> None:
+    def __init__(
+        self, model, config: GnnConfig, feature_mean: np.ndarray, feature_std: np.ndarray
+    ) -> None:
         self.model = model
         self.config = config
         self.feature_mean = feature_mean
@@ -333,10 +437,13 @@ class GnnRegressorBaseline:
     def _batch(inputs: dict[str, np.ndarray], rows: np.ndarray):
         import torch
 
-        return {key: torch.from_numpy(value[rows]) if key != "extra"
-                else torch.from_numpy(value[rows]) for key, value in inputs.items()} | {
+        return {
+            key: torch.from_numpy(value[rows]) if key != "extra" else torch.from_numpy(value[rows])
+            for key, value in inputs.items()
+        } | {
             "origin_f": torch.from_numpy(inputs["origin_f"][rows].astype(np.float32)),
-            "dest_f": torch.from_numpy(inputs["dest_f"][rows].astype(np.float32))}
+            "dest_f": torch.from_numpy(inputs["dest_f"][rows].astype(np.float32)),
+        }
 
     def predict(self, graph, frame) -> np.ndarray:
         import torch
@@ -350,8 +457,15 @@ class GnnRegressorBaseline:
         return np.exp(output.double().numpy())
 
     @classmethod
-    def fit(cls, graph, frame, *, config: GnnConfig | None = None, log=print,
-            time_budget_s: float | None = None) -> GnnRegressorBaseline:
+    def fit(
+        cls,
+        graph,
+        frame,
+        *,
+        config: GnnConfig | None = None,
+        log=print,
+        time_budget_s: float | None = None,
+    ) -> GnnRegressorBaseline:
         import torch
 
         config = config or GnnConfig()
@@ -375,7 +489,7 @@ class GnnRegressorBaseline:
             order = rng.permutation(len(frame))
             total = 0.0
             for start in range(0, len(order), config.batch_size):
-                rows = order[start:start + config.batch_size]
+                rows = order[start : start + config.batch_size]
                 optimiser.zero_grad()
                 h = model.embed(edge_index, edge_attr, graph.num_nodes)  # [N, H]
                 output = model(h, cls._batch(inputs, rows))
@@ -394,29 +508,49 @@ class GnnRegressorBaseline:
 
 
 # --------------------------------------------------------------------------- persistence
-def save_baseline(baseline, out_dir: str | os.PathLike[str], *, graph, force: bool = False,
-                  extra: dict[str, Any] | None = None) -> Path:
+def save_baseline(
+    baseline,
+    out_dir: str | os.PathLike[str],
+    *,
+    graph,
+    force: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a fitted baseline as an artifact directory."""
-    manifest_extra: dict[str, Any] = {"baseline": baseline.name,
-                                      "graph_identity": graph_identity(graph),
-                                      "graph_segments": graph.num_segments, **(extra or {})}
+    manifest_extra: dict[str, Any] = {
+        "baseline": baseline.name,
+        "graph_identity": graph_identity(graph),
+        "graph_segments": graph.num_segments,
+        **(extra or {}),
+    }
     with atomic_artifact_dir(out_dir, force=force) as staging:
         if isinstance(baseline, LearnedScalarBaseline):
-            np.savez_compressed(staging / "baseline.npz", segment_time_s=baseline.segment_time_s,
-                                turn_time_s=baseline.turn_time_s)
+            np.savez_compressed(
+                staging / "baseline.npz",
+                segment_time_s=baseline.segment_time_s,
+                turn_time_s=baseline.turn_time_s,
+            )
             manifest_extra["config"] = asdict(baseline.config)
         elif isinstance(baseline, GnnRegressorBaseline):
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in baseline.model.state_dict().items()},
-                      str(staging / "weights.safetensors"))
-            np.savez_compressed(staging / "normalisation.npz", mean=baseline.feature_mean,
-                                std=baseline.feature_std)
+            save_file(
+                {k: v.contiguous() for k, v in baseline.model.state_dict().items()},
+                str(staging / "weights.safetensors"),
+            )
+            np.savez_compressed(
+                staging / "normalisation.npz", mean=baseline.feature_mean, std=baseline.feature_std
+            )
             manifest_extra["config"] = asdict(baseline.config)
         elif not isinstance(baseline, FreeFlowBaseline):
             raise TypeError(f"not a baseline: {type(baseline).__name__}")
-        write_manifest(staging, kind=KIND, schema_version=SCHEMA_VERSION,
-                       seed=manifest_extra.get("config", {}).get("seed"), extra=manifest_extra)
+        write_manifest(
+            staging,
+            kind=KIND,
+            schema_version=SCHEMA_VERSION,
+            seed=manifest_extra.get("config", {}).get("seed"),
+            extra=manifest_extra,
+        )
     return Path(out_dir)
 
 
@@ -430,15 +564,20 @@ def load_baseline(source: str | os.PathLike[str], *, graph=None):
     if graph is not None:
         trained_on, given = manifest.get("graph_identity"), graph_identity(graph)
         if trained_on and given and trained_on != given:
-            raise ArtifactError(f"baseline {source} was trained on another RoadGraph "
-                                f"({trained_on[:12]}, this one is {given[:12]})")
+            raise ArtifactError(
+                f"baseline {source} was trained on another RoadGraph "
+                f"({trained_on[:12]}, this one is {given[:12]})"
+            )
     root = Path(source)
     if name == "freeflow":
         return FreeFlowBaseline()
     if name == "learned_scalar":
         with np.load(root / "baseline.npz", allow_pickle=False) as data:
-            return LearnedScalarBaseline(data["segment_time_s"], data["turn_time_s"],
-                                         ScalarConfig(**manifest.get("config", {})))
+            return LearnedScalarBaseline(
+                data["segment_time_s"],
+                data["turn_time_s"],
+                ScalarConfig(**manifest.get("config", {})),
+            )
     if name == "gnn_regressor":
         from safetensors.torch import load_file
 
@@ -449,5 +588,6 @@ def load_baseline(source: str | os.PathLike[str], *, graph=None):
         model.load_state_dict(load_file(str(root / "weights.safetensors")))
         model.eval()
         return GnnRegressorBaseline(model, config, mean, std)
-    raise ArtifactError(f"baseline {source}: unknown baseline {name!r} "
-                        f"(known: {', '.join(BASELINE_NAMES)})")
+    raise ArtifactError(
+        f"baseline {source}: unknown baseline {name!r} (known: {', '.join(BASELINE_NAMES)})"
+    )

@@ -27,8 +27,11 @@ def trip_length_m(graph, frame) -> np.ndarray:
         lengths = np.asarray(graph["length_m"], dtype=np.float64)
         return np.array([lengths[np.asarray(r, dtype=np.int64)].sum() for r in frame["route"]])
     lat0 = math.radians(float(frame["origin_lat"].mean()))
-    dx = (frame["destination_lon"] - frame["origin_lon"]).to_numpy(float) * 111_320.0 \
+    dx = (
+        (frame["destination_lon"] - frame["origin_lon"]).to_numpy(float)
+        * 111_320.0
         * math.cos(lat0)
+    )
     dy = (frame["destination_lat"] - frame["origin_lat"]).to_numpy(float) * 110_574.0
     return 1.3 * np.hypot(dx, dy)
 
@@ -62,21 +65,30 @@ def plot_results(true_s, predicted_s, length_m, out_dir: Path, *, title: str) ->
     relative = (predicted_s[ok] - true_s[ok]) / true_s[ok]
     axis.scatter(np.asarray(length_m)[ok] / 1000.0, 100 * relative, s=3, alpha=0.3)
     axis.axhline(0, color="black", linewidth=1)
-    axis.set(xlabel="trip length (km)", ylabel="error (% of true duration)", title=title,
-             ylim=(-100, 200))
+    axis.set(
+        xlabel="trip length (km)",
+        ylabel="error (% of true duration)",
+        title=title,
+        ylim=(-100, 200),
+    )
     figure.tight_layout()
     figure.savefig(out_dir / "error_vs_length.png", dpi=110)
     plt.close(figure)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="baseline artifact directory, or the literal name 'freeflow'")
+    parser.add_argument(
+        "--model", required=True, help="baseline artifact directory, or the literal name 'freeflow'"
+    )
     parser.add_argument("--trips", required=True, type=Path, help="trip table (.parquet/.csv)")
     parser.add_argument("--graph", required=True, type=Path, help="RoadGraph artifact")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--max-snap-distance", type=float, default=200.0,
-                        help="metres; trips farther from any road are rejected and counted")
+    parser.add_argument(
+        "--max-snap-distance",
+        type=float,
+        default=200.0,
+        help="metres; trips farther from any road are rejected and counted",
+    )
     parser.add_argument("--timezone", help="IANA zone for epoch departure times (default UTC)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
 
@@ -96,15 +108,22 @@ def run(args: argparse.Namespace) -> int:
     true = frame["duration_s"].to_numpy(float)
     length = trip_length_m(graph, frame)
     result = evaluate_predictions(true, predicted, length, frame["departure_hour"].to_numpy())
-    result |= {"model": str(args.model), "trips": str(args.trips), "graph": str(args.graph),
-               "rows_total": table.total_rows, "rows_used": len(frame),
-               "rejected": dict(table.rejected)}
+    result |= {
+        "model": str(args.model),
+        "trips": str(args.trips),
+        "graph": str(args.graph),
+        "rows_total": table.total_rows,
+        "rows_used": len(frame),
+        "rejected": dict(table.rejected),
+    }
     with atomic_artifact_dir(args.out, force=args.force) as staging:
         (staging / "metrics.json").write_text(json.dumps(result, indent=2))
         plot_results(true, predicted, length, staging, title=f"{model.name}: {args.trips.name}")
     overall = result["overall"]
-    print(f"{model.name}: MAPE {overall['mape']:.1%}  median APE {overall['median_ape']:.1%}  "
-          f"MAE {overall['mae_s']:.0f} s  RMSE {overall['rmse_s']:.0f} s  "
-          f"within ±10% {overall['within_10pct']:.1%}  ±20% {overall['within_20pct']:.1%}  "
-          f"({overall['unanswered']} unanswered) -> {args.out}")
+    print(
+        f"{model.name}: MAPE {overall['mape']:.1%}  median APE {overall['median_ape']:.1%}  "
+        f"MAE {overall['mae_s']:.0f} s  RMSE {overall['rmse_s']:.0f} s  "
+        f"within ±10% {overall['within_10pct']:.1%}  ±20% {overall['within_20pct']:.1%}  "
+        f"({overall['unanswered']} unanswered) -> {args.out}"
+    )
     return 0

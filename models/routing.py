@@ -19,8 +19,9 @@ from scipy.sparse.csgraph import dijkstra
 _MIN_WEIGHT = 1e-6
 
 
-def line_graph(graph, segment_time_s: np.ndarray, turn_time_s: np.ndarray | None = None
-               ) -> csr_matrix:
+def line_graph(
+    graph, segment_time_s: np.ndarray, turn_time_s: np.ndarray | None = None
+) -> csr_matrix:
     """``[E, E]`` sparse matrix of turn arcs weighted ``turn time + time of the next segment``.
     Parallel turns between the same two segments cannot occur (turns are segment pairs)."""
     turn_from = np.asarray(graph["turn_from"], dtype=np.int64)
@@ -41,7 +42,7 @@ def reverse_twins(graph) -> np.ndarray:
     if cached is not None:
         return cached
     offsets, nodes = graph["path_offsets"], graph["path_osm_node"]
-    paths = [tuple(nodes[offsets[i]:offsets[i + 1]].tolist()) for i in range(graph.num_segments)]
+    paths = [tuple(nodes[offsets[i] : offsets[i + 1]].tolist()) for i in range(graph.num_segments)]
     index = {path: i for i, path in enumerate(paths)}
     twins = np.array([index.get(path[::-1], -1) for path in paths], dtype=np.int64)
     graph._reverse_twins = twins
@@ -84,9 +85,17 @@ def trip_times(
                 if not valid.any():
                     continue
                 times = np.full(o.shape, np.inf)
-                times[valid] = trip_times(graph, o[valid], fo[valid], d[valid], fd[valid],
-                                          segment_time_s, turn_time_s, chunk=chunk,
-                                          both_directions=False)
+                times[valid] = trip_times(
+                    graph,
+                    o[valid],
+                    fo[valid],
+                    d[valid],
+                    fd[valid],
+                    segment_time_s,
+                    turn_time_s,
+                    chunk=chunk,
+                    both_directions=False,
+                )
                 best = np.minimum(best, times)
         return best
     origin_segment = np.asarray(origin_segment, dtype=np.int64)
@@ -99,14 +108,16 @@ def trip_times(
     result = np.full(origin_segment.shape, np.inf)
     unique, inverse = np.unique(origin_segment, return_inverse=True)
     for start in range(0, len(unique), chunk):
-        sources = unique[start:start + chunk]
+        sources = unique[start : start + chunk]
         distances = dijkstra(matrix, indices=sources)  # [K, E]
         rows = np.flatnonzero((inverse >= start) & (inverse < start + len(sources)))
         local = inverse[rows] - start
         result[rows] = distances[local, destination_segment[rows]]
         # destination behind the origin on the same segment: drive a loop back onto it
-        behind = rows[(origin_segment[rows] == destination_segment[rows])
-                      & (destination_fraction[rows] < origin_fraction[rows])]
+        behind = rows[
+            (origin_segment[rows] == destination_segment[rows])
+            & (destination_fraction[rows] < origin_fraction[rows])
+        ]
         for row in behind:
             segment = origin_segment[row]
             column = incoming[:, segment]
@@ -120,9 +131,13 @@ def trip_times(
     return result
 
 
-def shortest_routes(graph, origin_segment: np.ndarray, destination_segment: np.ndarray,
-                    segment_time_s: np.ndarray, turn_time_s: np.ndarray | None = None
-                    ) -> list[np.ndarray | None]:
+def shortest_routes(
+    graph,
+    origin_segment: np.ndarray,
+    destination_segment: np.ndarray,
+    segment_time_s: np.ndarray,
+    turn_time_s: np.ndarray | None = None,
+) -> list[np.ndarray | None]:
     """Segment sequence of each shortest route (``None`` when unreachable)."""
     matrix = line_graph(graph, segment_time_s, turn_time_s)
     routes: list[np.ndarray | None] = [None] * len(origin_segment)

@@ -30,13 +30,16 @@ def road_graph_from_paths(
     lat0 = float(np.mean(lat))
 
     def xy(lon_, lat_):
-        return (np.asarray(lon_) * _EARTH_M_PER_DEG * math.cos(math.radians(lat0)),
-                np.asarray(lat_) * _EARTH_M_PER_DEG)
+        return (
+            np.asarray(lon_) * _EARTH_M_PER_DEG * math.cos(math.radians(lat0)),
+            np.asarray(lat_) * _EARTH_M_PER_DEG,
+        )
 
     e = len(paths)
     speeds = np.broadcast_to(np.asarray(speed_kph, dtype=np.float32), (e,))
-    arrays: dict[str, np.ndarray] = {name: np.zeros(e, dtype=dtype)
-                                     for name, dtype in SEGMENT_FEATURES.items()}
+    arrays: dict[str, np.ndarray] = {
+        name: np.zeros(e, dtype=dtype) for name, dtype in SEGMENT_FEATURES.items()
+    }
     offsets = [0]
     path_nodes, path_ways = [], []
     lengths = []
@@ -51,8 +54,7 @@ def road_graph_from_paths(
     arrays["highway"][:] = 11  # residential
     arrays["lanes"][:] = 1.0
     arrays["curvature"][:] = 1.0
-    arrays["free_flow_s"] = (arrays["length_m"] / (arrays["maxspeed_kph"] / 3.6)).astype(
-        np.float32)
+    arrays["free_flow_s"] = (arrays["length_m"] / (arrays["maxspeed_kph"] / 3.6)).astype(np.float32)
     source = np.array([index[p[0]] for p, _ in paths], dtype=np.int64)
     target = np.array([index[p[-1]] for p, _ in paths], dtype=np.int64)
     turn_from, turn_to = [], []
@@ -68,17 +70,22 @@ def road_graph_from_paths(
     node_x, node_y = xy(lon, lat)
     all_lonlat = [node_lonlat[o] for o in path_nodes]
     arrays.update(
-        node_osm_id=np.array(osm_ids, dtype=np.int64), node_lon=lon, node_lat=lat,
-        node_x_m=node_x, node_y_m=node_y,
+        node_osm_id=np.array(osm_ids, dtype=np.int64),
+        node_lon=lon,
+        node_lat=lat,
+        node_x_m=node_x,
+        node_y_m=node_y,
         node_control=np.zeros(len(osm_ids), dtype=np.int16),
         node_crossing=np.zeros(len(osm_ids), dtype=bool),
-        edge_source=source, edge_target=target,
+        edge_source=source,
+        edge_target=target,
         path_offsets=np.array(offsets, dtype=np.int64),
         path_osm_node=np.array(path_nodes, dtype=np.int64),
         path_lon=np.array([p[0] for p in all_lonlat]),
         path_lat=np.array([p[1] for p in all_lonlat]),
         path_way_id=np.array(path_ways, dtype=np.int64),
-        turn_from=np.array(turn_from, dtype=np.int64), turn_to=np.array(turn_to, dtype=np.int64),
+        turn_from=np.array(turn_from, dtype=np.int64),
+        turn_to=np.array(turn_to, dtype=np.int64),
         **turns,
     )
     return RoadGraph(arrays=arrays, crs_epsg=3857)
@@ -89,8 +96,11 @@ def raw_road_graph(osm_data) -> RoadGraph:
     direction (oneway respected)."""
     paths = []
     for way in osm_data.ways:
-        oneway = way.tags.get("oneway") in ("yes", "1", "true") or \
-            way.tags.get("junction") == "roundabout" or way.tags.get("highway") == "motorway"
+        oneway = (
+            way.tags.get("oneway") in ("yes", "1", "true")
+            or way.tags.get("junction") == "roundabout"
+            or way.tags.get("highway") == "motorway"
+        )
         reverse = way.tags.get("oneway") == "-1"
         for a, b in zip(way.nodes, way.nodes[1:], strict=False):
             if not reverse:

@@ -35,15 +35,40 @@ def helsinki(shared_osm_dir, tmp_path_factory):
 def test_cli_simulates_maps_routes_and_writes_manifest(helsinki, tmp_path):
     osm, graph_dir = helsinki
     out = tmp_path / "trips.parquet"
-    result = run_cli("simulate", str(osm), "--out", str(out), "--graph", str(graph_dir),
-                     "--hours", "0.05", "--profile", "rush", "--rate", "1500", "--seed", "3",
-                     "--start", "2026-11-18T07:00", "--no-progress", timeout=120)
+    result = run_cli(
+        "simulate",
+        str(osm),
+        "--out",
+        str(out),
+        "--graph",
+        str(graph_dir),
+        "--hours",
+        "0.05",
+        "--profile",
+        "rush",
+        "--rate",
+        "1500",
+        "--seed",
+        "3",
+        "--start",
+        "2026-11-18T07:00",
+        "--no-progress",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "trips written" in result.stdout and "teleported" in result.stdout
     table = pd.read_parquet(out)
     assert len(table) >= 40
-    for column in ("origin_lon", "origin_lat", "destination_lon", "destination_lat",
-                   "departure_time", "duration_s", "trip_id", "route"):
+    for column in (
+        "origin_lon",
+        "origin_lat",
+        "destination_lon",
+        "destination_lat",
+        "departure_time",
+        "duration_s",
+        "trip_id",
+        "route",
+    ):
         assert column in table.columns
     assert (table["duration_s"] > 0).all()
     times = pd.to_datetime(table["departure_time"])
@@ -71,8 +96,17 @@ def test_cli_simulates_maps_routes_and_writes_manifest(helsinki, tmp_path):
     trips = read_trips(out)
     assert len(trips) == len(table) and not trips.rejected
 
-    again = run_cli("simulate", str(osm), "--out", str(out), "--graph", str(graph_dir),
-                    "--hours", "0.05", "--no-progress")
+    again = run_cli(
+        "simulate",
+        str(osm),
+        "--out",
+        str(out),
+        "--graph",
+        str(graph_dir),
+        "--hours",
+        "0.05",
+        "--no-progress",
+    )
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
@@ -90,14 +124,24 @@ def test_same_seed_same_trips(helsinki):
 
 def test_cli_refuses_bad_arguments(helsinki, tmp_path):
     osm, graph_dir = helsinki
-    bad_start = run_cli("simulate", str(osm), "--out", str(tmp_path / "t.parquet"),
-                        "--graph", str(graph_dir), "--start", "tomorrow morning")
+    bad_start = run_cli(
+        "simulate",
+        str(osm),
+        "--out",
+        str(tmp_path / "t.parquet"),
+        "--graph",
+        str(graph_dir),
+        "--start",
+        "tomorrow morning",
+    )
     assert bad_start.returncode == 2 and "ISO-8601" in bad_start.stderr
-    bad_out = run_cli("simulate", str(osm), "--out", str(tmp_path / "t.csv"),
-                      "--graph", str(graph_dir))
+    bad_out = run_cli(
+        "simulate", str(osm), "--out", str(tmp_path / "t.csv"), "--graph", str(graph_dir)
+    )
     assert bad_out.returncode == 2 and ".parquet" in bad_out.stderr
-    missing = run_cli("simulate", str(tmp_path / "nope.osm.pbf"), "--out",
-                      str(tmp_path / "t.parquet"))
+    missing = run_cli(
+        "simulate", str(tmp_path / "nope.osm.pbf"), "--out", str(tmp_path / "t.parquet")
+    )
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
@@ -140,3 +184,28 @@ def test_mapper_chains_segments_and_closes_joined_junction_gaps():
     assert mapper.join_route([into, out_of]) == [0, 1, 2]  # gap 3->4 closed
     assert mapper.map_edge([5], [1]) == ()  # no way back
     assert mapper.join_route([into, ()]) is None
+
+
+def test_osm_xml_gives_split_way_pieces_fresh_ids(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from data_pipeline.osm_reader import OsmData, OsmWay, TurnRestriction
+    from data_pipeline.sumo_net import write_osm_xml
+
+    data = OsmData(
+        node_lonlat={i: (0.001 * i, 0.0) for i in range(1, 6)},
+        node_tags={2: {"highway": "traffic_signals"}},
+        ways=[
+            OsmWay(7, [1, 2], {"highway": "residential"}),
+            OsmWay(7, [4, 5], {"highway": "residential"}),  # piece after a clipped gap
+            OsmWay(9, [2, 3], {"highway": "primary", "name": "A & B <st>"}),
+        ],
+        restrictions=[TurnRestriction(1, "no_left_turn", 9, 2, 7)],
+    )
+    summary = write_osm_xml(data, tmp_path / "drive.osm")
+    root = ET.parse(tmp_path / "drive.osm").getroot()
+    ids = [way.get("id") for way in root.iter("way")]
+    assert len(ids) == len(set(ids)) == 3
+    assert summary.way_origin[int(ids[1])] == 7 and ids[1] != "7"
+    assert root.find("node[@id='2']/tag").get("v") == "traffic_signals"
+    assert summary.restrictions == 0  # from/to way 7 is ambiguous after the split

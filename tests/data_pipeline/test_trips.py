@@ -15,8 +15,12 @@ from nareta.errors import InputError
 from tests.graph_fixtures import road_graph_from_paths
 
 GOOD = {
-    "origin_lon": 0.0001, "origin_lat": 0.0, "destination_lon": 0.0019,
-    "destination_lat": 0.0, "departure_time": "2026-11-18T07:30:00", "duration_s": 60.0,
+    "origin_lon": 0.0001,
+    "origin_lat": 0.0,
+    "destination_lon": 0.0019,
+    "destination_lat": 0.0,
+    "departure_time": "2026-11-18T07:30:00",
+    "duration_s": 60.0,
 }
 
 
@@ -32,15 +36,17 @@ def test_good_rows_pass_and_departure_columns_added():
 
 
 def test_bad_rows_are_counted_by_reason_not_silently_dropped():
-    table = validate_trips(frame(
-        {},
-        {"origin_lon": np.nan},
-        {"destination_lat": 95.0},
-        {"duration_s": -5.0},
-        {"duration_s": 1e7},
-        {"duration_s": "abc"},
-        {"departure_time": "yesterday-ish"},
-    ))
+    table = validate_trips(
+        frame(
+            {},
+            {"origin_lon": np.nan},
+            {"destination_lat": 95.0},
+            {"duration_s": -5.0},
+            {"duration_s": 1e7},
+            {"duration_s": "abc"},
+            {"departure_time": "yesterday-ish"},
+        )
+    )
     assert len(table) == 1
     assert table.total_rows == 7
     reasons = dict(table.rejected)
@@ -58,8 +64,7 @@ def test_missing_columns_refused_with_names():
     with pytest.raises(InputError, match="missing columns.*duration_s"):
         validate_trips(frame({}).drop(columns=["duration_s"]))
     # without durations (scoring input) the same table is fine
-    assert len(validate_trips(frame({}).drop(columns=["duration_s"]),
-                              require_duration=False)) == 1
+    assert len(validate_trips(frame({}).drop(columns=["duration_s"]), require_duration=False)) == 1
 
 
 def test_nothing_usable_is_a_clear_refusal():
@@ -68,7 +73,9 @@ def test_nothing_usable_is_a_clear_refusal():
 
 
 def test_departure_times_iso_epoch_and_offsets():
-    parsed = parse_departure_times(pd.Series(["2026-11-18T07:00:00", 1795503600, "2026-11-18T07:00:00+01:00", None]))
+    parsed = parse_departure_times(
+        pd.Series(["2026-11-18T07:00:00", 1795503600, "2026-11-18T07:00:00+01:00", None])
+    )
     assert parsed.iloc[0] == pd.Timestamp("2026-11-18 07:00:00")
     assert parsed.iloc[1] == pd.Timestamp(1795503600, unit="s")
     assert parsed.iloc[2] == pd.Timestamp("2026-11-18 06:00:00")  # converted to UTC
@@ -136,8 +143,10 @@ def test_time_split_holds_out_the_last_hour():
 
 def test_area_split_never_shares_trips_and_holds_out_zones():
     rng = np.random.default_rng(0)
-    rows = [{"origin_lon": float(a), "destination_lon": float(b)}
-            for a, b in rng.uniform(0, 0.05, size=(300, 2))]
+    rows = [
+        {"origin_lon": float(a), "destination_lon": float(b)}
+        for a, b in rng.uniform(0, 0.05, size=(300, 2))
+    ]
     table = validate_trips(frame(*rows))
     train, test = split_by_area(table, zone_size_m=1000, holdout_share=0.3, seed=1)
     assert len(train) + len(test) == 300

@@ -39,11 +39,18 @@ def grid_graph(size=4, *, speeds=None):
 def trips_frame(graph, origin, o_frac, dest, d_frac, **extra):
     lon, lat = graph["node_lon"], graph["node_lat"]
     src = graph["edge_source"]
-    data = {"origin_segment": origin, "origin_fraction": o_frac,
-            "destination_segment": dest, "destination_fraction": d_frac,
-            "origin_lon": lon[src[origin]], "origin_lat": lat[src[origin]],
-            "destination_lon": lon[src[dest]], "destination_lat": lat[src[dest]],
-            "departure_hour": np.full(len(origin), 7.5), **extra}
+    data = {
+        "origin_segment": origin,
+        "origin_fraction": o_frac,
+        "destination_segment": dest,
+        "destination_fraction": d_frac,
+        "origin_lon": lon[src[origin]],
+        "origin_lat": lat[src[origin]],
+        "destination_lon": lon[src[dest]],
+        "destination_lat": lat[src[dest]],
+        "departure_hour": np.full(len(origin), 7.5),
+        **extra,
+    }
     return pd.DataFrame(data)
 
 
@@ -92,7 +99,8 @@ def _synthetic_trips(graph, true_time, count, seed):
     half = np.full(len(origin), 0.5)
     routes = shortest_routes(graph, origin, dest, true_time)
     duration = np.array([true_time[r].sum() for r in routes]) - 0.5 * (
-        true_time[origin] + true_time[dest])
+        true_time[origin] + true_time[dest]
+    )
     best = trip_times(graph, origin, half, dest, half, true_time)
     optimal = np.isclose(best, duration)
     frame = trips_frame(graph, origin, half, dest, half, route=routes, duration_s=duration)
@@ -106,14 +114,17 @@ def test_learned_scalar_recovers_segment_times_on_a_tiny_problem(tmp_path):
     true_time = graph["free_flow_s"].astype(float) * rng.uniform(1.0, 3.0, graph.num_segments)
     train = _synthetic_trips(graph, true_time, 600, seed=1)
     test = _synthetic_trips(graph, true_time, 300, seed=2)
-    fitted = LearnedScalarBaseline.fit(graph, train, config=ScalarConfig(epochs=300),
-                                       log=lambda *_: None)
+    fitted = LearnedScalarBaseline.fit(
+        graph, train, config=ScalarConfig(epochs=300), log=lambda *_: None
+    )
     predicted = fitted.predict(graph, test)
     ape = np.abs(predicted - test["duration_s"]) / test["duration_s"]
     assert ape.mean() < 0.08
     freeflow = FreeFlowBaseline().predict(graph, test)
-    assert np.abs(freeflow - test["duration_s"]).mean() > 3 * np.abs(
-        predicted - test["duration_s"]).mean()
+    assert (
+        np.abs(freeflow - test["duration_s"]).mean()
+        > 3 * np.abs(predicted - test["duration_s"]).mean()
+    )
     save_baseline(fitted, tmp_path / "scalar", graph=graph)
     again = load_baseline(tmp_path / "scalar", graph=graph)
     np.testing.assert_allclose(again.predict(graph, test), predicted)
@@ -126,7 +137,8 @@ def test_learned_scalar_without_routes_alternates_routing_and_fitting():
     true_time = graph["free_flow_s"].astype(float) * 2.0
     train = _synthetic_trips(graph, true_time, 150, seed=3).drop(columns=["route"])
     fitted = LearnedScalarBaseline.fit(
-        graph, train, config=ScalarConfig(epochs=150, reroute_rounds=1), log=lambda *_: None)
+        graph, train, config=ScalarConfig(epochs=150, reroute_rounds=1), log=lambda *_: None
+    )
     predicted = fitted.predict(graph, train)
     assert np.median(np.abs(predicted / train["duration_s"] - 1)) < 0.1
 
@@ -136,9 +148,12 @@ def test_gnn_regressor_trains_and_round_trips(tmp_path):
     graph = grid_graph(3)
     true_time = graph["free_flow_s"].astype(float) * 2.0
     train = _synthetic_trips(graph, true_time, 200, seed=4)
-    model = GnnRegressorBaseline.fit(graph, train, config=GnnConfig(hidden=16, layers=2,
-                                                                    epochs=30, batch_size=64),
-                                     log=lambda *_: None)
+    model = GnnRegressorBaseline.fit(
+        graph,
+        train,
+        config=GnnConfig(hidden=16, layers=2, epochs=30, batch_size=64),
+        log=lambda *_: None,
+    )
     predicted = model.predict(graph, train)
     assert np.isfinite(predicted).all() and (predicted > 0).all()
     assert np.median(np.abs(predicted / train["duration_s"] - 1)) < 0.5
