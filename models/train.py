@@ -319,9 +319,72 @@ def _silent(*_args, **_kwargs) -> None:
     return None
 
 
+def _trainable_state(model: EtaModel) -> dict[str, torch.Tensor]:
+    state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in model.decoder.state_dict().items()})
+    state["segment_offset"] = model.segment_offset.data
+    return {k: v.detach().clone().contiguous() for k, v in state.items()}
+
+
+def _load_trainable_state(model: EtaModel, state: dict[str, torch.Tensor]) -> None:
+    model.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+    model.decoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("decoder.")})
+    with torch.no_grad():
+        model.segment_offset.copy_(state["segment_offset"])
+
+
+def _save_checkpoint(directory: Path, model: EtaModel, optimiser: torch.optim.Optimizer,
+                     best_state: dict[str, torch.Tensor] | None, progress: dict[str, Any]
+                     ) -> None:
+    """Weights, best weights and Adam moments as safetensors, the rest as JSON; written to
+    a temporary directory and renamed, so a kill never leaves half a checkpoint."""
+    import shutil
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v for k, v in _trainable_state(model).items()}
+    for k, v in (best_state or {}).items():
+        tensors[f"best.{k}"] = v
+    for index, parameter in enumerate(optimiser.param_groups[0]["params"]):
+        for key, value in optimiser.state.get(parameter, {}).items():
+            tensors[f"adam.{index}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    save_file(tensors, str(staging / "checkpoint.safetensors"))
+    (staging / "progress.json").write_text(json.dumps(progress))
+    retired = directory.with_name(f".{directory.name}.old")
+    if directory.exists():
+        os.replace(directory, retired)
+    os.replace(staging, directory)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _load_checkpoint(directory: Path, model: EtaModel, optimiser: torch.optim.Optimizer,
+                     fingerprint: str) -> tuple[dict[str, Any], dict | None] | None:
+    from safetensors.torch import load_file
+
+    if not (directory / "progress.json").is_file():
+        return None
+    progress = json.loads((directory / "progress.json").read_text())
+    if progress.get("fingerprint") != fingerprint:
+        raise InputError(f"checkpoint {directory} belongs to another training run (other "
+                         "data or settings); delete it or pick another --checkpoint-dir")
+    tensors = load_file(str(directory / "checkpoint.safetensors"))
+    _load_trainable_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    for index, parameter in enumerate(optimiser.param_groups[0]["params"]):
+        state = {key.split(".", 2)[2]: value for key, value in tensors.items()
+                 if key.startswith(f"adam.{index}.")}
+        if state:
+            optimiser.state[parameter] = state
+    return progress, best
+
+
 def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             config: EtaConfig | None = None, train: TrainConfig | None = None,
-            progress: bool = True, log=print) -> tuple[EtaModel, dict[str, Any]]:
+            progress: bool = True, log=print, checkpoint_dir: Path | None = None
+            ) -> tuple[EtaModel, dict[str, Any]]:
     """Train encoder and decoder on snapped trips ``frame``; the processor stays frozen."""
     from tqdm import tqdm
 
@@ -348,9 +411,25 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     if not parallel.is_main:
         log = _silent  # noqa: F811 - only rank 0 reports
     parameters = model.trainable_parameters()
-    initial = evaluate_corridor(model, batcher, data, val_rows, parallel)
-    log(f"untrained (free-flow through the processor): validation MAPE {initial['mape']:.3f}")
-    for epoch in range(train.epochs):
+    settings = {k: v for k, v in asdict(train).items() if k not in ("epochs", "max_minutes")}
+    fingerprint = json.dumps([asdict(config), settings, len(frame),
+                              float(np.sum(data.duration_s))])
+    first_epoch = 0
+    resumed = _load_checkpoint(checkpoint_dir, model, optimiser, fingerprint) \
+        if checkpoint_dir is not None else None
+    if resumed is not None:
+        saved, best_state = resumed
+        first_epoch, history = saved["epoch"], saved["history"]
+        best_mape, stale, initial = saved["best_mape"], saved["stale"], saved["initial"]
+        rng.setstate((saved["rng"][0], tuple(saved["rng"][1]), saved["rng"][2]))
+        log(f"resumed from {checkpoint_dir} after epoch {first_epoch}")
+    else:
+        initial = evaluate_corridor(model, batcher, data, val_rows, parallel)
+        log(f"untrained (free-flow through the processor): validation MAPE "
+            f"{initial['mape']:.3f}")
+    for epoch in range(first_epoch, train.epochs):
+        if stale >= train.patience:
+            break
         model.train()
         batches = batcher.batches(data, groups, shuffle=True, rng=rng)
         losses = []
@@ -392,13 +471,18 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             f"{validation['mape']:.4f} ({record['seconds']} s)")
         if validation["mape"] < best_mape - 1e-4:
             best_mape, stale = validation["mape"], 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            best_state = _trainable_state(model)
         else:
             stale += 1
+        if checkpoint_dir is not None and parallel.is_main:
+            _save_checkpoint(checkpoint_dir, model, optimiser, best_state, {
+                "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
+                "best_mape": best_mape, "stale": stale, "initial": initial,
+                "rng": list(rng.getstate())})
         if stale >= train.patience or time.perf_counter() - started > train.max_minutes * 60:
             break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        _load_trainable_state(model, best_state)
     model.eval()
     report = {"initial_validation": initial, "history": history, "best_validation_mape": best_mape,
               "train_trips": int(len(train_rows)), "validation_trips": int(len(val_rows)),
@@ -425,6 +509,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="train on a random subset of this many trips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="per-epoch checkpoints; a rerun resumes from them "
+                             "(default: OUT.ckpt beside --out)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -442,13 +529,17 @@ def run(args: argparse.Namespace) -> int:
     if args.max_trips is not None and args.max_trips < len(frame):
         frame = frame.sample(n=args.max_trips, random_state=args.seed).reset_index(drop=True)
     train = TrainConfig(seed=args.seed, epochs=args.epochs, max_minutes=args.max_minutes)
+    checkpoint_dir = args.checkpoint_dir or args.out.with_name(args.out.name + ".ckpt")
     model, report = fit_eta(graph, frame, args.processor,
                             config=EtaConfig(graph_mode=args.graph_mode), train=train,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, checkpoint_dir=checkpoint_dir)
     if not report.pop("is_main_rank"):
         return 0  # under torchrun only rank 0 writes the artifact
     model.save(args.out, processor_dir=args.processor, seed=args.seed, force=args.force,
                extra={"training": report, "trips_source": str(args.trips)})
+    import shutil
+
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the artifact supersedes it
     print(json.dumps({"out": str(args.out), "best_validation_mape": report["best_validation_mape"],
                       "train_seconds": report["train_seconds"]}))
     return 0

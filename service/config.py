@@ -20,7 +20,8 @@ class Settings(BaseSettings):
 
     graph_dir: Path = Field(description="RoadGraph artifact directory (`nareta ingest` output)")
     model_dir: str | None = Field(
-        default=None, description="travel-time model artifact; unset or 'freeflow' = free-flow"
+        default=None, description="travel-time model artifact; unset or 'freeflow' = free-flow, "
+                    "'freeflow-turns' = free-flow on the turn graph"
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     def _model_dir_exists(cls, value: str | None) -> str | None:
         if value in (None, "", "freeflow"):
             return None
+        if value == "freeflow-turns":
+            return value
         if not Path(value).is_dir():
             raise ValueError(f"{value} is not a directory (leave unset for the free-flow model)")
         return value

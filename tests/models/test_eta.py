@@ -23,7 +23,7 @@ from tests.models.conftest import SHIPPED_PROCESSOR
 
 @pytest.fixture(scope="module")
 def rule_trips(bundled_graph) -> pd.DataFrame:
-    return make_rule_trips(bundled_graph, count=160)
+    return make_rule_trips(bundled_graph, count=100)
 
 
 def make_rule_trips(graph, *, count: int) -> pd.DataFrame:
@@ -67,8 +67,8 @@ def trained(bundled_graph, rule_trips):
     torch.manual_seed(0)
     model, report = fit_eta(bundled_graph, rule_trips, SHIPPED_PROCESSOR,
                             config=EtaConfig(graph_mode="turn"),
-                            train=TrainConfig(epochs=6, batch_trips=32, learning_rate=1e-2,
-                                              patience=6),
+                            train=TrainConfig(epochs=5, batch_trips=32, learning_rate=1e-2,
+                                              patience=5),
                             progress=False, log=lambda *_: None)
     return model, report
 
@@ -147,3 +147,42 @@ def test_predictor_with_eta_model(trained, bundled_graph, rule_trips):
     assert route.eta_s > 0
     assert route.eta_s == pytest.approx(predictor.eta(origin, destination).eta_s, rel=1e-9)
     assert route.eta_s == pytest.approx(row.duration_s, rel=0.5)
+
+
+def test_corridor_answer_equals_full_graph(trained, bundled_graph, rule_trips):
+    """DESIGN "Scale": the corridor run gives the full-graph answer once it is big enough,
+    and the default corridor already does for nearly every trip."""
+    import datetime as dt
+
+    from models.train import predict_frame
+
+    model, _ = trained
+    frame = rule_trips.head(12).reset_index(drop=True)
+    predictor = Predictor(bundled_graph, model)
+    departure = dt.datetime(2026, 11, 18, 7, 10)
+    full = np.array([predictor.eta((r.origin_lon, r.origin_lat),
+                                   (r.destination_lon, r.destination_lat), departure).eta_s
+                     for r in frame.itertuples()])
+    whole = predict_frame(model, frame, corridor_factor=1e3, corridor_margin_m=1e7)
+    np.testing.assert_allclose(whole, full, rtol=1e-4)
+    default = predict_frame(model, frame)
+    assert np.mean(np.isclose(default, full, rtol=1e-4)) >= 0.9
+
+
+def test_training_resumes_from_checkpoint(bundled_graph, rule_trips, tmp_path):
+    """Two epochs straight equal one epoch, a stop, then a resumed second epoch."""
+    frame = rule_trips.head(30).reset_index(drop=True)
+    settings = dict(batch_trips=16, learning_rate=1e-2, patience=5)
+
+    def fit(epochs, checkpoint):
+        model, _ = fit_eta(bundled_graph, frame, SHIPPED_PROCESSOR,
+                           train=TrainConfig(epochs=epochs, **settings), progress=False,
+                           log=lambda *_: None, checkpoint_dir=checkpoint)
+        return {k: v.clone() for k, v in model.encoder.state_dict().items()}
+
+    straight = fit(2, None)
+    fit(1, tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "progress.json").is_file()
+    resumed = fit(2, tmp_path / "ckpt")
+    for name, value in straight.items():
+        assert torch.allclose(value, resumed[name], atol=1e-6), name
