@@ -29,6 +29,7 @@ turn_from, turn_to   [T]        segment indices of each allowed turn
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,20 @@ class RoadGraph:
     def edge_index(self) -> np.ndarray:
         """``[2, E]`` int64 (source, target) of every segment."""
         return np.stack([self.arrays["edge_source"], self.arrays["edge_target"]])
+
+    @property
+    def identity(self) -> str:
+        """A hash of the graph's content (every array, by name), the same for every ingest of
+        the same source: models record it to refuse a graph they were not trained on."""
+        cached = getattr(self, "_identity", None)
+        if cached is None:
+            digest = hashlib.sha256()
+            for name in sorted(self.arrays):
+                array = np.ascontiguousarray(self.arrays[name])
+                digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+                digest.update(array.tobytes())
+            cached = self._identity = digest.hexdigest()
+        return cached
 
     def segment_path(self, segment: int) -> slice:
         offsets = self.arrays["path_offsets"]

@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("data_pipeline.ingest_cli", "build a RoadGraph artifact from an OSM file"),
     "simulate": ("data_pipeline.simulate", "simulate traffic with SUMO into a trip table"),
     "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
+    "pretrain": ("models.pretrain", "pretrain the shortest-path processor on synthetic graphs"),
+    "processor predict": ("models.processor_cli",
+                          "neural shortest paths for graphs in an .npz file"),
+    "serve": ("service.cli", "run the HTTP API"),
+    "score": ("batch.score", "score OD pairs in batch on Dask"),
 }
 
 

@@ -37,3 +37,19 @@ class OfflineError(NaretaError):
 class ArtifactError(NaretaError):
     """An artifact is missing, corrupt, of the wrong kind or version, or does not belong
     with the other artifacts it is loaded with."""
+
+
+class NoSegmentError(InputError):
+    """A coordinate is farther than the snap limit from every road segment."""
+
+    def __init__(self, message: str, *, index: int):
+        super().__init__(message)
+        self.index = index
+
+
+class NoRouteError(InputError):
+    """No route connects the requested points."""
+
+
+class TooBigError(InputError):
+    """A request asks for more work than the configured limits allow."""

@@ -221,3 +221,13 @@ def test_artifact_files_are_readable(tiny, tmp_path):
     graph, _ = tiny
     out = graph.save(tmp_path / "graph")
     assert Path(out).stat().st_mode & 0o055  # not left private by mkdtemp
+
+
+def test_identity_is_stable_across_ingests(clipped_osm, tmp_path):
+    first, second = ingest_osm(clipped_osm).graph, ingest_osm(clipped_osm).graph
+    assert first.identity == second.identity
+    first.save(tmp_path / "graph")
+    assert RoadGraph.load(tmp_path / "graph").identity == second.identity
+    second.arrays["free_flow_s"] = second.arrays["free_flow_s"] * 2
+    second._identity = None
+    assert second.identity != first.identity

@@ -1,0 +1,172 @@
+"""Reference shortest-path algorithms with per-step hint traces.
+
+These are the textbook algorithms the processor imitates (CLRS ch. 24). Graphs are given as
+directed edge lists: ``senders[e] -> receivers[e]`` with ``weights[e] >= 0``; parallel edges
+and self-loops are allowed. Both algorithms return final distances and predecessors with the
+same conventions as the ``processor predict`` interface:
+
+* ``distance[v] = inf`` and ``predecessor[v] = v`` where ``v`` is unreachable;
+* ``predecessor[source] = source``.
+
+Bellman-Ford is the *synchronous* (Jacobi) variant that CLRS-30's ``bellman_ford`` hints and a
+message-passing step follow: every round reads only the previous round's distances,
+
+.. math::
+    d^{t}_v = \\min\\bigl(d^{t-1}_v,\\; \\min_{(u, v) \\in E} d^{t-1}_u + w_{uv}\\bigr),
+
+so after round ``t`` every distance is the shortest over paths of at most ``t`` edges. A
+predecessor changes only on a strict improvement; among equal candidates the edge listed
+first wins, which makes the trace deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ShortestPathTrace:
+    """Result of a reference run.
+
+    Attributes
+    ----------
+    distance : [N] float64, ``inf`` where unreachable.
+    predecessor : [N] int64, ``v`` itself for the source and for unreachable nodes.
+    hint_distance : [T+1, N] float64, distances after round ``t`` (row 0: initial state).
+    hint_predecessor : [T+1, N] int64, predecessors after round ``t``.
+    """
+
+    distance: np.ndarray
+    predecessor: np.ndarray
+    hint_distance: np.ndarray
+    hint_predecessor: np.ndarray
+
+    @property
+    def num_rounds(self) -> int:
+        """Rounds that changed something (the number of processor steps needed)."""
+        return int(self.hint_distance.shape[0] - 1)
+
+
+def _as_edges(num_nodes: int, senders, receivers, weights):
+    senders = np.asarray(senders, dtype=np.int64)
+    receivers = np.asarray(receivers, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if not (senders.shape == receivers.shape == weights.shape) or senders.ndim != 1:
+        raise ValueError("senders, receivers and weights must be 1-D arrays of one length")
+    if senders.size and (
+        min(senders.min(), receivers.min()) < 0 or max(senders.max(), receivers.max()) >= num_nodes
+    ):
+        raise ValueError(f"edge endpoints must lie in [0, {num_nodes})")
+    if weights.size and not (np.all(np.isfinite(weights)) and weights.min() >= 0):
+        raise ValueError("weights must be finite and non-negative")
+    return senders, receivers, weights
+
+
+def bellman_ford(
+    num_nodes: int, senders, receivers, weights, source: int, *, with_hints: bool = True
+) -> ShortestPathTrace:
+    """Synchronous Bellman-Ford from ``source``; stops after the first round with no change.
+
+    Vectorised over edges: one round is O(E), at most N - 1 rounds change anything.
+    """
+    senders, receivers, weights = _as_edges(num_nodes, senders, receivers, weights)
+    distance = np.full(num_nodes, np.inf)
+    distance[source] = 0.0
+    predecessor = np.arange(num_nodes, dtype=np.int64)
+    hint_distance, hint_predecessor = [distance.copy()], [predecessor.copy()]
+    order = np.arange(senders.size)
+    for _ in range(max(num_nodes - 1, 0)):
+        candidate = distance[senders] + weights  # [E]
+        best = np.full(num_nodes, np.inf)
+        np.minimum.at(best, receivers, candidate)
+        improved = best < distance
+        if not improved.any():
+            break
+        # First-listed edge achieving the best candidate of each improved receiver.
+        winner = np.where(improved[receivers] & (candidate == best[receivers]))[0]
+        first = np.full(num_nodes, senders.size, dtype=np.int64)
+        np.minimum.at(first, receivers[winner], order[winner])
+        targets = np.where(improved)[0]
+        predecessor = predecessor.copy()
+        predecessor[targets] = senders[first[targets]]
+        distance = np.where(improved, best, distance)
+        if with_hints:
+            hint_distance.append(distance.copy())
+            hint_predecessor.append(predecessor.copy())
+    if not with_hints:
+        hint_distance, hint_predecessor = [distance], [predecessor]
+    return ShortestPathTrace(
+        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
+    )
+
+
+def dijkstra(
+    num_nodes: int, senders, receivers, weights, source: int, *, with_hints: bool = False
+) -> ShortestPathTrace:
+    """Binary-heap Dijkstra from ``source``. Hints (optional, O(N^2) memory) are the distances
+    and predecessors after each node is settled, as in CLRS-30's ``dijkstra``."""
+    senders, receivers, weights = _as_edges(num_nodes, senders, receivers, weights)
+    order = np.argsort(senders, kind="stable")
+    offsets = np.searchsorted(senders[order], np.arange(num_nodes + 1))
+    distance = np.full(num_nodes, np.inf)
+    distance[source] = 0.0
+    predecessor = np.arange(num_nodes, dtype=np.int64)
+    settled = np.zeros(num_nodes, dtype=bool)
+    hint_distance, hint_predecessor = [distance.copy()], [predecessor.copy()]
+    heap = [(0.0, source)]
+    while heap:
+        d_u, u = heapq.heappop(heap)
+        if settled[u]:
+            continue
+        settled[u] = True
+        for e in order[offsets[u] : offsets[u + 1]]:
+            v, d_v = receivers[e], d_u + weights[e]
+            if d_v < distance[v]:
+                distance[v], predecessor[v] = d_v, u
+                heapq.heappush(heap, (d_v, int(v)))
+        if with_hints:
+            hint_distance.append(distance.copy())
+            hint_predecessor.append(predecessor.copy())
+    if not with_hints:
+        hint_distance, hint_predecessor = [distance], [predecessor]
+    return ShortestPathTrace(
+        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
+    )
+
+
+def tight_edges(distance: np.ndarray, senders, receivers, weights, *, rtol: float = 1e-6):
+    """[E] bool: edges ``u -> v`` on SOME shortest path (``d_u + w_uv == d_v`` up to ``rtol``),
+    excluding self-loops. With ties several incoming edges of a node are tight."""
+    senders, receivers = np.asarray(senders), np.asarray(receivers)
+    d_u, d_v = distance[senders], distance[receivers]
+    finite = np.isfinite(d_u) & np.isfinite(d_v)
+    w = np.asarray(weights, dtype=np.float64)
+    gap = np.full(senders.shape, np.inf)
+    gap[finite] = np.abs(d_u[finite] + w[finite] - d_v[finite])
+    scale = np.maximum(np.where(finite, np.abs(d_v), 0.0), 1e-12)
+    return finite & (gap <= rtol * scale + 1e-12) & (senders != receivers)
+
+
+def exact_distances(num_nodes: int, senders, receivers, weights, sources) -> np.ndarray:
+    """[S, N] exact distances from each source with scipy's Dijkstra (fast ground truth for
+    large graphs). Parallel edges keep their lightest weight (scipy would sum them)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra as scipy_dijkstra
+
+    senders, receivers, weights = _as_edges(num_nodes, senders, receivers, weights)
+    keep = senders != receivers
+    senders, receivers, weights = senders[keep], receivers[keep], weights[keep]
+    by_weight = np.argsort(weights, kind="stable")
+    _, first = np.unique(senders[by_weight] * num_nodes + receivers[by_weight], return_index=True)
+    chosen = by_weight[first]
+    # explicit zeros would vanish from a sparse matrix: nudge them to the smallest positive
+    values = np.maximum(weights[chosen], np.finfo(float).tiny)
+    matrix = coo_matrix(
+        (values, (senders[chosen], receivers[chosen])), shape=(num_nodes, num_nodes)
+    ).tocsr()
+    return np.atleast_2d(
+        scipy_dijkstra(matrix, directed=True, indices=np.asarray(sources, dtype=np.int64))
+    )

@@ -1,0 +1,509 @@
+"""The one Predictor: a RoadGraph and a travel-time model, loaded once, answering ETA,
+route and matrix queries for the HTTP service and the batch jobs alike.
+
+A query point is snapped to the nearest segment (and its reverse twin); the trip starts at
+the snapped point, drives the rest of its segment to the segment's end node, follows the
+model's shortest-path tree, and ends partway along the destination's segment (OSRM's
+"phantom node" scheme). One model run from an origin node answers every destination, so
+runs are cached per (origin node, departure-time bucket) in a bounded LRU, concurrent
+requests for the same run wait for one computation, and matrices batch their origins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline.road_graph import RoadGraph
+from data_pipeline.snap import Snapper
+from models.travel_time import (
+    FreeFlowModel,
+    FreeFlowTurnModel,
+    OriginRun,
+    TravelTimeModel,
+    dijkstra_tree,
+    line_dijkstra_tree,
+)
+from nareta.errors import InputError, NoRouteError, NoSegmentError
+
+Point = tuple[float, float]  # (lon, lat)
+_AT_NODE = 1e-9  # a snapped fraction this close to 0 or 1 stands on the node itself
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """A query point snapped onto the road network."""
+
+    lon: float  # snapped location
+    lat: float
+    distance_m: float  # from the query point to the snapped location
+    segment: int
+    twin: int  # the reverse-direction segment, or -1
+    fraction: float  # position along `segment` by length
+
+
+@dataclass(frozen=True)
+class _Leg:
+    """One way to leave an origin or reach a destination, costing `time_s` and `length_m` on
+    the partial `segment`. `key` is where it meets a shortest-path tree: a node (node mode)
+    or a segment (turn mode, where trees measure time to the *end* of each segment, so an
+    end leg's time and length are negative: the unfinished part of the last segment)."""
+
+    key: int
+    time_s: float
+    length_m: float
+    segment: int
+    position: float  # position of the query point along `segment`, by length
+
+
+@dataclass
+class EtaResult:
+    eta_s: float
+    distance_m: float
+    origin: Waypoint
+    destination: Waypoint
+    departure_time: dt.datetime | None = None
+
+
+@dataclass
+class RouteResult(EtaResult):
+    segments: list[int] = field(default_factory=list)
+    segment_times_s: list[float] = field(default_factory=list)  # first/last are partial
+    coordinates: list[Point] = field(default_factory=list)
+    fallback_used: bool = False
+    fallback_reason: str | None = None
+
+
+@dataclass
+class MatrixResult:
+    durations_s: np.ndarray  # [O, D]; nan where no route
+    distances_m: np.ndarray  # [O, D]; nan where no route
+    origins: list[Waypoint]
+    destinations: list[Waypoint]
+
+
+@dataclass
+class IsochroneResult:
+    """The road reachable from `origin` within `max_seconds`, as pieces of segments: piece i
+    covers `piece_segment[i]` from share `piece_start[i]` to `piece_end[i]` of its length."""
+
+    origin: Waypoint
+    max_seconds: float
+    node_time_s: np.ndarray  # [N] earliest arrival at each node; inf where unreachable
+    piece_segment: np.ndarray  # [K] int64
+    piece_start: np.ndarray  # [K] share of the segment's length, in [0, 1]
+    piece_end: np.ndarray  # [K]
+    departure_time: dt.datetime | None = None
+
+
+@dataclass
+class PairsResult:
+    durations_s: np.ndarray  # [P]; nan where no route
+    distances_m: np.ndarray  # [P]; nan where no route
+    origins: list[Waypoint]
+    destinations: list[Waypoint]
+
+
+@dataclass
+class _Tree:
+    time_s: np.ndarray  # [N]
+    parent: np.ndarray  # [N] segment reaching each node, -1 at the root / unreached
+    length_m: np.ndarray  # [N] metres along the tree; nan where the tree is broken
+
+
+class Predictor:
+    """Answers ETA / route / matrix queries over one graph and one model.
+
+    Parameters
+    ----------
+    graph, model
+        The road graph and a :class:`~models.travel_time.TravelTimeModel` built on it.
+    max_snap_distance_m
+        Points farther than this from every road raise :class:`NoSegmentError`.
+    cache_runs
+        How many (origin node, time bucket) runs the LRU keeps.
+    """
+
+    def __init__(self, graph: RoadGraph, model: TravelTimeModel, *,
+                 max_snap_distance_m: float = 250.0, cache_runs: int = 512):
+        self.graph = graph
+        self.model = model
+        self.max_snap_distance_m = max_snap_distance_m
+        self.snapper = Snapper(graph)
+        self.mode = getattr(model, "graph_mode", "node")
+        if self.mode not in ("node", "turn"):
+            raise ValueError(f"model graph_mode must be 'node' or 'turn', not {self.mode!r}")
+        self._cache: OrderedDict[tuple[int, int], _Tree] = OrderedDict()
+        self._cache_runs = cache_runs
+        self._lock = threading.Lock()
+        self._in_flight: dict[tuple[int, int], threading.Event] = {}
+        self.stats = {"runs": 0, "cache_hits": 0, "run_seconds": 0.0}
+        self.ready = True
+
+    @classmethod
+    def load(cls, graph_dir: str | Path, model_dir: str | Path | None = None,
+             **options) -> Predictor:
+        """Load a RoadGraph and a model artifact (``None`` or ``"freeflow"``: the free-flow
+        baseline; ``"freeflow-turns"``: the same on the turn graph, honouring turn
+        restrictions). The model's manifest must name this graph, else ArtifactError."""
+        graph = RoadGraph.load(graph_dir)
+        if model_dir is None or str(model_dir) == "freeflow":
+            model: TravelTimeModel = FreeFlowModel(graph)
+        elif str(model_dir) == "freeflow-turns":
+            model = FreeFlowTurnModel(graph)
+        else:
+            from models.registry import load_model
+
+            model = load_model(model_dir, graph)
+        return cls(graph, model, **options)
+
+    # ------------------------------------------------------------------ snapping
+    def snap(self, points: list[Point]) -> list[Waypoint]:
+        """Snap points; raises NoSegmentError naming the first point too far from a road."""
+        if not points:
+            return []
+        array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        snaps = self.snapper.snap(array[:, 0], array[:, 1],
+                                  max_distance_m=self.max_snap_distance_m)
+        missing = np.flatnonzero(~snaps.found)
+        if missing.size:
+            index = int(missing[0])
+            raise NoSegmentError(
+                f"point {index} ({array[index, 0]:.6f}, {array[index, 1]:.6f}) is "
+                f"{snaps.distance_m[index]:.0f} m from the nearest road; the limit is "
+                f"{self.max_snap_distance_m:.0f} m", index=index)
+        return [Waypoint(float(snaps.lon[i]), float(snaps.lat[i]), float(snaps.distance_m[i]),
+                         int(snaps.segment[i]), int(snaps.twin[i]), float(snaps.fraction[i]))
+                for i in range(len(array))]
+
+    def _directions(self, point: Waypoint) -> list[tuple[int, float]]:
+        """(segment, position by length) for each direction the point can be driven in."""
+        directions = [(point.segment, point.fraction)]
+        if point.twin >= 0:
+            directions.append((point.twin, 1 - point.fraction))
+        return directions
+
+    def _starts(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
+        length, source, target = (self.graph[name] for name in
+                                  ("length_m", "edge_source", "edge_target"))
+        legs = []
+        for segment, position in self._directions(point):
+            key = segment if self.mode == "turn" else int(target[segment])
+            legs.append(_Leg(key, (1 - position) * times[segment],
+                             (1 - position) * length[segment], segment, position))
+        if self.mode == "node" and point.fraction <= _AT_NODE:  # on the segment's start node
+            legs.append(_Leg(int(source[point.segment]), 0.0, 0.0, -1, 0.0))
+        return legs
+
+    def _ends(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
+        length, source, target = (self.graph[name] for name in
+                                  ("length_m", "edge_source", "edge_target"))
+        legs = []
+        for segment, position in self._directions(point):
+            if self.mode == "turn":
+                legs.append(_Leg(segment, -(1 - position) * times[segment],
+                                 -(1 - position) * length[segment], segment, position))
+            else:
+                legs.append(_Leg(int(source[segment]), position * times[segment],
+                                 position * length[segment], segment, position))
+        if self.mode == "node" and point.fraction >= 1 - _AT_NODE:  # on the segment's end node
+            legs.append(_Leg(int(target[point.segment]), 0.0, 0.0, -1, 1.0))
+        return legs
+
+    # ------------------------------------------------------------------ model runs
+    def _trees(self, nodes: list[int], bucket: int) -> dict[int, _Tree]:
+        """Shortest-path trees from each root (a node, or a segment in turn mode): cached,
+        coalesced, missing ones batched into one model run."""
+        wanted = list(dict.fromkeys(nodes))
+        result: dict[int, _Tree] = {}
+        mine: list[int] = []
+        waits: list[tuple[int, threading.Event]] = []
+        with self._lock:
+            for node in wanted:
+                key = (node, bucket)
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    result[node] = self._cache[key]
+                    self.stats["cache_hits"] += 1
+                elif key in self._in_flight:
+                    waits.append((node, self._in_flight[key]))
+                else:
+                    self._in_flight[key] = threading.Event()
+                    mine.append(node)
+        try:
+            if mine:
+                started = time.perf_counter()
+                run = self.model.run_from(np.asarray(mine, dtype=np.int64), bucket)
+                trees = self._to_trees(run)
+                with self._lock:
+                    self.stats["runs"] += len(mine)
+                    self.stats["run_seconds"] += time.perf_counter() - started
+                    for node, tree in zip(mine, trees, strict=True):
+                        self._cache[(node, bucket)] = tree
+                        result[node] = tree
+                    while len(self._cache) > self._cache_runs:
+                        self._cache.popitem(last=False)
+        finally:
+            with self._lock:
+                for node in mine:
+                    self._in_flight.pop((node, bucket)).set()
+        for node, event in waits:
+            event.wait()
+            with self._lock:
+                tree = self._cache.get((node, bucket))
+            result[node] = tree if tree is not None else self._trees([node], bucket)[node]
+        return result
+
+    def _to_trees(self, run: OriginRun) -> list[_Tree]:
+        length = self.graph["length_m"].astype(np.float64)
+        source = self.graph["edge_source"]
+        keys = run.node_time_s.shape[1]
+        trees = []
+        for b, root in enumerate(run.origins):
+            parent = run.parent_segment[b]
+            has_parent = parent >= 0
+            safe = np.maximum(parent, 0)
+            # Metres along the tree by pointer doubling: ancestor and length to it.
+            if self.mode == "turn":  # keys are segments; a segment's parent is the previous one
+                ancestor = np.where(has_parent, safe, np.arange(keys))
+                metres = np.where(has_parent, length, 0.0)
+            else:  # keys are nodes; a node's parent is the segment that reaches it
+                ancestor = np.where(has_parent, source[safe], np.arange(keys))
+                metres = np.where(has_parent, length[safe], 0.0)
+            ancestor[root] = root
+            metres[root] = 0.0
+            for _ in range(int(np.ceil(np.log2(max(keys, 2)))) + 1):
+                metres = metres + metres[ancestor]
+                ancestor = ancestor[ancestor]
+            broken = (ancestor != root) | ~np.isfinite(run.node_time_s[b])
+            trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
+                               parent=parent, length_m=np.where(broken, np.nan, metres)))
+        return trees
+
+    def _exact_tree(self, root: int, times: np.ndarray, bucket: int) -> _Tree:
+        """Dijkstra over the model's own segment (and turn) times: the route fallback."""
+        if self.mode == "turn":
+            run = line_dijkstra_tree(self.graph, times, self.model.turn_times_s(bucket),
+                                     np.array([root]))
+        else:
+            run = dijkstra_tree(self.graph, times, np.array([root]))
+        return self._to_trees(run)[0]
+
+    # ------------------------------------------------------------------ queries
+    def _best(self, origin: Waypoint, destination: Waypoint, bucket: int,
+              trees: dict[int, _Tree], times: np.ndarray):
+        """The cheapest (start leg, end leg) combination, or a direct ride on one segment."""
+        best = (np.inf, np.nan, None, None)
+        for start in self._starts(origin, times):
+            for end in self._ends(destination, times):
+                if start.segment == end.segment >= 0 and start.position <= end.position:
+                    share = end.position - start.position
+                    total = share * times[start.segment]
+                    if total < best[0]:
+                        metres = share * self.graph["length_m"][start.segment]
+                        best = (total, metres, start, end)
+                    continue
+                if self.mode == "turn" and start.key == end.key:
+                    continue  # would need a loop back onto the same segment
+                tree = trees[start.key]
+                total = start.time_s + tree.time_s[end.key] + end.time_s
+                if total < best[0]:
+                    metres = start.length_m + tree.length_m[end.key] + end.length_m
+                    best = (total, metres, start, end)
+        return best
+
+    def eta(self, origin: Point, destination: Point,
+            departure_time: dt.datetime | None = None) -> EtaResult:
+        origin_point, destination_point = self.snap([origin, destination])
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket)
+        total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees, times)
+        if not np.isfinite(total):
+            raise NoRouteError("no route connects the origin to the destination")
+        return EtaResult(float(total), float(metres), origin_point, destination_point,
+                         departure_time)
+
+    def route(self, origin: Point, destination: Point,
+              departure_time: dt.datetime | None = None) -> RouteResult:
+        """The route as segments with per-segment times, its geometry, and whether the
+        Dijkstra fallback was needed (when the model's pointers do not form a path)."""
+        origin_point, destination_point = self.snap([origin, destination])
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket)
+        total, metres, start, end = self._best(origin_point, destination_point, bucket, trees,
+                                               times)
+        if start is None:
+            raise NoRouteError("no route connects the origin to the destination")
+        fallback_reason = None
+        if start.segment == end.segment >= 0 and start.position <= end.position:
+            middle: list[int] = []
+        else:
+            middle = self._follow(trees[start.key].parent, start.key, end.key)
+            if middle is None:
+                fallback_reason = ("the model's predecessor pointers do not form a path; "
+                                   "routed by Dijkstra over the model's segment times")
+                tree = self._exact_tree(start.key, times, bucket)
+                middle = self._follow(tree.parent, start.key, end.key)
+                if middle is None:
+                    raise NoRouteError("no route connects the origin to the destination")
+                metres = start.length_m + tree.length_m[end.key] + end.length_m
+        segments, partial = self._assemble(start, end, middle)
+        raw = np.array([times[s] * share for s, share in zip(segments, partial, strict=True)])
+        # Per-segment times are the model's segment times, scaled to sum to its ETA.
+        scaled = raw * (total / raw.sum()) if raw.sum() > 0 else raw
+        return RouteResult(
+            eta_s=float(total), distance_m=float(metres), origin=origin_point,
+            destination=destination_point, departure_time=departure_time,
+            segments=segments, segment_times_s=[float(x) for x in scaled],
+            coordinates=self._geometry(segments, start, end, origin_point, destination_point),
+            fallback_used=fallback_reason is not None, fallback_reason=fallback_reason,
+        )
+
+    def _follow(self, parent: np.ndarray, root: int, key: int) -> list[int] | None:
+        """The segments strictly between the start leg and the end leg along the tree's
+        parent pointers (from `root` to `key`), or None if the pointers break or loop."""
+        source, target = self.graph["edge_source"], self.graph["edge_target"]
+        path: list[int] = []
+        current = key
+        for _ in range(len(parent) + 1):
+            if current == root:
+                path.reverse()
+                return path[1:] if self.mode == "turn" else path  # turn: drop the root
+            previous = int(parent[current])
+            if previous < 0:
+                return None
+            if self.mode == "turn":
+                if target[previous] != source[current]:
+                    return None
+                path.append(previous)
+            else:
+                if target[previous] != current:
+                    return None
+                path.append(previous)
+                previous = int(source[previous])
+            current = previous
+        return None
+
+    @staticmethod
+    def _assemble(start: _Leg, end: _Leg, middle: list[int]) -> tuple[list[int], list[float]]:
+        """Segments and the share of each driven; legs standing on a node add nothing."""
+        if start.segment == end.segment >= 0 and not middle and start.position <= end.position:
+            return [start.segment], [end.position - start.position]
+        segments = [start.segment, *middle, end.segment]
+        shares = [1 - start.position, *([1.0] * len(middle)), end.position]
+        kept = [(s, share) for s, share in zip(segments, shares, strict=True) if s >= 0]
+        return [s for s, _ in kept], [share for _, share in kept]
+
+    def _geometry(self, segments: list[int], start: _Leg, end: _Leg, origin: Waypoint,
+                  destination: Waypoint) -> list[Point]:
+        lon, lat = self.graph["path_lon"], self.graph["path_lat"]
+        coordinates: list[Point] = [(origin.lon, origin.lat)]
+        for index, segment in enumerate(segments):
+            piece = self.graph.segment_path(segment)
+            points = list(zip(lon[piece].tolist(), lat[piece].tolist(), strict=True))
+            if index == 0 or index == len(segments) - 1:
+                # Keep only the points between the snapped position(s) on partial segments.
+                cumulative = np.concatenate([[0.0], np.cumsum(np.hypot(
+                    np.diff(lon[piece]) * np.cos(np.radians(lat[piece][:-1])),
+                    np.diff(lat[piece])))])
+                share = cumulative / max(cumulative[-1], 1e-12)
+                first = index == 0 and segment == start.segment
+                last = index == len(segments) - 1 and segment == end.segment
+                low = start.position if first else 0.0
+                high = end.position if last else 1.0
+                points = [p for p, s in zip(points, share, strict=True) if low < s < high]
+            coordinates.extend(points)
+        coordinates.append((destination.lon, destination.lat))
+        return coordinates
+
+    def isochrone(self, origin: Point, max_seconds: float,
+                  departure_time: dt.datetime | None = None) -> IsochroneResult:
+        """Everything reachable within `max_seconds`: one model run from the origin's start
+        nodes gives the arrival time at every node; each segment is then driven as far as
+        the time left at its start node allows."""
+        if not (np.isfinite(max_seconds) and max_seconds > 0):
+            raise InputError(f"max_seconds must be a positive number, got {max_seconds}")
+        (point,) = self.snap([origin])
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        starts = self._starts(point, times)
+        trees = self._trees([leg.key for leg in starts], bucket)
+        arrival = np.min([leg.time_s + trees[leg.key].time_s for leg in starts], axis=0)
+        if self.mode == "turn":  # arrival at the end of each segment -> at each node
+            node_time = np.full(self.graph.num_nodes, np.inf)
+            np.minimum.at(node_time, self.graph["edge_target"], arrival)
+        else:
+            node_time = arrival
+        with np.errstate(invalid="ignore"):
+            left = max_seconds - node_time[self.graph["edge_source"]]  # [E]
+            reach = np.clip(np.nan_to_num(left / times, nan=0.0, neginf=0.0), 0.0, 1.0)
+        segments = np.flatnonzero(reach > 0)
+        starts_share = np.zeros(len(segments))
+        ends_share = reach[segments]
+        # The origin's own segment(s), driven from the snapped position onwards.
+        own = [(leg.segment, leg.position,
+                min(1.0, leg.position + max_seconds / max(times[leg.segment], 1e-9)))
+               for leg in starts if leg.segment >= 0]
+        return IsochroneResult(
+            origin=point, max_seconds=float(max_seconds), node_time_s=node_time,
+            piece_segment=np.concatenate([segments, [s for s, _, _ in own]]).astype(np.int64),
+            piece_start=np.concatenate([starts_share, [a for _, a, _ in own]]),
+            piece_end=np.concatenate([ends_share, [b for _, _, b in own]]),
+            departure_time=departure_time,
+        )
+
+    def matrix(self, origins: list[Point], destinations: list[Point],
+               departure_time: dt.datetime | None = None) -> MatrixResult:
+        """Durations and distances for every (origin, destination) pair; one model run per
+        distinct origin node, all of them in one batch."""
+        if not origins or not destinations:
+            raise InputError("a matrix needs at least one origin and one destination")
+        snapped = self.snap([*origins, *destinations])
+        origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
+        trees = self._trees(start_nodes, bucket)
+        durations = np.full((len(origins), len(destinations)), np.nan)
+        distances = np.full_like(durations, np.nan)
+        for i, origin_point in enumerate(origin_points):
+            for j, destination_point in enumerate(destination_points):
+                total, metres, _, _ = self._best(origin_point, destination_point, bucket,
+                                                 trees, times)
+                if np.isfinite(total):
+                    durations[i, j], distances[i, j] = total, metres
+        return MatrixResult(durations, distances, origin_points, destination_points)
+
+    def eta_pairs(self, origins: list[Point], destinations: list[Point],
+                  departure_time: dt.datetime | None = None) -> PairsResult:
+        """ETA and distance of each pair ``(origins[i], destinations[i])``, exactly as
+        :meth:`eta` answers it, but with one model run per distinct origin node, all of
+        them in one batch (batch scoring's path). nan where no route connects a pair;
+        raises NoSegmentError like :meth:`matrix` (callers pre-filter unsnappable points).
+        """
+        if len(origins) != len(destinations):
+            raise InputError(f"eta_pairs needs as many origins ({len(origins)}) as "
+                             f"destinations ({len(destinations)})")
+        snapped = self.snap([*origins, *destinations])
+        origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
+        bucket = self.model.time_bucket(departure_time)
+        times = self.model.segment_times_s(bucket)
+        start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
+        trees = self._trees(start_nodes, bucket)
+        durations = np.full(len(origins), np.nan)
+        distances = np.full_like(durations, np.nan)
+        for i, (origin_point, destination_point) in enumerate(
+                zip(origin_points, destination_points, strict=True)):
+            total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees,
+                                             times)
+            if np.isfinite(total):
+                durations[i], distances[i] = total, metres
+        return PairsResult(durations, distances, origin_points, destination_points)

@@ -1,0 +1,71 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; the lifespan loads the
+Predictor once (verifying the artifacts and answering one query) before serving."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from models.predictor import Predictor
+from nareta import __version__
+from service.config import Settings
+from service.deps import api_key_check
+from service.errors import install_error_handlers
+from service.geometry import network_geojson
+from service.metrics import Metrics
+from service.middleware import RequestMiddleware
+from service.routes import native, ops, osrm
+
+logger = logging.getLogger("nareta.service")
+
+
+def load_predictor(settings: Settings) -> Predictor:
+    """Load the artifacts (checksums verified) and prove them with one query."""
+    predictor = Predictor.load(settings.graph_dir, settings.model_dir,
+                               max_snap_distance_m=settings.max_snap_distance_m,
+                               cache_runs=settings.cache_runs)
+    graph = predictor.graph
+    source, target = int(graph["edge_source"][0]), int(graph["edge_target"][0])
+    predictor.eta((float(graph["node_lon"][source]), float(graph["node_lat"][source])),
+                  (float(graph["node_lon"][target]), float(graph["node_lat"][target])))
+    return predictor
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    predictor = load_predictor(settings)
+    app.state.network_geojson = network_geojson(predictor.graph)
+    app.state.predictor = predictor
+    app.state.metrics.model_info.labels(predictor.model.name, predictor.model.identity,
+                                        predictor.graph.identity).set(1)
+    app.state.metrics.ready.set(1)
+    logger.info("ready: model %s on graph %s (%d nodes, %d segments)", predictor.model.name,
+                predictor.graph.identity[:12], predictor.graph.num_nodes,
+                predictor.graph.num_segments)
+    yield
+    app.state.metrics.ready.set(0)
+    app.state.predictor = None
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="nareta", version=__version__, lifespan=lifespan,
+                  description="Road-network ETA and routing (native API and OSRM v1 "
+                              "compatible route / table services).")
+    app.state.settings = settings
+    app.state.predictor = None
+    app.state.metrics = Metrics(app.state)
+    install_error_handlers(app)
+    protected = [Depends(api_key_check(settings))] if settings.api_key else []
+    app.include_router(native.router, dependencies=protected)
+    app.include_router(osrm.router, dependencies=protected)
+    app.include_router(ops.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
+                       metrics=app.state.metrics, access_log=settings.access_log)
+    return app

@@ -1,0 +1,53 @@
+"""``nareta serve``: run the HTTP API under uvicorn. Options override ``NARETA_*``."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+
+from pydantic import ValidationError
+
+from nareta.errors import InputError
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR)")
+    parser.add_argument("--model", help="model artifact or 'freeflow' (env NARETA_MODEL_DIR)")
+    parser.add_argument("--host", help="bind address (env NARETA_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (env NARETA_PORT, default 8000)")
+    parser.add_argument("--log-level", help="critical|error|warning|info|debug")
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each worker thread its own malloc arena and keeps freed numpy buffers in
+    them, so RSS creeps up with the threadpool's size; two arenas keep it flat. (Same as
+    MALLOC_ARENA_MAX=2; a no-op on other C libraries.)"""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8 = M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import Settings
+    from service.logs import log_config
+
+    overrides = {key: value for key, value in (
+        ("graph_dir", args.graph), ("model_dir", args.model), ("host", args.host),
+        ("port", args.port), ("log_level", args.log_level)) if value is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"NARETA_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        raise InputError(f"invalid settings: {problems}") from None
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _limit_malloc_arenas()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_config=log_config(settings.log_level), access_log=False,
+                log_level=settings.log_level, timeout_graceful_shutdown=5)
+    return 0

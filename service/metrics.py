@@ -1,0 +1,49 @@
+"""Prometheus metrics, one registry per app (no process-wide globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import generate_latest
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _PredictorCollector:
+    """Reads the Predictor's counters at scrape time."""
+
+    def __init__(self, app_state):
+        self.app_state = app_state
+
+    def collect(self):
+        predictor = getattr(self.app_state, "predictor", None)
+        stats = predictor.stats if predictor is not None else {}
+        for name, help_text in (("runs", "model runs (one per origin node and time bucket)"),
+                                ("cache_hits", "queries answered from cached model runs"),
+                                ("run_seconds", "seconds spent in model runs")):
+            family = CounterMetricFamily(f"nareta_model_{name}", help_text)
+            family.add_metric([], float(stats.get(name, 0)))
+            yield family
+
+
+class Metrics:
+    def __init__(self, app_state):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("nareta_http_requests", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("nareta_http_request_duration_seconds",
+                                 "HTTP request latency", ["method", "route"],
+                                 buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self.model_info = Gauge("nareta_model_info", "the loaded model (value 1)",
+                                ["model", "model_identity", "graph_identity"],
+                                registry=self.registry)
+        self.ready = Gauge("nareta_ready", "1 when the predictor is loaded",
+                           registry=self.registry)
+        self.registry.register(_PredictorCollector(app_state))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
