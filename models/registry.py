@@ -12,7 +12,9 @@ from nareta.artifacts import MANIFEST_NAME
 from nareta.errors import ArtifactError
 
 #: manifest kind -> "module:Class"; the class has ``load(directory, graph)``.
-MODEL_KINDS: dict[str, str] = {}
+MODEL_KINDS: dict[str, str] = {
+    "baseline": "models.baselines:LearnedScalarBaseline",  # learned per-segment/turn times
+}
 
 
 def load_model(directory: str | Path, graph: RoadGraph) -> TravelTimeModel:
