@@ -40,7 +40,10 @@ BASELINE_NAMES = ("freeflow", "learned_scalar", "gnn_regressor")
 
 
 def graph_identity(graph) -> str | None:
-    """Identity of a RoadGraph loaded from disk (``None`` for one built in memory)."""
+    """The RoadGraph's content hash (the same for every ingest of the same source)."""
+    identity = getattr(graph, "identity", None)
+    if isinstance(identity, str):
+        return identity
     manifest = getattr(graph, "manifest", None)
     return artifact_hash(manifest) if manifest else None
 
@@ -166,17 +169,62 @@ def _torch_sparse(matrix):
 
 
 class LearnedScalarBaseline:
+    """Also a :class:`models.travel_time.TravelTimeModel` (turn mode) once bound to its
+    graph, so the Predictor, the HTTP service and batch scoring can serve it."""
+
     name = "learned_scalar"
+    graph_mode = "turn"
 
     def __init__(
         self,
         segment_time_s: np.ndarray,
         turn_time_s: np.ndarray,
         config: ScalarConfig | None = None,
+        graph=None,
     ) -> None:
         self.segment_time_s = np.asarray(segment_time_s, dtype=np.float64)
         self.turn_time_s = np.asarray(turn_time_s, dtype=np.float64)
         self.config = config or ScalarConfig()
+        self.graph = graph
+        if graph is not None:
+            self.segment_times(graph)
+
+    # ---- TravelTimeModel
+    @property
+    def identity(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(self.segment_time_s.tobytes() + self.turn_time_s.tobytes())
+        return f"learned_scalar:{digest.hexdigest()[:16]}"
+
+    def time_bucket(self, departure_time) -> int:
+        return 0  # one time per segment, whatever the hour
+
+    def segment_times_s(self, bucket: int) -> np.ndarray:
+        return self.segment_time_s
+
+    def turn_times_s(self, bucket: int) -> np.ndarray:
+        return self.turn_time_s
+
+    def run_from(self, origins: np.ndarray, bucket: int):
+        from models.travel_time import line_dijkstra_tree
+
+        if self.graph is None:
+            raise ArtifactError("learned scalar baseline: load it with a graph to route")
+        return line_dijkstra_tree(self.graph, self.segment_time_s, self.turn_time_s, origins)
+
+    @classmethod
+    def load(cls, directory, graph) -> LearnedScalarBaseline:
+        """Load a baseline artifact for ``graph`` (the model registry's entry point)."""
+        model = load_baseline(directory, graph=graph)
+        if not isinstance(model, LearnedScalarBaseline):
+            raise ArtifactError(
+                f"baseline {directory} ({model.name}) answers origin-destination pairs, not "
+                "shortest-path trees; score it with `nareta evaluate`"
+            )
+        model.graph = graph
+        model.segment_times(graph)
+        return model
 
     def segment_times(self, graph) -> tuple[np.ndarray, np.ndarray]:
         if len(self.segment_time_s) != graph.num_segments:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from models.baselines import _snapped
 from models.metrics import by_departure_hour, by_trip_length, eta_metrics
 from nareta.artifacts import atomic_artifact_dir
 
@@ -76,9 +77,41 @@ def plot_results(true_s, predicted_s, length_m, out_dir: Path, *, title: str) ->
     plt.close(figure)
 
 
+class _TravelTimeScorer:
+    """A registered travel-time model (e.g. the ETA model) scored trip by trip."""
+
+    def __init__(self, model, graph) -> None:
+        self.model, self.graph = model, graph
+        self.name = model.name
+
+    def predict(self, graph, frame) -> np.ndarray:
+        return predict_with_travel_time_model(self.model, graph, frame)
+
+
+def load_scorer(source: str, graph):
+    """``freeflow``, a baseline artifact, or any model kind in :mod:`models.registry`."""
+    import json
+
+    from models.baselines import KIND, load_baseline
+    from nareta.artifacts import MANIFEST_NAME
+
+    manifest_path = Path(source) / MANIFEST_NAME
+    if str(source) == "freeflow" or not manifest_path.is_file():
+        return load_baseline(source, graph=graph)  # names the problem if not an artifact
+    try:
+        kind = json.loads(manifest_path.read_text()).get("kind")
+    except (OSError, ValueError):
+        kind = None
+    if kind == KIND or kind is None:
+        return load_baseline(source, graph=graph)
+    from models.registry import load_model
+
+    return _TravelTimeScorer(load_model(source, graph), graph)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, help="baseline artifact directory, or the literal name 'freeflow'"
+        "--model", required=True, help="model or baseline artifact directory, or 'freeflow'"
     )
     parser.add_argument("--trips", required=True, type=Path, help="trip table (.parquet/.csv)")
     parser.add_argument("--graph", required=True, type=Path, help="RoadGraph artifact")
@@ -96,10 +129,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.road_graph import RoadGraph
     from data_pipeline.trips import read_trips, snap_trips
-    from models.baselines import load_baseline
 
     graph = RoadGraph.load(args.graph)
-    model = load_baseline(args.model, graph=graph)
+    model = load_scorer(args.model, graph)
     table = read_trips(args.trips, timezone=args.timezone)
     table = snap_trips(table, graph, max_snap_distance_m=args.max_snap_distance)
     print(table.summary())
@@ -127,3 +159,53 @@ def run(args: argparse.Namespace) -> int:
         f"({overall['unanswered']} unanswered) -> {args.out}"
     )
     return 0
+
+
+def predict_with_travel_time_model(model, graph, frame, *, chunk: int = 256) -> np.ndarray:
+    """Trip durations from any :class:`models.travel_time.TravelTimeModel` (the Predictor's
+    interface: the learned ETA model, free-flow): origins are run in batches per
+    departure-time bucket; partial first / last segments use the model's segment times; an
+    end on a two-way street may use either direction (turn mode)."""
+    from models.routing import reverse_twins
+
+    origin_seg, origin_frac, dest_seg, dest_frac = _snapped(frame)
+    if "departure_local" in frame.columns:
+        buckets = np.array([model.time_bucket(t.to_pydatetime()) for t in frame["departure_local"]])
+    else:
+        buckets = np.zeros(len(frame), dtype=np.int64)
+    source, target = graph["edge_source"], graph["edge_target"]
+    twins = reverse_twins(graph)
+    best = np.full(len(frame), np.inf)
+    for bucket in np.unique(buckets):
+        rows = np.flatnonzero(buckets == bucket)
+        times = np.asarray(model.segment_times_s(int(bucket)), dtype=np.float64)
+        variants = [(origin_seg, origin_frac, dest_seg, dest_frac)]
+        if model.graph_mode == "turn":
+            flip_o = np.where(twins[origin_seg] >= 0, twins[origin_seg], origin_seg)
+            flip_d = np.where(twins[dest_seg] >= 0, twins[dest_seg], dest_seg)
+            variants += [
+                (flip_o, 1 - origin_frac, dest_seg, dest_frac),
+                (origin_seg, origin_frac, flip_d, 1 - dest_frac),
+                (flip_o, 1 - origin_frac, flip_d, 1 - dest_frac),
+            ]
+        for o, fo, d, fd in variants:
+            o, fo, d, fd = o[rows], fo[rows], d[rows], fd[rows]
+            start = o if model.graph_mode == "turn" else target[o]
+            end = d if model.graph_mode == "turn" else source[d]
+            unique, inverse = np.unique(start, return_inverse=True)
+            middle = np.full(len(rows), np.inf)
+            for first in range(0, len(unique), chunk):
+                run = model.run_from(unique[first : first + chunk], int(bucket))
+                inside = (inverse >= first) & (inverse < first + chunk)
+                middle[inside] = run.node_time_s[inverse[inside] - first, end[inside]]
+            if model.graph_mode == "turn":  # times to the end of d, from the end of o
+                value = (1 - fo) * times[o] + middle - (1 - fd) * times[d]
+            else:  # node times between the end of o and the start of d
+                value = (1 - fo) * times[o] + middle + fd * times[d]
+            same = (o == d) & (fd >= fo)
+            value[same] = (fd[same] - fo[same]) * times[o[same]]
+            # behind the origin on the same segment: needs a loop the trees do not give;
+            # another direction answers it, or it stays unanswered
+            value[(o == d) & (fd < fo)] = np.inf
+            best[rows] = np.minimum(best[rows], value)
+    return best

@@ -12,7 +12,10 @@ from nareta.artifacts import MANIFEST_NAME
 from nareta.errors import ArtifactError
 
 #: manifest kind -> "module:Class"; the class has ``load(directory, graph)``.
-MODEL_KINDS: dict[str, str] = {"eta_model": "models.eta:EtaModel"}
+MODEL_KINDS: dict[str, str] = {
+    "eta_model": "models.eta:EtaModel",
+    "baseline": "models.baselines:LearnedScalarBaseline",  # learned per-segment/turn times
+}
 
 
 def load_model(directory: str | Path, graph: RoadGraph) -> TravelTimeModel:

@@ -165,3 +165,36 @@ def test_gnn_regressor_trains_and_round_trips(tmp_path):
 def test_load_rejects_non_baselines(tmp_path):
     with pytest.raises(ArtifactError):
         load_baseline(tmp_path)
+
+
+def test_learned_scalar_serves_the_predictor_interface(tmp_path):
+    from models.evaluate import predict_with_travel_time_model
+    from models.registry import load_model
+
+    graph = grid_graph(3)
+    rng = np.random.default_rng(5)
+    times = graph["free_flow_s"].astype(float) * rng.uniform(1.0, 2.0, graph.num_segments)
+    turns = rng.uniform(0.0, 3.0, graph.num_turns)
+    save_baseline(LearnedScalarBaseline(times, turns), tmp_path / "scalar", graph=graph)
+    model = load_model(tmp_path / "scalar", graph)  # through the registry, bound to the graph
+    assert model.graph_mode == "turn" and model.identity.startswith("learned_scalar:")
+    frame = trips_frame(
+        graph,
+        np.array([0, 3, 7]),
+        np.array([0.2, 0.5, 0.9]),
+        np.array([9, 3, 1]),
+        np.array([0.4, 0.8, 0.1]),
+    )
+    # the Predictor's route (trees from origin segments) gives the baseline's own answer
+    np.testing.assert_allclose(
+        predict_with_travel_time_model(model, graph, frame), model.predict(graph, frame)
+    )
+    gnn = GnnRegressorBaseline.fit(
+        graph,
+        _synthetic_trips(graph, times, 60, seed=6),
+        config=GnnConfig(hidden=8, layers=1, epochs=1),
+        log=lambda *_: None,
+    )
+    save_baseline(gnn, tmp_path / "gnn", graph=graph)
+    with pytest.raises(ArtifactError, match="origin-destination pairs"):
+        load_model(tmp_path / "gnn", graph)

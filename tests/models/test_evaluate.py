@@ -60,4 +60,4 @@ def test_evaluate_cli_writes_metrics_and_plots(tmp_path):
         "--out",
         str(tmp_path / "eval2"),
     )
-    assert again.returncode == 2 and "expected kind 'baseline'" in again.stderr
+    assert again.returncode == 2 and "is not a travel-time model" in again.stderr
