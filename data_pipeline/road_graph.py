@@ -163,6 +163,19 @@ class RoadGraph:
             cached = self._identity = digest.hexdigest()
         return cached
 
+    def reverse_twins(self) -> np.ndarray:
+        """``[E]`` for each segment, the segment running the same OSM node path the other way
+        (the other direction of a two-way street), or -1 (one-way streets). Cached."""
+        cached = getattr(self, "_reverse_twins", None)
+        if cached is None:
+            offsets, nodes = self.arrays["path_offsets"], self.arrays["path_osm_node"]
+            paths = [tuple(nodes[offsets[i]:offsets[i + 1]].tolist())
+                     for i in range(self.num_segments)]
+            index = {path: i for i, path in enumerate(paths)}
+            cached = np.array([index.get(path[::-1], -1) for path in paths], dtype=np.int64)
+            self._reverse_twins = cached
+        return cached
+
     def segment_path(self, segment: int) -> slice:
         offsets = self.arrays["path_offsets"]
         return slice(int(offsets[segment]), int(offsets[segment + 1]))

@@ -50,10 +50,7 @@ class Snapper:
         x, y = np.asarray(x), np.asarray(y)
 
         # Twins: the same node path in reverse. Only the first of a pair is indexed.
-        paths = [tuple(graph["path_osm_node"][offsets[s]:offsets[s + 1]])
-                 for s in range(graph.num_segments)]
-        by_path = {path: s for s, path in enumerate(paths)}
-        self.twin = np.array([by_path.get(path[::-1], -1) for path in paths], dtype=np.int64)
+        self.twin = graph.reverse_twins()
         indexed = np.array([t < 0 or s < t for s, t in enumerate(self.twin)])
 
         # Pieces: consecutive path points of indexed segments.

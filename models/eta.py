@@ -75,15 +75,23 @@ class EtaConfig:
     max_log_factor: float = 3.0
     turn_penalty_scale_s: float = 10.0
     residual: bool = True
+    #: IANA timezone of the city: departure times that carry an offset (or epoch seconds)
+    #: are converted to it before bucketing; naive times are taken as local already
+    timezone: str | None = None
     #: a learned log-time offset per segment of the training graph (L2-regularised in
     #: training), like the learned-scalar baseline's; zero on any other graph (transfer)
     segment_offsets: bool = True
 
 
 # --------------------------------------------------------------------------- features
-def time_bucket(departure: dt.datetime | None, bucket_minutes: int) -> int:
-    """Bucket id: ``weekend * slots_per_day + slot of the day``."""
+def time_bucket(departure: dt.datetime | None, bucket_minutes: int,
+                timezone: str | None = None) -> int:
+    """Bucket id: ``weekend * slots_per_day + slot of the day`` of the local clock time."""
     departure = departure or DEFAULT_DEPARTURE
+    if departure.tzinfo is not None:  # aware (or epoch) -> the city's local clock
+        from zoneinfo import ZoneInfo
+
+        departure = departure.astimezone(ZoneInfo(timezone) if timezone else dt.UTC)
     slots_per_day = 24 * 60 // bucket_minutes
     slot = (departure.hour * 60 + departure.minute) // bucket_minutes
     return int((departure.weekday() >= 5) * slots_per_day + slot)
@@ -355,7 +363,7 @@ class EtaModel(nn.Module):
 
     # -- TravelTimeModel --------------------------------------------------------------------
     def time_bucket(self, departure_time: dt.datetime | None) -> int:
-        return time_bucket(departure_time, self.config.bucket_minutes)
+        return time_bucket(departure_time, self.config.bucket_minutes, self.config.timezone)
 
     @torch.no_grad()
     def segment_times_s(self, bucket: int) -> np.ndarray:

@@ -37,16 +37,8 @@ def line_graph(
 def reverse_twins(graph) -> np.ndarray:
     """For each segment, the segment running the same OSM path the other way (-1 if none,
     e.g. one-way streets). A point snapped to a two-way street may leave in either
-    direction, as routing engines' "phantom nodes" do."""
-    cached = getattr(graph, "_reverse_twins", None)
-    if cached is not None:
-        return cached
-    offsets, nodes = graph["path_offsets"], graph["path_osm_node"]
-    paths = [tuple(nodes[offsets[i] : offsets[i + 1]].tolist()) for i in range(graph.num_segments)]
-    index = {path: i for i, path in enumerate(paths)}
-    twins = np.array([index.get(path[::-1], -1) for path in paths], dtype=np.int64)
-    graph._reverse_twins = twins
-    return twins
+    direction, as routing engines' "phantom nodes" do. See ``RoadGraph.reverse_twins``."""
+    return graph.reverse_twins()
 
 
 def trip_times(

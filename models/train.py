@@ -501,6 +501,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="EtaModel artifact to write")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--graph-mode", choices=("turn", "node"), default="turn")
+    parser.add_argument("--timezone", default=None,
+                        help="IANA timezone of the city (e.g. America/New_York), used for "
+                             "queries whose departure time carries an offset")
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--max-minutes", type=float, default=TrainConfig.max_minutes)
     parser.add_argument("--holdout-hours", type=float, default=1.0,
@@ -531,7 +534,8 @@ def run(args: argparse.Namespace) -> int:
     train = TrainConfig(seed=args.seed, epochs=args.epochs, max_minutes=args.max_minutes)
     checkpoint_dir = args.checkpoint_dir or args.out.with_name(args.out.name + ".ckpt")
     model, report = fit_eta(graph, frame, args.processor,
-                            config=EtaConfig(graph_mode=args.graph_mode), train=train,
+                            config=EtaConfig(graph_mode=args.graph_mode, timezone=args.timezone),
+                            train=train,
                             progress=not args.no_progress, checkpoint_dir=checkpoint_dir)
     if not report.pop("is_main_rank"):
         return 0  # under torchrun only rank 0 writes the artifact

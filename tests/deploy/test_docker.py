@@ -116,6 +116,10 @@ def test_entrypoint_build_then_score(tmp_path, bundled_graph):
     assert first.returncode == 0, first.stderr
     graph = tmp_path / "artifacts" / "baltimore-v1" / "graph"
     assert (graph / "manifest.json").is_file()
+    # the shipped ETA model matches the bundled city's graph, so build installs it
+    model = tmp_path / "artifacts" / "baltimore-v1" / "model"
+    assert json.loads((model / "manifest.json").read_text())["kind"] == "eta_model"
+    assert "installing it" in first.stdout
     again = _run_entrypoint("build", env=env)
     assert again.returncode == 0 and "already present" in again.stdout
     scored = _run_entrypoint("score", "--input", str(od_csv), "--output",
