@@ -135,6 +135,10 @@ def main() -> int:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--skip-extras", action="store_true",
                         help="only the main model per city and split")
+    parser.add_argument("--extras", nargs="+", default=["node", "random", "low"],
+                        choices=["node", "random", "low"],
+                        help="which Baltimore extras to run (node mode, random processor, "
+                             "10%% of the data)")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "benchmarks" / "eta")
     parser.add_argument("--baseline-cache", type=Path,
                         default=REPO / "runs" / "benchmarks" / "baselines")
@@ -189,25 +193,31 @@ def main() -> int:
                                        **_latency(model, graph)}
             if city == "baltimore" and split == "last_hour" and not args.skip_extras:
                 extras = {}
-                node, s_node, _ = _train_or_load(f"{city}-{split}-node", graph, train.frame,
-                                                 args.cache_dir / city, args, graph_mode="node")
-                extras["nar_eta_node_mode"] = {**_evaluate(node, graph, test.frame),
-                                               "train_seconds": s_node}
-                rand, s_rand, _ = _train_or_load(f"{city}-{split}-random", graph, train.frame,
-                                                 args.cache_dir / city, args,
-                                                 random_processor=True)
-                extras["nar_eta_random_processor"] = {**_evaluate(rand, graph, test.frame),
-                                                      "train_seconds": s_rand}
-                small = train.frame.sample(frac=0.1, random_state=args.seed).reset_index(drop=True)
-                low, s_low, n_low = _train_or_load(f"{city}-{split}-turn-10pct", graph, small,
-                                                   args.cache_dir / city, args)
-                extras["nar_eta_10pct"] = {**_evaluate(low, graph, test.frame),
-                                           "train_seconds": s_low, "train_trips": n_low}
-                scalar = LearnedScalarBaseline.fit(graph, small, log=lambda *_: None)
-                predicted = scalar.predict(graph, test.frame)
-                extras["learned_scalar_10pct"] = evaluate_predictions(
-                    test.frame["duration_s"].to_numpy(float), predicted,
-                    trip_length_m(graph, test.frame), test.frame["departure_hour"].to_numpy(float))
+                if "node" in args.extras:
+                    node, s_node, _ = _train_or_load(f"{city}-{split}-node", graph, train.frame,
+                                                     args.cache_dir / city, args,
+                                                     graph_mode="node")
+                    extras["nar_eta_node_mode"] = {**_evaluate(node, graph, test.frame),
+                                                   "train_seconds": s_node}
+                if "random" in args.extras:
+                    rand, s_rand, _ = _train_or_load(f"{city}-{split}-random", graph,
+                                                     train.frame, args.cache_dir / city, args,
+                                                     random_processor=True)
+                    extras["nar_eta_random_processor"] = {**_evaluate(rand, graph, test.frame),
+                                                          "train_seconds": s_rand}
+                if "low" in args.extras:
+                    small = train.frame.sample(frac=0.1, random_state=args.seed)
+                    small = small.reset_index(drop=True)
+                    low, s_low, n_low = _train_or_load(f"{city}-{split}-turn-10pct", graph,
+                                                       small, args.cache_dir / city, args)
+                    extras["nar_eta_10pct"] = {**_evaluate(low, graph, test.frame),
+                                               "train_seconds": s_low, "train_trips": n_low}
+                    scalar = LearnedScalarBaseline.fit(graph, small, log=lambda *_: None)
+                    predicted = scalar.predict(graph, test.frame)
+                    extras["learned_scalar_10pct"] = evaluate_predictions(
+                        test.frame["duration_s"].to_numpy(float), predicted,
+                        trip_length_m(graph, test.frame),
+                        test.frame["departure_hour"].to_numpy(float))
                 city_result["extras"] = extras
         report["cities"][city] = city_result
     if "baltimore" in graphs and "harrisburg" in graphs:

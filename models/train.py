@@ -43,6 +43,9 @@ class TrainConfig:
     patience: int = 2
     max_minutes: float = 30.0
     offset_l2: float = 1e-3  # weight of mean(offset^2), per trip, on per-segment offsets
+    #: weight of the route hint: the encoder's own segment + turn times summed along each
+    #: trip's driven route should match its duration (0 turns it off)
+    route_weight: float = 1.0
 
 
 @dataclass
@@ -78,6 +81,45 @@ def trip_arrays(graph: RoadGraph, frame: pd.DataFrame, bucket_minutes: int) -> T
     buckets = np.array([time_bucket(d, bucket_minutes) for d in departures], dtype=np.int64)
     return TripBatchData(origin, origin_pos, dest, dest_pos, buckets,
                          frame["duration_s"].to_numpy(float))
+
+
+class RouteSupervision:
+    """A hint for the encoder, in the spirit of CLRS's hints: where trips carry their driven
+    route, the encoder's own per-segment times (partial first / last segments) plus its
+    turn penalties, summed along the route, should match the trip's duration. Dense and
+    cheap (a sparse product per departure bucket, no processor run), it trains the time
+    head on every segment a trip used, while the end-to-end loss through the processor
+    trains the latent channels and the decoder."""
+
+    def __init__(self, model: EtaModel, frame: pd.DataFrame, data: TripBatchData,
+                 rows: np.ndarray):
+        from models.baselines import _route_design, _torch_sparse
+
+        self.by_bucket: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.count = 0
+        if "route" not in frame.columns:
+            return
+        routes = [r if isinstance(r, (list, np.ndarray)) and len(r) else None
+                  for r in frame["route"]]
+        segments, turns, usable = _route_design(model.graph, frame, routes)
+        rows = rows[usable[rows]]
+        for bucket in np.unique(data.bucket[rows]):
+            chosen = rows[data.bucket[rows] == bucket]
+            target = torch.from_numpy(np.log(data.duration_s[chosen])).float()
+            self.by_bucket[int(bucket)] = (_torch_sparse(segments[chosen]),
+                                          _torch_sparse(turns[chosen]), target)
+            self.count += len(chosen)
+
+    def loss(self, model: EtaModel) -> torch.Tensor:
+        """Mean |log(route time / duration)| over all routed training trips."""
+        total = torch.zeros(())
+        for bucket, (segments, turns, target) in self.by_bucket.items():
+            latents = model.latents(bucket)
+            predicted = (torch.sparse.mm(segments, latents.segment_time[:, None])
+                         + torch.sparse.mm(turns, latents.turn_penalty[:, None])).squeeze(-1)
+            predicted = predicted * model.time_scale
+            total = total + torch.abs(torch.log(predicted.clamp_min(1.0)) - target).sum()
+        return total / max(self.count, 1)
 
 
 class CorridorBatcher:
@@ -402,6 +444,9 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     val_rows, train_rows = order[:n_val], order[n_val:]
     batcher = CorridorBatcher(model, train)
     groups = batcher.groups(data, train_rows)
+    hints = RouteSupervision(model, frame, data, train_rows)
+    log(f"{len(train_rows)} training trips ({hints.count} with driven routes for the route "
+        f"hint), {len(val_rows)} for validation")
     optimiser = torch.optim.Adam(model.trainable_parameters(), lr=train.learning_rate)
     # every rank starts from the same weights (same seed) and takes the same steps
     history: list[dict[str, Any]] = []
@@ -445,19 +490,21 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
                     target = torch.from_numpy(data.duration_s[rows]).float()
                     loss_sum = torch.sum(torch.abs(torch.log(predicted.clamp_min(1.0))
                                                    - torch.log(target)))
-                    if model.config.segment_offsets:
-                        loss_sum = loss_sum + train.offset_l2 * len(rows) * torch.mean(
-                            model.segment_offset ** 2)
                     count = len(rows)
-                    loss_sum.backward()
-            # Mean over the whole batch's trips, whichever rank holds them.
+            # Mean over the whole batch's trips, whichever rank holds them; the route hint
+            # and the offsets' penalty are added once (on rank 0).
             total_loss, total = parallel.sum([float(loss_sum.detach()), float(count)])
             if total == 0:
                 continue
+            objective = loss_sum / total
+            if parallel.is_main:
+                if hints.count and train.route_weight > 0:
+                    objective = objective + train.route_weight * hints.loss(model)
+                if model.config.segment_offsets:
+                    objective = objective + train.offset_l2 * torch.mean(model.segment_offset ** 2)
+            if objective.requires_grad:
+                objective.backward()
             parallel.sum_gradients(parameters)
-            for parameter in parameters:
-                if parameter.grad is not None:
-                    parameter.grad /= total
             optimiser.step()
             losses.append(total_loss / total)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
