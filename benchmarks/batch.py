@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partition-rows", type=int, default=5_000)
     parser.add_argument("--graph", type=Path, help="RoadGraph (default: ingest the bundled city)")
+    parser.add_argument("--model", default=None,
+                        help="model artifact (default: free flow); e.g. "
+                             "artifacts_shipped/eta_baltimore for the learned ETA model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
@@ -85,7 +88,7 @@ def main() -> None:
         for label, workers in (("1 process, no Dask", 0),
                                (f"LocalCluster, {args.workers} workers", args.workers)):
             report = score_table(scratch / "od.parquet", scratch / f"out-{workers}",
-                                 graph_dir=graph_dir, workers=workers,
+                                 graph_dir=graph_dir, model_dir=args.model, workers=workers,
                                  partition_rows=args.partition_rows, progress=False)
             runs[label] = {
                 "workers": workers,
@@ -106,6 +109,7 @@ def main() -> None:
     efficiency = cluster["pairs_per_s_scoring"] / (args.workers * single["pairs_per_s_scoring"])
     result = {
         "graph": {"nodes": graph.num_nodes, "segments": graph.num_segments},
+        "model": args.model or "freeflow",
         "pairs": args.pairs,
         "distinct_origins": args.distinct_origins,
         "partition_rows": args.partition_rows,
@@ -130,7 +134,8 @@ def main() -> None:
     print(f"scaling efficiency ({args.workers} workers, scoring time): {efficiency:.0%}; "
           f"answers identical: {identical}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "batch.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "batch.json" if args.model is None else "batch_eta.json"
+    (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ case "$role" in
             rm -rf "$release_dir/processor" && mv "$release_dir/processor.tmp" "$release_dir/processor"
             if "${NARETA[@]}" eta --graph "$NARETA_GRAPH_DIR" \
                     --model artifacts_shipped/eta_baltimore \
-                    --origin -76.6,39.29 --destination -76.58,39.29 >/dev/null 2>&1; then
+                    --origin=-76.6,39.29 --destination=-76.58,39.29 >/dev/null 2>&1; then
                 echo "build: the shipped ETA model matches $NARETA_GRAPH_DIR; installing it"
                 cp -r artifacts_shipped/eta_baltimore "$release_dir/model.tmp"
                 rm -rf "$release_model" && mv "$release_dir/model.tmp" "$release_model"
