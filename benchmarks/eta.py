@@ -86,12 +86,16 @@ def _write_random_processor(directory: Path, seed: int) -> None:
                        extra={"config": shipped["config"], "note": "random, untrained"})
 
 
-def _evaluate(model, graph, frame) -> dict:
-    from models.evaluate import evaluate_predictions, trip_length_m
+def _evaluate(model, graph, frame, *, plot_dir: Path | None = None, title: str = "") -> dict:
+    from models.evaluate import evaluate_predictions, plot_results, trip_length_m
     from models.train import predict_frame
 
     started = time.perf_counter()
     predicted = predict_frame(model, frame)
+    if plot_dir is not None:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        plot_results(frame["duration_s"].to_numpy(float), predicted,
+                     trip_length_m(graph, frame), plot_dir, title=title)
     metrics = evaluate_predictions(frame["duration_s"].to_numpy(float), predicted,
                                    trip_length_m(graph, frame),
                                    frame["departure_hour"].to_numpy(float))
@@ -135,6 +139,8 @@ def main() -> int:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--skip-extras", action="store_true",
                         help="only the main model per city and split")
+    parser.add_argument("--splits", nargs="+", default=["last_hour", "held_out_zones"],
+                        choices=["last_hour", "held_out_zones"])
     parser.add_argument("--extras", nargs="+", default=["node", "random", "low"],
                         choices=["node", "random", "low"],
                         help="which Baltimore extras to run (node mode, random processor, "
@@ -151,7 +157,7 @@ def main() -> int:
     from data_pipeline.trips import read_trips, snap_trips, split_by_area, split_by_time
     from models.baselines import LearnedScalarBaseline
     from models.eta import EtaModel
-    from models.evaluate import evaluate_predictions, plot_results, trip_length_m
+    from models.evaluate import evaluate_predictions, trip_length_m
 
     torch.set_num_threads(1)
     base_args = argparse.Namespace(hours=3.0, profile="rush", rate=2500.0, seed=args.seed,
@@ -171,20 +177,16 @@ def main() -> int:
                   "held_out_zones": split_by_area(table, zone_size_m=1000.0, holdout_share=0.2,
                                                   seed=args.seed)}
         city_result: dict = {"splits": {}}
+        splits = {name: value for name, value in splits.items() if name in args.splits}
         for split, (train, test) in splits.items():
             models = dict(baseline_results["splits"][split]["models"])
             model, seconds, trips = _train_or_load(f"{city}-{split}-turn", graph, train.frame,
                                                    args.cache_dir / city, args)
-            metrics = _evaluate(model, graph, test.frame)
+            metrics = _evaluate(model, graph, test.frame,
+                                plot_dir=args.out.parent / "eta_plots" / f"{city}-{split}",
+                                title=f"NAR ETA, {city}, {split}")
             metrics.update(train_seconds=seconds, train_trips=trips)
             models["nar_eta"] = metrics
-            out_dir = args.out.parent / "eta_plots" / f"{city}-{split}"
-            out_dir.mkdir(parents=True, exist_ok=True)
-            from models.train import predict_frame
-
-            plot_results(test.frame["duration_s"].to_numpy(float), predict_frame(model, test.frame),
-                         trip_length_m(graph, test.frame), out_dir,
-                         title=f"NAR ETA, {city}, {split}")
             city_result["splits"][split] = {"train_trips": len(train), "test_trips": len(test),
                                             "models": models}
             tests[(city, split)] = test
