@@ -161,6 +161,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _wait_for_port(port: int, *, timeout_s: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"the scheduler role did not listen on port {port} within {timeout_s} s")
+
+
 def test_entrypoint_scheduler_worker_score(tmp_path, bundled_graph, bundled_graph_dir):
     """The compose Dask roles, run as the image runs them: scheduler, worker, then score."""
     pytest.importorskip("distributed")
@@ -177,6 +189,8 @@ def test_entrypoint_scheduler_worker_score(tmp_path, bundled_graph, bundled_grap
             roles.append(subprocess.Popen(["bash", str(ENTRYPOINT), role], env=env, cwd=REPO,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           start_new_session=True))
+            if role == "scheduler":  # its start-up can take a while on a loaded machine
+                _wait_for_port(port, timeout_s=180)
         scored = subprocess.run(["bash", str(ENTRYPOINT), "score", "--input", str(od_csv),
                                  "--output", str(tmp_path / "out"), "--partition-rows", "20",
                                  "--quiet"], env=env, cwd=REPO, capture_output=True,
