@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -52,12 +53,12 @@ class Server:
     log_path: Path
 
 
-@pytest.fixture(scope="session")
-def server(bundled_graph_dir: Path, tmp_path_factory) -> Iterator[Server]:
+@contextlib.contextmanager
+def serve(graph_dir: Path, log_path: Path, **settings: str) -> Iterator[Server]:
+    """``nareta serve`` in a subprocess on a free port, with NARETA_* ``settings``."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NARETA_GRAPH_DIR": str(bundled_graph_dir),
-           "NARETA_PORT": str(port), **TEST_LIMITS}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NARETA_GRAPH_DIR": str(graph_dir),
+           "NARETA_PORT": str(port), **settings}
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "nareta.cli", "serve"], cwd=REPO,
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -71,6 +72,13 @@ def server(bundled_graph_dir: Path, tmp_path_factory) -> Iterator[Server]:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(bundled_graph_dir: Path, tmp_path_factory) -> Iterator[Server]:
+    with serve(bundled_graph_dir, tmp_path_factory.mktemp("server") / "server.log",
+               **TEST_LIMITS) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

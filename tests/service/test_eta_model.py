@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.service.conftest import DOWNTOWN, EAST, free_port, wait_ready
+from tests.service.conftest import DOWNTOWN, EAST, serve
 
 SHIPPED_MODEL = REPO / "artifacts_shipped" / "eta_baltimore"
 
 
 @pytest.fixture(scope="module")
 def eta_client(bundled_graph_dir, tmp_path_factory) -> Iterator[httpx.Client]:
-    port = free_port()
     log_path = tmp_path_factory.mktemp("eta-server") / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NARETA_GRAPH_DIR": str(bundled_graph_dir),
-           "NARETA_MODEL_DIR": str(SHIPPED_MODEL), "NARETA_PORT": str(port)}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "nareta.cli", "serve"], cwd=REPO,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, process)
-        with httpx.Client(base_url=base_url, timeout=60) as client:
-            yield client
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    with serve(bundled_graph_dir, log_path, NARETA_MODEL_DIR=str(SHIPPED_MODEL)) as running, \
+            httpx.Client(base_url=running.base_url, timeout=60) as client:
+        yield client
 
 
 def test_route_with_the_learned_model(eta_client):
