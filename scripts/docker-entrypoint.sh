@@ -45,6 +45,15 @@ else  # a checkout without the console script (tests, CI)
     NARETA=("$PYTHON" -m nareta.cli)
 fi
 
+# dask's CLI: on PATH in the image; beside $PYTHON in a checkout's virtualenv (tests, CI)
+if command -v dask >/dev/null 2>&1; then
+    DASK=(dask)
+elif [ -x "$(dirname "$(command -v "$PYTHON")")/dask" ]; then
+    DASK=("$(dirname "$(command -v "$PYTHON")")/dask")
+else
+    DASK=("$PYTHON" -m dask)
+fi
+
 role=${1:-api}
 [ $# -gt 0 ] && shift
 case "$role" in
@@ -84,11 +93,11 @@ case "$role" in
         exec "${NARETA[@]}" serve "$@"
         ;;
     scheduler)
-        exec dask scheduler --port "${DASK_SCHEDULER_PORT:-8786}" \
+        exec "${DASK[@]}" scheduler --port "${DASK_SCHEDULER_PORT:-8786}" \
             --dashboard-address "${DASK_DASHBOARD_ADDRESS:-:8787}" "$@"
         ;;
     worker)
-        exec dask worker "${NARETA_DASK_SCHEDULER:-tcp://scheduler:8786}" \
+        exec "${DASK[@]}" worker "${NARETA_DASK_SCHEDULER:-tcp://scheduler:8786}" \
             --nworkers "${DASK_WORKER_PROCESSES:-1}" --nthreads 1 "$@"
         ;;
     score)
