@@ -36,6 +36,16 @@ Point = tuple[float, float]  # (lon, lat)
 _AT_NODE = 1e-9  # a snapped fraction this close to 0 or 1 stands on the node itself
 
 
+def driving_directions(segment: int, twin: int, fraction: float) -> list[tuple[int, float]]:
+    """(segment, position by length) for each direction a point snapped at ``fraction`` of
+    ``segment`` can be driven in: the segment itself and, on a two-way street, its reverse
+    ``twin`` (-1 if none), where the same point lies at ``1 - fraction``."""
+    directions = [(int(segment), float(fraction))]
+    if twin >= 0:
+        directions.append((int(twin), 1.0 - float(fraction)))
+    return directions
+
+
 @dataclass(frozen=True)
 class Waypoint:
     """A query point snapped onto the road network."""
@@ -183,11 +193,7 @@ class Predictor:
                 for i in range(len(array))]
 
     def _directions(self, point: Waypoint) -> list[tuple[int, float]]:
-        """(segment, position by length) for each direction the point can be driven in."""
-        directions = [(point.segment, point.fraction)]
-        if point.twin >= 0:
-            directions.append((point.twin, 1 - point.fraction))
-        return directions
+        return driving_directions(point.segment, point.twin, point.fraction)
 
     def _starts(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
         length, source, target = (self.graph[name] for name in

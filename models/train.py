@@ -248,14 +248,13 @@ def predict_frame(model: EtaModel, frame: pd.DataFrame, *, corridor_factor: floa
     """Predicted seconds for snapped trips, as the Predictor answers them (the best of both
     directions of a two-way street at each end, no driven route used), computed on each
     origin's corridor. nan where no option reaches the destination."""
+    from models.predictor import driving_directions
+
     options = []  # (trip row, origin segment, position, destination segment, position)
     for row, trip in enumerate(frame.itertuples()):
-        starts = [(trip.origin_segment, trip.origin_fraction)]
-        if trip.origin_twin >= 0:
-            starts.append((trip.origin_twin, 1 - trip.origin_fraction))
-        ends = [(trip.destination_segment, trip.destination_fraction)]
-        if trip.destination_twin >= 0:
-            ends.append((trip.destination_twin, 1 - trip.destination_fraction))
+        starts = driving_directions(trip.origin_segment, trip.origin_twin, trip.origin_fraction)
+        ends = driving_directions(trip.destination_segment, trip.destination_twin,
+                                  trip.destination_fraction)
         for o, p in starts:
             for d, q in ends:
                 options.append((row, o, p, d, q))
