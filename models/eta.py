@@ -39,6 +39,7 @@ import dataclasses
 import datetime as dt
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,7 @@ class EtaModel(nn.Module):
         super().train(mode)
         self.processor.eval()
         self._cache = {}  # latents cached in eval mode are stale once weights move
+        self.__dict__.pop("_plans", None)
         return self
 
     # -- graph-dependent tensors (not parameters; an encoder transfers between cities) ----
@@ -300,6 +302,7 @@ class EtaModel(nn.Module):
         self.segment_index = torch.from_numpy(graph.edge_index.astype(np.int64))
         self.free_flow = torch.from_numpy(graph["free_flow_s"].astype(np.float32))
         self._cache = {}
+        self.__dict__.pop("_plans", None)
 
     @property
     def graph_mode(self) -> str:
@@ -375,8 +378,161 @@ class EtaModel(nn.Module):
             return None
         return self.latents(bucket).turn_penalty.double().numpy() * self.time_scale
 
+    # -- inference execution (NumPy / scipy, see models.executor) --------------------------
+    #: targeted searches go this much farther than the farthest target (so that the keys
+    #: around it, whose states the pointer decoder reads, are settled too)
+    search_slack = 1.1
+
+    @property
+    def supports_channel_dijkstra(self) -> bool:
+        """With the identity sender map every latent channel is its own min-plus recursion."""
+        return self.processor.layer.sender_offset is None and (
+            self.processor.source_embedding is None)
+
+    @property
+    def supports_targets(self) -> bool:
+        """:meth:`run_from` can stop once given target keys are settled."""
+        return self.supports_channel_dijkstra
+
+    @property
+    def num_keys(self) -> int:
+        return self.graph.num_segments if self.graph_mode == "turn" else self.graph.num_nodes
+
+    def _plan(self, bucket: int) -> dict[str, Any]:
+        """Per-bucket NumPy constants for :meth:`run_from` (an LRU of a few buckets)."""
+        from models.executor import ChannelDijkstra, Csr
+
+        plans = self.__dict__.setdefault("_plans", OrderedDict())
+        if not self.training and bucket in plans:
+            plans.move_to_end(bucket)
+            return plans[bucket]
+        with torch.no_grad():
+            latents = self.latents(bucket)
+            layer = self.processor.layer
+            edge_term = layer.edge(latents.edge_latent).float().numpy()  # [K_edges, H]
+            pointer = self.processor.pointer_decoder.net.weight.detach().double().numpy()[0]
+            sender_matrix = (None if layer.sender_offset is None
+                             else layer.sender_matrix.detach().float().numpy())
+            readout = self.decoder.readout.weight.detach().double().numpy()[0]  # [H]
+        if self.__dict__.get("_csr_graph") is not self.graph:
+            index = latents.edge_index.numpy()
+            self._csr = Csr.build(index[0], index[1], self.num_keys)
+            x, y = self.graph["node_x_m"], self.graph["node_y_m"]
+            at = self.graph["edge_target"] if self.graph_mode == "turn" else slice(None)
+            self._key_xy = np.stack([x[at], y[at]], 1).astype(np.float64)
+            length = self.graph["length_m"].astype(np.float64)
+            self._edge_length = length[index[1]] if self.graph_mode == "turn" else length
+            self._csr_graph = self.graph
+        edge_cost = -edge_term.astype(np.float64)
+        channel = self.supports_channel_dijkstra and bool((edge_cost >= 0).all())
+        plan = {
+            "edge_term": edge_term,
+            "sender_matrix": sender_matrix,
+            "readout": readout,
+            "node_pointer": pointer if sender_matrix is None else sender_matrix.T @ pointer,
+            "edge_pointer": edge_term.astype(np.float64) @ pointer,
+            "dijkstra": (ChannelDijkstra(self._csr, edge_cost, self._key_xy, self._edge_length)
+                         if channel else None),
+        }
+        if not self.training:
+            plans[bucket] = plan
+            while len(plans) > 8:
+                plans.popitem(last=False)
+        return plan
+
+    def _decode(self, plan: dict[str, Any], state: np.ndarray, limits: np.ndarray,
+                root: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Distance read-out and pointer decoder on the states ``[K, C]`` of one run
+        (``-inf`` where a search stopped at ``limits``). Returns (seconds, parent, exact
+        time, exact parent). A key's time is exact where it is settled in every channel.
+        Its pointer is the decoder's best incoming message; a sender left unsettled in
+        channel ``k`` costs more than ``limits[k]`` there, so with non-negative pointer
+        weights its true score is at most the score with ``-limits[k]`` in place: when a
+        settled sender still wins against those optimistic scores, the pointer is the
+        whole-graph run's."""
+        from models.executor import best_incoming
+
+        csr = self._csr
+        reached = np.isfinite(state).all(-1)
+        safe = np.where(reached[:, None], state, 0.0)
+        seconds = np.where(reached, (safe @ plan["readout"]) * self.time_scale, np.inf)
+        seconds[root] = 0.0
+        limited = bool(np.isfinite(limits).any())
+        pointer = plan["node_pointer"]
+        if limited and (pointer >= 0).all():  # optimistic states for the unsettled
+            optimistic = np.where(np.isfinite(state), state, -limits[None, :])
+            candidates = np.isfinite(optimistic).all(-1)
+            winner = best_incoming(csr, np.where(candidates[:, None], optimistic, 0.0)
+                                   @ pointer, plan["edge_pointer"], candidates)
+        else:
+            winner = best_incoming(csr, safe @ pointer, plan["edge_pointer"], reached)
+        pick = np.maximum(winner, 0)
+        has = (winner >= 0) & reached
+        has[root] = False
+        # turn mode: the previous segment (the turn's sender); node mode: the segment
+        chosen = csr.sender[pick] if self.graph_mode == "turn" else csr.edge_row[pick]
+        parent = np.where(has, chosen, -1)
+        if not limited:
+            return seconds, parent, np.ones_like(reached), np.ones_like(reached)
+        exact_parent = reached & ((winner < 0) | reached[csr.sender[pick]])
+        if not (pointer >= 0).all():  # no bound: every in-neighbour must be settled
+            doubtful = np.zeros(len(reached), dtype=bool)
+            doubtful[csr.receiver[~reached[csr.sender]]] = True
+            exact_parent &= ~doubtful
+        exact_parent[root] = True
+        return seconds, parent, reached, exact_parent
+
     @torch.no_grad()
-    def run_from(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16) -> OriginRun:
+    def run_from(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16,
+                 targets: list[np.ndarray] | None = None) -> OriginRun:
+        """Trees from ``origins`` (keys): the frozen processor's fixed point, its distance
+        read-out and its pointer decoder, executed in NumPy (models.executor).
+
+        ``targets``: per origin the keys the caller needs. With the identity sender map
+        the search then stops once those are settled in every channel (cost grows with
+        the trip); ``exact_time`` / ``exact_parent`` say which answers are settled (exact
+        and equal to the whole-graph run). Without targets every key is answered."""
+        from models.executor import tropical_fixed_point
+
+        origins = np.asarray(origins, dtype=np.int64)
+        plan = self._plan(bucket)
+        num_keys = self.num_keys
+        if targets is not None and len(targets) != len(origins):
+            raise ValueError("one target array per origin")
+        times = np.full((len(origins), num_keys), np.inf)
+        parents = np.full((len(origins), num_keys), -1, dtype=np.int64)
+        exact_time = np.ones((len(origins), num_keys), dtype=bool)
+        exact_parent = np.ones_like(exact_time)
+        csr, search = self._csr, plan["dijkstra"]
+        for first in range(0, len(origins), batch_size):
+            rows = np.arange(first, min(first + batch_size, len(origins)))
+            if search is None:  # general sender map: the synchronous frontier, whole graph
+                union = csr.copies(len(rows))
+                roots = origins[rows] + np.arange(len(rows)) * num_keys
+                h, reached_flat, _ = tropical_fixed_point(
+                    union, plan["edge_term"], roots, sender_matrix=plan["sender_matrix"],
+                    rtol=self.processor.config.convergence_rtol, max_steps=num_keys)
+                h = np.where(reached_flat[:, None], h.astype(np.float64), -np.inf)
+                h = h.reshape(len(rows), num_keys, -1)
+            limits = np.full((len(rows), plan["edge_term"].shape[1]), np.inf)
+            if search is not None and targets is None:
+                h = -search.distances(origins[rows])  # [b, K, C]
+            elif search is not None:
+                runs = [search.distances_to(int(origins[row]), targets[row],
+                                            slack=self.search_slack) for row in rows]
+                h = -np.stack([cost for cost, _ in runs])
+                limits = np.stack([limit for _, limit in runs])
+            for i, row in enumerate(rows):
+                result = self._decode(plan, h[i], limits[i], int(origins[row]))
+                times[row], parents[row], exact_time[row], exact_parent[row] = result
+        return OriginRun(origins, times, parents, exact_time=exact_time,
+                         exact_parent=exact_parent)
+
+    @torch.no_grad()
+    def run_from_torch(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16
+                       ) -> OriginRun:
+        """:meth:`run_from` executed by the torch frontier (the training path); kept to
+        check the NumPy executor against it."""
         latents = self.latents(bucket)
         num_keys = self.graph.num_segments if self.graph_mode == "turn" else self.graph.num_nodes
         times, parents = [], []

@@ -12,6 +12,7 @@ requests for the same run wait for one computation, and matrices batch their ori
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import threading
 import time
 from collections import OrderedDict
@@ -123,8 +124,22 @@ class PairsResult:
 @dataclass
 class _Tree:
     time_s: np.ndarray  # [N]
-    parent: np.ndarray  # [N] segment reaching each node, -1 at the root / unreached
-    length_m: np.ndarray  # [N] metres along the tree; nan where the tree is broken
+    parent: np.ndarray  # [N] int32 segment reaching each node, -1 at the root / unreached
+    length_m: np.ndarray  # [N] float32 metres along the tree; nan where the tree is broken
+    #: for a search that stopped once its targets were settled: which times / parents are
+    #: the whole-graph run's (None: all of them)
+    exact_time: np.ndarray | None = None
+    exact_parent: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        extra = 0 if self.exact_time is None else 2 * len(self.exact_time)
+        return self.time_s.nbytes + self.parent.nbytes + self.length_m.nbytes + extra
+
+    def covers(self, keys: np.ndarray | None) -> bool:
+        if self.exact_time is None:
+            return True
+        return keys is not None and bool(self.exact_time[keys].all())
 
 
 class Predictor:
@@ -136,12 +151,14 @@ class Predictor:
         The road graph and a :class:`~models.travel_time.TravelTimeModel` built on it.
     max_snap_distance_m
         Points farther than this from every road raise :class:`NoSegmentError`.
-    cache_runs
-        How many (origin node, time bucket) runs the LRU keeps.
+    cache_runs, cache_mb
+        The LRU of (origin key, time bucket) runs keeps at most this many runs and this many
+        megabytes of them.
     """
 
     def __init__(self, graph: RoadGraph, model: TravelTimeModel, *,
-                 max_snap_distance_m: float = 250.0, cache_runs: int = 512):
+                 max_snap_distance_m: float = 250.0, cache_runs: int = 512,
+                 cache_mb: float = 32.0):
         self.graph = graph
         self.model = model
         self.max_snap_distance_m = max_snap_distance_m
@@ -151,9 +168,15 @@ class Predictor:
             raise ValueError(f"model graph_mode must be 'node' or 'turn', not {self.mode!r}")
         self._cache: OrderedDict[tuple[int, int], _Tree] = OrderedDict()
         self._cache_runs = cache_runs
+        self._cache_bytes = int(cache_mb * 2**20)
+        self._cached_bytes = 0
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[int, int], threading.Event] = {}
-        self.stats = {"runs": 0, "cache_hits": 0, "run_seconds": 0.0}
+        # models that can stop a run once the keys a query needs are settled
+        self._targeted = bool(getattr(model, "supports_targets", False)) and (
+            "targets" in inspect.signature(model.run_from).parameters)
+        self.stats = {"runs": 0, "cache_hits": 0, "run_seconds": 0.0, "targeted_runs": 0,
+                      "widened_runs": 0}
         self.ready = True
 
     @classmethod
@@ -223,38 +246,48 @@ class Predictor:
         return legs
 
     # ------------------------------------------------------------------ model runs
-    def _trees(self, nodes: list[int], bucket: int) -> dict[int, _Tree]:
+    def _trees(self, nodes: list[int], bucket: int,
+               targets: np.ndarray | dict[int, np.ndarray] | None = None,
+               *, whole: bool = False) -> dict[int, _Tree]:
         """Shortest-path trees from each root (a node, or a segment in turn mode): cached,
-        coalesced, missing ones batched into one model run."""
+        coalesced, missing ones batched into one model run. ``targets``: the keys the
+        caller reads (None: all; a dict: per root); a model that supports it searches only
+        as far as they need. A cached tree that does not cover them is replaced by a
+        whole-graph run (the root is asked for again: likely a hot origin), as is any tree
+        when ``whole``."""
         wanted = list(dict.fromkeys(nodes))
+        if targets is not None and not isinstance(targets, dict):
+            shared = np.unique(np.asarray(targets, dtype=np.int64))
+            targets = {node: shared for node in wanted}
         result: dict[int, _Tree] = {}
         mine: list[int] = []
+        widen: list[bool] = []
         waits: list[tuple[int, threading.Event]] = []
         with self._lock:
             for node in wanted:
                 key = (node, bucket)
-                if key in self._cache:
+                cached = self._cache.get(key)
+                need = None if whole or targets is None else targets[node]
+                if cached is not None and cached.covers(need):
                     self._cache.move_to_end(key)
-                    result[node] = self._cache[key]
+                    result[node] = cached
                     self.stats["cache_hits"] += 1
                 elif key in self._in_flight:
                     waits.append((node, self._in_flight[key]))
                 else:
                     self._in_flight[key] = threading.Event()
                     mine.append(node)
+                    widen.append(cached is not None or whole)
         try:
             if mine:
                 started = time.perf_counter()
-                run = self.model.run_from(np.asarray(mine, dtype=np.int64), bucket)
-                trees = self._to_trees(run)
+                trees = self._run(mine, widen, bucket, targets)
                 with self._lock:
                     self.stats["runs"] += len(mine)
                     self.stats["run_seconds"] += time.perf_counter() - started
                     for node, tree in zip(mine, trees, strict=True):
-                        self._cache[(node, bucket)] = tree
+                        self._store((node, bucket), tree)
                         result[node] = tree
-                    while len(self._cache) > self._cache_runs:
-                        self._cache.popitem(last=False)
         finally:
             with self._lock:
                 for node in mine:
@@ -263,8 +296,46 @@ class Predictor:
             event.wait()
             with self._lock:
                 tree = self._cache.get((node, bucket))
-            result[node] = tree if tree is not None else self._trees([node], bucket)[node]
+            need = None if whole or targets is None else targets[node]
+            if tree is None or not tree.covers(need):
+                tree = self._trees([node], bucket, None if need is None else {node: need},
+                                   whole=whole)[node]
+            result[node] = tree
         return result
+
+    def _run(self, roots: list[int], widen: list[bool], bucket: int,
+             targets: dict[int, np.ndarray] | None) -> list[_Tree]:
+        roots_array = np.asarray(roots, dtype=np.int64)
+        with self._lock:
+            self.stats["widened_runs"] += sum(widen)
+        if not self._targeted or targets is None or all(widen):
+            return self._to_trees(self.model.run_from(roots_array, bucket))
+        targeted = [i for i, w in enumerate(widen) if not w]
+        whole = [i for i, w in enumerate(widen) if w]
+        trees: list[_Tree | None] = [None] * len(roots)
+        run = self.model.run_from(roots_array[targeted], bucket,
+                                  targets=[targets[roots[i]] for i in targeted])
+        for i, tree in zip(targeted, self._to_trees(run), strict=True):
+            trees[i] = tree
+        if whole:
+            for i, tree in zip(whole, self._to_trees(
+                    self.model.run_from(roots_array[whole], bucket)), strict=True):
+                trees[i] = tree
+        with self._lock:
+            self.stats["targeted_runs"] += len(targeted)
+        return trees
+
+    def _store(self, key: tuple[int, int], tree: _Tree) -> None:
+        """Insert into the LRU (lock held), evicting the oldest beyond either bound."""
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= old.nbytes
+        self._cache[key] = tree
+        self._cached_bytes += tree.nbytes
+        while len(self._cache) > 1 and (len(self._cache) > self._cache_runs
+                                        or self._cached_bytes > self._cache_bytes):
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_bytes -= evicted.nbytes
 
     def _to_trees(self, run: OriginRun) -> list[_Tree]:
         length = self.graph["length_m"].astype(np.float64)
@@ -288,8 +359,13 @@ class Predictor:
                 metres = metres + metres[ancestor]
                 ancestor = ancestor[ancestor]
             broken = (ancestor != root) | ~np.isfinite(run.node_time_s[b])
+            exact_time = None if run.exact_time is None or run.exact_time[b].all() else (
+                run.exact_time[b].copy())
+            exact_parent = None if exact_time is None else run.exact_parent[b].copy()
             trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
-                               parent=parent, length_m=np.where(broken, np.nan, metres)))
+                               parent=parent.astype(np.int32),
+                               length_m=np.where(broken, np.nan, metres).astype(np.float32),
+                               exact_time=exact_time, exact_parent=exact_parent))
         return trees
 
     def _exact_tree(self, root: int, times: np.ndarray, bucket: int) -> _Tree:
@@ -329,7 +405,8 @@ class Predictor:
         origin_point, destination_point = self.snap([origin, destination])
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
-        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket)
+        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket,
+                            self._end_keys([destination_point], times))
         total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees, times)
         if not np.isfinite(total):
             raise NoRouteError("no route connects the origin to the destination")
@@ -343,11 +420,17 @@ class Predictor:
         origin_point, destination_point = self.snap([origin, destination])
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
-        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket)
+        roots = [leg.key for leg in self._starts(origin_point, times)]
+        trees = self._trees(roots, bucket, self._end_keys([destination_point], times))
         total, metres, start, end = self._best(origin_point, destination_point, bucket, trees,
                                                times)
         if start is None:
             raise NoRouteError("no route connects the origin to the destination")
+        if not self._path_exact(trees[start.key], start.key, end.key):
+            # the search stopped before every pointer on the way was settled: whole run
+            trees = self._trees(roots, bucket, whole=True)
+            total, metres, start, end = self._best(origin_point, destination_point, bucket,
+                                                   trees, times)
         fallback_reason = None
         if start.segment == end.segment >= 0 and start.position <= end.position:
             middle: list[int] = []
@@ -372,6 +455,27 @@ class Predictor:
             coordinates=self._geometry(segments, start, end, origin_point, destination_point),
             fallback_used=fallback_reason is not None, fallback_reason=fallback_reason,
         )
+
+    def _end_keys(self, points: list[Waypoint], times: np.ndarray) -> np.ndarray:
+        return np.array([leg.key for p in points for leg in self._ends(p, times)],
+                        dtype=np.int64)
+
+    def _path_exact(self, tree: _Tree, root: int, key: int) -> bool:
+        """Whether every pointer from ``key`` back to ``root`` is the whole-graph run's."""
+        if tree.exact_parent is None:
+            return True
+        source = self.graph["edge_source"]
+        current = key
+        for _ in range(len(tree.parent) + 1):
+            if current == root:
+                return True
+            if not tree.exact_parent[current]:
+                return False
+            previous = int(tree.parent[current])
+            if previous < 0:
+                return True  # unreached or broken: the fallback handles it
+            current = previous if self.mode == "turn" else int(source[previous])
+        return False
 
     def _follow(self, parent: np.ndarray, root: int, key: int) -> list[int] | None:
         """The segments strictly between the start leg and the end leg along the tree's
@@ -441,7 +545,7 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         starts = self._starts(point, times)
-        trees = self._trees([leg.key for leg in starts], bucket)
+        trees = self._trees([leg.key for leg in starts], bucket, whole=True)
         arrival = np.min([leg.time_s + trees[leg.key].time_s for leg in starts], axis=0)
         if self.mode == "turn":  # arrival at the end of each segment -> at each node
             node_time = np.full(self.graph.num_nodes, np.inf)
@@ -477,7 +581,7 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
-        trees = self._trees(start_nodes, bucket)
+        trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
         durations = np.full((len(origins), len(destinations)), np.nan)
         distances = np.full_like(durations, np.nan)
         for i, origin_point in enumerate(origin_points):
@@ -502,8 +606,15 @@ class Predictor:
         origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
-        start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
-        trees = self._trees(start_nodes, bucket)
+        wanted: dict[int, list[np.ndarray]] = {}
+        for origin_point, destination_point in zip(origin_points, destination_points,
+                                                   strict=True):
+            ends = self._end_keys([destination_point], times)
+            for leg in self._starts(origin_point, times):
+                wanted.setdefault(leg.key, []).append(ends)
+        trees = self._trees(list(wanted), bucket,
+                            {root: np.unique(np.concatenate(keys))
+                             for root, keys in wanted.items()})
         durations = np.full(len(origins), np.nan)
         distances = np.full_like(durations, np.nan)
         for i, (origin_point, destination_point) in enumerate(

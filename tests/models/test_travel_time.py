@@ -13,7 +13,9 @@ class _PathGraph:
     def __init__(self, n: int):
         self.num_nodes = n
         self.arrays = {"edge_source": np.arange(n - 1, dtype=np.int64),
-                       "edge_target": np.arange(1, n, dtype=np.int64)}
+                       "edge_target": np.arange(1, n, dtype=np.int64),
+                       "node_x_m": np.arange(n, dtype=np.float64) * 10.0,
+                       "node_y_m": np.zeros(n), "length_m": np.full(n - 1, 10.0)}
 
     def __getitem__(self, name):
         return self.arrays[name]

@@ -1,0 +1,77 @@
+"""Runs that stop once their targets are settled give the whole-graph run's answers."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.predictor import Predictor
+from models.registry import load_model
+from models.travel_time import FreeFlowModel, FreeFlowTurnModel
+
+SHIPPED_ETA = Path(__file__).resolve().parents[2] / "artifacts_shipped" / "eta_baltimore"
+
+
+@pytest.fixture(scope="module")
+def shipped_model(bundled_graph):
+    return load_model(SHIPPED_ETA, bundled_graph)
+
+
+def test_targeted_run_is_exact_where_it_says(shipped_model):
+    model = shipped_model
+    bucket = model.time_bucket(None)
+    rng = np.random.default_rng(0)
+    origins = rng.choice(model.num_keys, 12, replace=False)
+    targets = rng.choice(model.num_keys, (12, 2))
+    full = model.run_from(origins, bucket)
+    part = model.run_from(origins, bucket, targets=list(targets))
+    rows = np.arange(12)[:, None]
+    assert part.exact_time[rows, targets].all() and part.exact_parent[rows, targets].all()
+    exact, pointers = part.exact_time, part.exact_parent
+    assert np.array_equal(part.node_time_s[exact], full.node_time_s[exact])
+    assert np.array_equal(part.parent_segment[pointers], full.parent_segment[pointers])
+    assert exact.mean() < 0.9  # the searches stopped early
+    # the whole-graph execution is the processor's own (torch frontier) fixed point
+    reference = model.run_from_torch(origins[:4], bucket)
+    finite = np.isfinite(reference.node_time_s)
+    assert np.array_equal(finite, np.isfinite(full.node_time_s[:4]))
+    assert np.allclose(full.node_time_s[:4][finite], reference.node_time_s[finite], rtol=1e-5)
+    assert (full.parent_segment[:4] == reference.parent_segment).mean() > 0.999
+
+
+@pytest.mark.parametrize("kind", ["shipped", "freeflow", "freeflow-turns"])
+def test_predictor_answers_do_not_change(kind, bundled_graph, shipped_model):
+    model = {"shipped": shipped_model, "freeflow": FreeFlowModel(bundled_graph),
+             "freeflow-turns": FreeFlowTurnModel(bundled_graph)}[kind]
+    targeted = Predictor(bundled_graph, model)
+    whole = Predictor(bundled_graph, model)
+    whole._targeted = False
+    assert targeted._targeted
+    rng = np.random.default_rng(1)
+    lon, lat = bundled_graph["node_lon"], bundled_graph["node_lat"]
+    nodes = rng.choice(bundled_graph.num_nodes, (25, 2))
+    for a, b in nodes:
+        origin, destination = (lon[a], lat[a]), (lon[b], lat[b])
+        if a == b:
+            continue
+        got, want = targeted.route(origin, destination), whole.route(origin, destination)
+        assert got.eta_s == pytest.approx(want.eta_s, rel=1e-9)
+        assert got.distance_m == pytest.approx(want.distance_m, rel=1e-6)
+        assert got.segments == want.segments and not got.fallback_used
+        assert targeted.eta(origin, destination).eta_s == pytest.approx(want.eta_s, rel=1e-9)
+    assert targeted.stats["targeted_runs"] > 0
+    # a repeated origin with a destination its search did not reach widens to a whole run
+    fresh = Predictor(bundled_graph, model)
+    start = int(bundled_graph["edge_source"][0])
+    near = int(bundled_graph["edge_target"][0])
+    far = int(np.argmax(np.hypot(lon - lon[start], lat - lat[start])))
+    fresh.eta((lon[start], lat[start]), (lon[near], lat[near]))
+    assert fresh.stats["targeted_runs"] > 0 and fresh.stats["widened_runs"] == 0
+    result = fresh.eta((lon[start], lat[start]), (lon[far], lat[far]))
+    assert fresh.stats["widened_runs"] > 0
+    assert result.eta_s == pytest.approx(
+        whole.eta((lon[start], lat[start]), (lon[far], lat[far])).eta_s, rel=1e-9)
+    matrix_points = [(lon[n], lat[n]) for n in nodes[:6, 0]]
+    assert np.allclose(targeted.matrix(matrix_points, matrix_points).durations_s,
+                       whole.matrix(matrix_points, matrix_points).durations_s, rtol=1e-9,
+                       equal_nan=True)
