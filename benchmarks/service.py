@@ -32,6 +32,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_OSM = REPO / "data" / "osm" / "baltimore.osm.pbf"
+SHIPPED_MODEL = "artifacts_shipped/eta_baltimore"
 
 
 # ---------------------------------------------------------------------- graphs
@@ -124,10 +125,16 @@ def _free_port() -> int:
 
 
 def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (uvicorn's worker processes)."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total += int(line.split()[1]) / 1024
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            total += _rss_mb(int(child))
+    return total
 
 
 class Server:
@@ -173,24 +180,52 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
 
 # ---------------------------------------------------------------------- load
 class Workload:
-    """Random OD pairs near the graph's nodes; `repeat_share` of origins are hot ones."""
+    """Random OD pairs near the graph's nodes; `repeat_share` of origins are hot ones.
 
-    def __init__(self, graph_dir: Path, *, repeat_share: float, hot_origins: int, seed: int):
+    With ``trip_lengths_m`` (straight-line OD distances, e.g. another city's workload), each
+    destination is the node nearest to a point at a length drawn from them, in a random
+    direction from the origin: trips of the same length on a bigger map."""
+
+    def __init__(self, graph_dir: Path, *, repeat_share: float, hot_origins: int, seed: int,
+                 trip_lengths_m: np.ndarray | None = None):
+        from scipy.spatial import cKDTree
+
         with np.load(graph_dir / "graph.npz") as data:
             self.lon, self.lat = data["node_lon"], data["node_lat"]
+            self.xy = np.stack([data["node_x_m"], data["node_y_m"]], 1)
+        self.tree = cKDTree(self.xy)
         self.random = random.Random(seed)
         self.repeat_share = repeat_share
+        self.trip_lengths_m = trip_lengths_m
         self.hot = [self._point() for _ in range(hot_origins)]
 
-    def _point(self) -> tuple[float, float]:
-        node = self.random.randrange(len(self.lon))
+    def _point(self, node: int | None = None) -> tuple[float, float]:
+        node = self.random.randrange(len(self.lon)) if node is None else node
         return (round(float(self.lon[node]) + self.random.uniform(-2e-4, 2e-4), 6),
                 round(float(self.lat[node]) + self.random.uniform(-2e-4, 2e-4), 6))
+
+    def _near(self, point: tuple[float, float]) -> int:
+        return int(np.argmin(np.hypot(self.lon - point[0], self.lat - point[1])))
 
     def pair(self):
         origin = (self.random.choice(self.hot) if self.random.random() < self.repeat_share
                   else self._point())
-        return origin, self._point()
+        if self.trip_lengths_m is None:
+            return origin, self._point()
+        start = self.xy[self._near(origin)]
+        length = float(self.random.choice(self.trip_lengths_m))
+        angle = self.random.uniform(0, 2 * np.pi)
+        _, node = self.tree.query(start + length * np.array([np.cos(angle), np.sin(angle)]))
+        return origin, self._point(int(node))
+
+    def trip_lengths(self, count: int = 2000) -> np.ndarray:
+        """Straight-line lengths of this workload's trips (metres)."""
+        lengths = []
+        for _ in range(count):
+            origin, destination = self.pair()
+            a, b = self.xy[self._near(origin)], self.xy[self._near(destination)]
+            lengths.append(float(np.hypot(*(a - b))))
+        return np.array(lengths)
 
 
 def eta_request(origin, destination) -> tuple[str, str, bytes]:
@@ -263,14 +298,19 @@ def table_seconds(port: int, workload: Workload, size: int = 100) -> dict:
             "warm_s": round(float(np.median(timings[1:])), 3)}
 
 
-def bench_graph(name: str, graph_dir: Path, args, env: dict[str, str] | None = None) -> dict:
+def bench_graph(name: str, graph_dir: Path, args, env: dict[str, str] | None = None,
+                trip_lengths_m: np.ndarray | None = None) -> dict:
+    env = {"NARETA_WORKERS": str(args.workers), **(env or {})}
     server = Server(graph_dir, env)
     try:
         workload = Workload(graph_dir, repeat_share=args.repeat_share,
-                            hot_origins=args.hot_origins, seed=args.seed)
+                            hot_origins=args.hot_origins, seed=args.seed,
+                            trip_lengths_m=trip_lengths_m)
         rss_start = server.rss_mb()
-        result: dict = {"graph": name, "nodes": len(workload.lon), "rss_start_mb": rss_start,
-                        "load": []}
+        model = (env or {}).get("NARETA_MODEL_DIR", "freeflow")
+        result: dict = {"graph": name, "model": model, "nodes": len(workload.lon),
+                        "rss_start_mb": rss_start, "load": [],
+                        "median_trip_m": round(float(np.median(workload.trip_lengths(500))))}
         for endpoint, build in (("POST /v1/eta", eta_request),
                                 ("GET /route/v1/driving", osrm_request)):
             for concurrency in args.concurrency:
@@ -278,7 +318,8 @@ def bench_graph(name: str, graph_dir: Path, args, env: dict[str, str] | None = N
                                seconds=args.seconds)
                 row["endpoint"] = endpoint
                 result["load"].append(row)
-                print(f"  {name:9} {endpoint:22} c={concurrency:<3} p50 {row['p50_ms']:7.2f} ms"
+                print(f"  {name:9} {model[-14:]:14} {endpoint:22} c={concurrency:<3}"
+                      f" p50 {row['p50_ms']:7.2f} ms"
                       f"  p99 {row['p99_ms']:7.2f} ms  {row['requests_per_s']:7.1f} req/s"
                       f"  errors {row['errors']}", flush=True)
         if not args.skip_table:
@@ -286,6 +327,10 @@ def bench_graph(name: str, graph_dir: Path, args, env: dict[str, str] | None = N
             print(f"  {name:9} table 100x100: cold {result['table']['cold_s']} s, warm "
                   f"{result['table']['warm_s']} s", flush=True)
         result["rss_end_mb"] = server.rss_mb()
+        status, body = request(server.port, "GET", "/metrics")
+        result["server_metrics"] = {
+            line.split()[0]: float(line.split()[1]) for line in body.decode().splitlines()
+            if line.startswith("nareta_model_") and not line.startswith("nareta_model_info")}
         result["rss_growth_pct"] = round(100 * (result["rss_end_mb"] / rss_start - 1), 1)
         print(f"  {name:9} RSS {rss_start:.0f} -> {result['rss_end_mb']:.0f} MB "
               f"({result['rss_growth_pct']:+.1f} %)", flush=True)
@@ -302,6 +347,11 @@ def main() -> int:
                         help="share of queries from a hot origin")
     parser.add_argument("--hot-origins", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="NARETA_WORKERS: server processes (default 2, one per core)")
+    parser.add_argument("--city-models", default=f"{SHIPPED_MODEL},freeflow",
+                        help="comma-separated NARETA_MODEL_DIR values served on the city "
+                             "(default: the shipped ETA model and free flow)")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-table", action="store_true")
     parser.add_argument("--synthetic-nodes", type=int, default=50_000)
@@ -316,7 +366,12 @@ def main() -> int:
                "graphs": []}
     with tempfile.TemporaryDirectory() as scratch:
         print("city (bundled Baltimore extract)", flush=True)
-        results["graphs"].append(bench_graph("city", city_graph(Path(scratch) / "city"), args))
+        city = city_graph(Path(scratch) / "city")
+        for model in args.city_models.split(","):
+            env = {"NARETA_MODEL_DIR": str(REPO / model) if model != "freeflow" else model}
+            results["graphs"].append(bench_graph("city", city, args, env))
+        lengths = Workload(city, repeat_share=args.repeat_share, hot_origins=args.hot_origins,
+                           seed=args.seed).trip_lengths()
         if not args.skip_synthetic:
             started = time.perf_counter()
             graph_dir = synthetic_graph(Path(scratch) / "synthetic", nodes=args.synthetic_nodes)
@@ -324,7 +379,8 @@ def main() -> int:
                   flush=True)
             results["graphs"].append(bench_graph(
                 "synthetic", graph_dir, args,
-                {"NARETA_CACHE_RUNS": str(args.synthetic_cache_runs)}))
+                {"NARETA_CACHE_RUNS": str(args.synthetic_cache_runs),
+                 "NARETA_MODEL_DIR": "freeflow"}, trip_lengths_m=lengths))
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -97,6 +97,10 @@ class Snapper:
                              "lat in [-90, 90]")
         qx, qy = self._to_xy.transform(lon, lat)
         query = np.stack([np.asarray(qx), np.asarray(qy)], axis=1)  # [P, 2]
+        # The city's projection cannot place points far away (a pole in UTM is infinite):
+        # such points are beyond any snap limit; query a stand-in far outside instead.
+        off_map = ~np.isfinite(query).all(axis=1)
+        query[off_map] = 1e15
         count = len(lon)
         k = min(self.candidates, len(self._point_piece))
         _, nearest = self._tree.query(query, k=k)  # [P, k]
@@ -114,7 +118,7 @@ class Snapper:
         segment = self.piece_segment[piece]
         along = self.piece_start_m[piece] + t[rows, best] * self.piece_length_m[piece]
         fraction = np.clip(along / np.maximum(self.segment_length_m[segment], 1e-9), 0.0, 1.0)
-        best_distance = distance[rows, best]
+        best_distance = np.where(off_map, np.inf, distance[rows, best])
         snapped_lon, snapped_lat = self._to_lonlat.transform(cx[rows, best], cy[rows, best])
         within = best_distance <= max_distance_m
         return Snaps(

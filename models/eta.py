@@ -381,10 +381,10 @@ class EtaModel(nn.Module):
     # -- inference execution (NumPy / scipy, see models.executor) --------------------------
     #: targeted searches go this much farther than the farthest target (so that the keys
     #: around it, whose states the pointer decoder reads, are settled too)
-    search_slack = 1.1
+    search_slack = 1.0
 
     @property
-    def supports_channel_dijkstra(self) -> bool:
+    def supports_channel_search(self) -> bool:
         """With the identity sender map every latent channel is its own min-plus recursion."""
         return self.processor.layer.sender_offset is None and (
             self.processor.source_embedding is None)
@@ -392,7 +392,7 @@ class EtaModel(nn.Module):
     @property
     def supports_targets(self) -> bool:
         """:meth:`run_from` can stop once given target keys are settled."""
-        return self.supports_channel_dijkstra
+        return self.supports_channel_search
 
     @property
     def num_keys(self) -> int:
@@ -400,7 +400,7 @@ class EtaModel(nn.Module):
 
     def _plan(self, bucket: int) -> dict[str, Any]:
         """Per-bucket NumPy constants for :meth:`run_from` (an LRU of a few buckets)."""
-        from models.executor import ChannelDijkstra, Csr
+        from models.executor import ChannelSearch, Csr
 
         plans = self.__dict__.setdefault("_plans", OrderedDict())
         if not self.training and bucket in plans:
@@ -417,22 +417,16 @@ class EtaModel(nn.Module):
         if self.__dict__.get("_csr_graph") is not self.graph:
             index = latents.edge_index.numpy()
             self._csr = Csr.build(index[0], index[1], self.num_keys)
-            x, y = self.graph["node_x_m"], self.graph["node_y_m"]
-            at = self.graph["edge_target"] if self.graph_mode == "turn" else slice(None)
-            self._key_xy = np.stack([x[at], y[at]], 1).astype(np.float64)
-            length = self.graph["length_m"].astype(np.float64)
-            self._edge_length = length[index[1]] if self.graph_mode == "turn" else length
             self._csr_graph = self.graph
         edge_cost = -edge_term.astype(np.float64)
-        channel = self.supports_channel_dijkstra and bool((edge_cost >= 0).all())
+        channel = self.supports_channel_search and bool((edge_cost >= 0).all())
         plan = {
             "edge_term": edge_term,
             "sender_matrix": sender_matrix,
             "readout": readout,
             "node_pointer": pointer if sender_matrix is None else sender_matrix.T @ pointer,
             "edge_pointer": edge_term.astype(np.float64) @ pointer,
-            "dijkstra": (ChannelDijkstra(self._csr, edge_cost, self._key_xy, self._edge_length)
-                         if channel else None),
+            "search": ChannelSearch(self._csr, edge_cost) if channel else None,
         }
         if not self.training:
             plans[bucket] = plan
@@ -503,7 +497,7 @@ class EtaModel(nn.Module):
         parents = np.full((len(origins), num_keys), -1, dtype=np.int64)
         exact_time = np.ones((len(origins), num_keys), dtype=bool)
         exact_parent = np.ones_like(exact_time)
-        csr, search = self._csr, plan["dijkstra"]
+        csr, search = self._csr, plan["search"]
         for first in range(0, len(origins), batch_size):
             rows = np.arange(first, min(first + batch_size, len(origins)))
             if search is None:  # general sender map: the synchronous frontier, whole graph

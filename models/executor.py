@@ -8,16 +8,15 @@ overhead of ~15 small torch kernels (about 0.4 ms a step, 40 ms for one origin o
 bundled city) dominated query latency. ``tests/models/test_executor.py`` checks this
 execution against the torch frontier and the processor's own dense iteration.
 
-:class:`ChannelDijkstra` is the second executor, for the shipped processor whose sender map
-is the identity (``A = I``): there each latent channel ``k`` is an independent min-plus
+:class:`ChannelSearch` is the second executor, for the shipped processor whose sender map is
+the identity (``A = I``): there each latent channel ``k`` is an independent min-plus
 recursion :math:`h_{v,k} = \max(h_{v,k}, \max_u h_{u,k} - c_k(u \to v))` with a
-non-negative cost :math:`c_k = -(\mathbf{B}\mathbf{z})_k`, whose fixed point is unique
-and does not depend on the order in which nodes are relaxed (it is the shortest-path
-distance under :math:`c_k`). It evaluates that same fixed point with a label-setting
-schedule, one Dijkstra per channel (scipy's), and, given a distance limit per channel,
-stops once everything within the limit is settled: a run costs what the trip needs, not
-what the map holds, and every value it returns is exact (a label-setting search settles
-nodes in order of distance). The processor's own decoders are then applied to the states.
+non-negative cost :math:`c_k = -(\mathbf{B}\mathbf{z})_k`, whose fixed point is unique and
+does not depend on the order in which nodes are relaxed (it is the shortest-path cost under
+:math:`c_k`). It evaluates that same fixed point with a priority-queue (label-correcting)
+schedule, compiled (:mod:`models.kernels`), and, given a cost limit per channel, never
+expands beyond it: a run costs what the trip needs, not what the map holds, and every value
+it returns is exact. The processor's own decoders are then applied to the states.
 
 A graph here is a :class:`Csr`: directed edges sorted by sender, each carrying a row of
 the edge-term table ``B z`` (``edge_row``), so one table serves the whole road graph, a
@@ -29,8 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 
 @dataclass
@@ -164,93 +161,65 @@ def best_incoming(csr: Csr, node_score: np.ndarray, edge_score: np.ndarray,
                   reached: np.ndarray) -> np.ndarray:
     """The pointer decoder's choice per node: the incoming edge (position in ``csr``)
     maximising ``node_score[sender] + edge_score[edge_row]`` over reached senders, the
-    lowest position among ties (as the torch decoder's ``amin``); -1 where none."""
-    score = node_score[csr.sender] + edge_score[csr.edge_row]
-    score = np.where(reached[csr.sender], score, -np.inf)
-    order, starts, heads = csr.by_receiver()
-    best = np.full(csr.num_nodes, -np.inf)
-    if order.size:
-        best[heads] = np.maximum.reduceat(score[order], starts)
-    winner = (score == best[csr.receiver]) & np.isfinite(score)
-    size = len(score)
-    # lowest edge id (edge_row) among tied winners, as the torch decoder; then its position
-    candidate = np.where(winner, csr.edge_row * size + np.arange(size), np.iinfo(np.int64).max)
-    first = np.full(csr.num_nodes, np.iinfo(np.int64).max, dtype=np.int64)
-    if order.size:
-        first[heads] = np.minimum.reduceat(candidate[order], starts)
-    return np.where(first < np.iinfo(np.int64).max, first % max(size, 1), -1)
+    lowest edge id among ties (as the torch decoder's ``amin``); -1 where none."""
+    from models import kernels
+
+    return kernels.best_incoming(csr.sender, csr.receiver, csr.edge_row,
+                                 np.ascontiguousarray(node_score, dtype=np.float64),
+                                 np.ascontiguousarray(edge_score, dtype=np.float64),
+                                 np.ascontiguousarray(reached, dtype=np.bool_), csr.num_nodes)
 
 
-class ChannelDijkstra:
-    r"""The fixed point of an ``A = I`` tropical layer, one Dijkstra per latent channel.
+class ChannelSearch:
+    r"""The fixed point of an ``A = I`` tropical layer: per-channel shortest-path costs.
 
-    ``edge_cost`` ``[E, C]`` >= 0 is :math:`-(\mathbf{B}\mathbf{z})` per edge of ``csr``
-    (by ``edge_row``). Parallel edges keep the cheaper cost per channel (a max
-    aggregation's choice), so the sparse matrices never sum them.
+    ``edge_cost`` ``[rows, C]`` >= 0 is :math:`-(\mathbf{B}\mathbf{z})` per edge row of
+    ``csr``. All channels are computed in one compiled label-correcting pass
+    (:func:`models.kernels.channel_search`): exact, whatever the order of relaxations.
 
     Searches for given targets (:meth:`distances_to`) first run one *guide* Dijkstra on the
-    channels' mean cost :math:`\bar c(e)` until the targets are settled, at distance
-    :math:`D`; then channel ``k`` searches up to :math:`R_k D` with
-    :math:`R_k = \max_e c_k(e) / \bar c(e)`: the guide's path costs at most that in
-    channel ``k``, so every target is settled in one search per channel, and the search
-    ball grows with the trip (channels of a trained processor differ by a few percent,
-    so :math:`R_k \approx 1.1`).
+    channels' mean cost until every target is settled; the channel-``k`` cost of the
+    guide's path to the farthest target bounds that target's channel-``k`` distance, and
+    the channel search stops there: the search ball grows with the trip, not the map.
     """
 
-    #: scipy reads an explicit zero weight as "no edge": zero costs become this
-    TINY = 1e-12
-
-    def __init__(self, csr: Csr, edge_cost: np.ndarray, key_xy: np.ndarray,
-                 edge_length: np.ndarray):
+    def __init__(self, csr: Csr, edge_cost: np.ndarray):
+        self.csr = csr
         self.num_nodes = csr.num_nodes
-        cost = np.maximum(np.asarray(edge_cost, dtype=np.float64)[csr.edge_row], self.TINY)
-        mean = cost.mean(axis=1)
-        self.ratio = (cost / mean[:, None]).max(axis=0) * (1 + 1e-9)  # R_k
-        self.key_xy = key_xy
-        moving = np.asarray(edge_length)[csr.edge_row] > 1.0
-        # a typical road's mean cost per metre: the guide's first search radius
-        self.rate = (float(np.quantile(mean[moving] / np.asarray(edge_length)[csr.edge_row][
-            moving], 0.75)) if moving.any() else float(mean.mean()))
-        pair = csr.sender * csr.num_nodes + csr.receiver
+        self.cost = np.ascontiguousarray(edge_cost, dtype=np.float64)
+        self.guide = np.ascontiguousarray(self.cost.mean(axis=1))
+        self.channels = self.cost.shape[1]
 
-        def matrix(weight: np.ndarray) -> csr_matrix:
-            order = np.lexsort((weight, pair))
-            first = np.concatenate([[True], pair[order][1:] != pair[order][:-1]])
-            keep = order[first]
-            return csr_matrix((weight[keep], (csr.sender[keep], csr.receiver[keep])),
-                              shape=(csr.num_nodes, csr.num_nodes))
+    def _search(self, root: int, limits: np.ndarray) -> np.ndarray:
+        from models import kernels
 
-        self.matrices = [matrix(cost[:, k]) for k in range(cost.shape[1])]
-        self.guide = matrix(mean)
-        self.channels = cost.shape[1]
+        csr = self.csr
+        return kernels.channel_search(csr.indptr, csr.receiver, csr.edge_row, self.cost,
+                                      int(root), np.ascontiguousarray(limits, np.float64))
 
     def distances(self, roots: np.ndarray) -> np.ndarray:
         """``[B, N, C]`` cheapest path cost per channel from each root (inf: unreachable)."""
-        roots = np.asarray(roots, dtype=np.int64)
-        out = np.empty((len(roots), self.num_nodes, self.channels))
-        for k, matrix in enumerate(self.matrices):
-            out[:, :, k] = np.atleast_2d(dijkstra(matrix, directed=True, indices=roots))
-        return out
+        unlimited = np.full(self.channels, np.inf)
+        return np.stack([self._search(int(root), unlimited) for root in roots])
 
     def distances_to(self, root: int, targets: np.ndarray, *, slack: float = 1.0
                      ) -> tuple[np.ndarray, np.ndarray]:
         """``([N, C], limits [C])``: as :meth:`distances` for one root, searched only as far
         as settling every target needs (times ``slack``): exact wherever finite; a key left
         at inf in channel ``k`` costs more than ``limits[k]`` there (or is unreachable)."""
-        targets = np.asarray(targets, dtype=np.int64)
-        span = float(np.hypot(*(self.key_xy[targets] - self.key_xy[root]).T).max(initial=0.0))
-        limit = self.rate * (1.5 * span + 500.0)
-        for _ in range(4):
-            guide = dijkstra(self.guide, directed=True, indices=int(root), limit=limit)
-            if np.isfinite(guide[targets]).all():
-                break
-            limit *= 4
+        from models import kernels
+
+        csr = self.csr
+        targets = np.unique(np.asarray(targets, dtype=np.int64))
+        is_target = np.zeros(self.num_nodes, dtype=np.bool_)
+        is_target[targets] = True
+        _, settled, via = kernels.guide_search(csr.indptr, csr.receiver, csr.edge_row,
+                                               self.guide, int(root), is_target,
+                                               int(is_target.sum()))
+        if not settled[targets].all():  # some target is unreachable: search everything
+            limits = np.full(self.channels, np.inf)
         else:
-            guide = dijkstra(self.guide, directed=True, indices=int(root))
-        reach = float(guide[targets].max(initial=0.0)) * slack
-        limits = self.ratio * reach if np.isfinite(reach) else np.full(self.channels, np.inf)
-        out = np.empty((self.num_nodes, self.channels))
-        for k, matrix in enumerate(self.matrices):
-            out[:, k] = dijkstra(matrix, directed=True, indices=int(root),
-                                 limit=float(limits[k]))
-        return out, limits
+            costs = kernels.path_costs(csr.sender, csr.edge_row, self.cost, via, int(root),
+                                       targets)
+            limits = costs.max(axis=0) * slack * (1 + 1e-9)  # summation order may differ
+        return self._search(int(root), limits), limits

@@ -11,6 +11,7 @@ requests for the same run wait for one computation, and matrices batch their ori
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
 import threading
@@ -71,6 +72,9 @@ class _Leg:
     length_m: float
     segment: int
     position: float  # position of the query point along `segment`, by length
+    #: turn mode, a trip that leaves `segment` and loops back onto it: the segment the
+    #: tree reaches before turning back onto `segment` (-1: none)
+    via: int = -1
 
 
 @dataclass
@@ -317,12 +321,15 @@ class Predictor:
                                   targets=[targets[roots[i]] for i in targeted])
         for i, tree in zip(targeted, self._to_trees(run), strict=True):
             trees[i] = tree
+            if not tree.covers(targets[roots[i]]):  # stopped short of a proof: whole run
+                whole.append(i)
         if whole:
             for i, tree in zip(whole, self._to_trees(
                     self.model.run_from(roots_array[whole], bucket)), strict=True):
                 trees[i] = tree
         with self._lock:
             self.stats["targeted_runs"] += len(targeted)
+            self.stats["widened_runs"] += len(whole) - sum(widen)
         return trees
 
     def _store(self, key: tuple[int, int], tree: _Tree) -> None:
@@ -355,13 +362,17 @@ class Predictor:
                 metres = np.where(has_parent, length[safe], 0.0)
             ancestor[root] = root
             metres[root] = 0.0
+            limited = run.exact_time is not None and not run.exact_time[b].all()
+            # a limited run: the whole path's pointers must be the whole-graph run's too
+            proven = run.exact_parent[b].copy() if limited else None
             for _ in range(int(np.ceil(np.log2(max(keys, 2)))) + 1):
                 metres = metres + metres[ancestor]
+                if proven is not None:
+                    proven = proven & proven[ancestor]
                 ancestor = ancestor[ancestor]
             broken = (ancestor != root) | ~np.isfinite(run.node_time_s[b])
-            exact_time = None if run.exact_time is None or run.exact_time[b].all() else (
-                run.exact_time[b].copy())
-            exact_parent = None if exact_time is None else run.exact_parent[b].copy()
+            exact_time = run.exact_time[b] & proven if limited else None
+            exact_parent = run.exact_parent[b].copy() if limited else None
             trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
                                parent=parent.astype(np.int32),
                                length_m=np.where(broken, np.nan, metres).astype(np.float32),
@@ -391,9 +402,17 @@ class Predictor:
                         metres = share * self.graph["length_m"][start.segment]
                         best = (total, metres, start, end)
                     continue
-                if self.mode == "turn" and start.key == end.key:
-                    continue  # would need a loop back onto the same segment
                 tree = trees[start.key]
+                if self.mode == "turn" and start.key == end.key:
+                    # leave the segment and come back onto it: the best turn into it
+                    loop = self._loop(tree, end.segment, bucket, times)
+                    if loop is not None:
+                        turn_back, via, via_metres = loop
+                        total = start.time_s + turn_back + end.time_s
+                        if total < best[0]:
+                            metres = start.length_m + via_metres + end.length_m
+                            best = (total, metres, start, dataclasses.replace(end, via=via))
+                    continue
                 total = start.time_s + tree.time_s[end.key] + end.time_s
                 if total < best[0]:
                     metres = start.length_m + tree.length_m[end.key] + end.length_m
@@ -426,7 +445,8 @@ class Predictor:
                                                times)
         if start is None:
             raise NoRouteError("no route connects the origin to the destination")
-        if not self._path_exact(trees[start.key], start.key, end.key):
+        if not self._path_exact(trees[start.key], start.key,
+                                end.via if end.via >= 0 else end.key):
             # the search stopped before every pointer on the way was settled: whole run
             trees = self._trees(roots, bucket, whole=True)
             total, metres, start, end = self._best(origin_point, destination_point, bucket,
@@ -435,15 +455,21 @@ class Predictor:
         if start.segment == end.segment >= 0 and start.position <= end.position:
             middle: list[int] = []
         else:
-            middle = self._follow(trees[start.key].parent, start.key, end.key)
+            # around and back onto the same segment: follow the tree to the turn back
+            key = end.via if end.via >= 0 else end.key
+            middle = self._follow(trees[start.key].parent, start.key, key)
             if middle is None:
                 fallback_reason = ("the model's predecessor pointers do not form a path; "
                                    "routed by Dijkstra over the model's segment times")
                 tree = self._exact_tree(start.key, times, bucket)
-                middle = self._follow(tree.parent, start.key, end.key)
+                middle = self._follow(tree.parent, start.key, key)
                 if middle is None:
                     raise NoRouteError("no route connects the origin to the destination")
-                metres = start.length_m + tree.length_m[end.key] + end.length_m
+                metres = start.length_m + tree.length_m[key] + end.length_m
+                if end.via >= 0:
+                    metres += float(self.graph["length_m"][end.segment])
+            if end.via >= 0:
+                middle = [*middle, end.via]
         segments, partial = self._assemble(start, end, middle)
         raw = np.array([times[s] * share for s, share in zip(segments, partial, strict=True)])
         # Per-segment times are the model's segment times, scaled to sum to its ETA.
@@ -457,8 +483,41 @@ class Predictor:
         )
 
     def _end_keys(self, points: list[Waypoint], times: np.ndarray) -> np.ndarray:
-        return np.array([leg.key for p in points for leg in self._ends(p, times)],
-                        dtype=np.int64)
+        """Keys a query's trees must answer: the destinations' end keys and, in turn mode,
+        the segments turning into them (a trip may loop back onto its own segment)."""
+        keys = [leg.key for p in points for leg in self._ends(p, times)]
+        if self.mode == "turn":
+            into = self._turns_into()
+            keys += [int(into[1][t]) for key in list(keys)
+                     for t in range(into[0][key], into[0][key + 1])]
+        return np.array(keys, dtype=np.int64)
+
+    def _turns_into(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offsets [E+1], turn senders, turn ids), grouped by the segment turned into."""
+        if not hasattr(self, "_into"):
+            turn_to = self.graph["turn_to"]
+            order = np.argsort(turn_to, kind="stable")
+            offsets = np.concatenate([[0], np.cumsum(np.bincount(
+                turn_to, minlength=self.graph.num_segments))])
+            self._into = (offsets, self.graph["turn_from"][order], order)
+        return self._into
+
+    def _loop(self, tree: _Tree, segment: int, bucket: int, times: np.ndarray):
+        """(seconds to the end of ``segment`` again, the segment turned from, metres to
+        it) along ``tree`` and the cheapest turn back onto ``segment``; None if none."""
+        offsets, senders, turn_ids = self._turns_into()
+        turn_times = self.model.turn_times_s(bucket)
+        best = None
+        for i in range(offsets[segment], offsets[segment + 1]):
+            via = int(senders[i])
+            if via == segment or not np.isfinite(tree.time_s[via]):
+                continue
+            extra = 0.0 if turn_times is None else float(turn_times[turn_ids[i]])
+            total = float(tree.time_s[via]) + extra + float(times[segment])
+            if best is None or total < best[0]:
+                metres = float(tree.length_m[via]) + float(self.graph["length_m"][segment])
+                best = (total, via, metres)
+        return best
 
     def _path_exact(self, tree: _Tree, root: int, key: int) -> bool:
         """Whether every pointer from ``key`` back to ``root`` is the whole-graph run's."""

@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from models.predictor import Predictor
 from nareta import __version__
@@ -26,7 +29,7 @@ def load_predictor(settings: Settings) -> Predictor:
     """Load the artifacts (checksums verified) and prove them with one query."""
     predictor = Predictor.load(settings.graph_dir, settings.model_dir,
                                max_snap_distance_m=settings.max_snap_distance_m,
-                               cache_runs=settings.cache_runs)
+                               cache_runs=settings.cache_runs, cache_mb=settings.cache_mb)
     graph = predictor.graph
     source, target = int(graph["edge_source"][0]), int(graph["edge_target"][0])
     predictor.eta((float(graph["node_lon"][source]), float(graph["node_lat"][source])),
@@ -54,7 +57,18 @@ async def lifespan(app: FastAPI):
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="nareta", version=__version__, lifespan=lifespan,
                   description="Road-network ETA and routing (native API and OSRM v1 "
-                              "compatible route / table services).")
+                              "compatible route / table services).",
+                  docs_url=None, redoc_url=None)
+    # Swagger UI from the swagger-ui-bundle package, not a CDN: /docs works offline.
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="nareta API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
     app.state.settings = settings
     app.state.predictor = None
     app.state.metrics = Metrics(app.state)
@@ -69,3 +83,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
                        metrics=app.state.metrics, access_log=settings.access_log)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for ``uvicorn --factory`` worker processes: settings from NARETA_*."""
+    from service.cli import _limit_malloc_arenas
+
+    _limit_malloc_arenas()
+    return create_app(Settings())

@@ -17,6 +17,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="bind address (env NARETA_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env NARETA_PORT, default 8000)")
     parser.add_argument("--log-level", help="critical|error|warning|info|debug")
+    parser.add_argument("--workers", type=int,
+                        help="server processes, each with its own model (env NARETA_WORKERS, "
+                             "default 1); one per core uses every core")
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {key: value for key, value in (
         ("graph_dir", args.graph), ("model_dir", args.model), ("host", args.host),
-        ("port", args.port), ("log_level", args.log_level)) if value is not None}
+        ("port", args.port), ("log_level", args.log_level),
+        ("workers", getattr(args, "workers", None))) if value is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -47,7 +51,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"invalid settings: {problems}") from None
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     _limit_malloc_arenas()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=log_config(settings.log_level), access_log=False,
-                log_level=settings.log_level, timeout_graceful_shutdown=5)
+    options = {"host": settings.host, "port": settings.port, "access_log": False,
+               "log_config": log_config(settings.log_level), "log_level": settings.log_level,
+               "timeout_graceful_shutdown": 5}
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # Several processes: each builds its app from the environment (the validated settings,
+    # command-line overrides included, are handed down as NARETA_* variables).
+    for key, value in overrides.items():
+        os.environ[f"NARETA_{key.upper()}"] = str(value)
+    from uvicorn.supervisors import Multiprocess
+
+    from service.server import TcpConfig
+
+    config = TcpConfig("service.app:app_from_environment", factory=True,
+                        workers=settings.workers, **options)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
+

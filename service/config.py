@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64,
+                         description="server processes, each loading the model once")
 
     max_matrix_size: int = Field(default=100, ge=1, le=10_000,
                                  description="most origins and most destinations per matrix")
@@ -33,6 +35,8 @@ class Settings(BaseSettings):
     max_snap_distance_m: float = Field(default=250.0, gt=0, le=100_000)
     max_isochrone_s: float = Field(default=3600.0, gt=0, le=86_400)
     cache_runs: int = Field(default=512, ge=1, description="model runs kept in the LRU")
+    cache_mb: float = Field(default=16.0, gt=0, le=65_536,
+                            description="memory the LRU of model runs may hold, in MB")
 
     api_key: SecretStr | None = Field(default=None, description="required on query routes")
     api_key_header: str = "X-API-Key"

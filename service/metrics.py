@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -20,10 +20,17 @@ class _PredictorCollector:
         stats = predictor.stats if predictor is not None else {}
         for name, help_text in (("runs", "model runs (one per origin node and time bucket)"),
                                 ("cache_hits", "queries answered from cached model runs"),
-                                ("run_seconds", "seconds spent in model runs")):
+                                ("run_seconds", "seconds spent in model runs"),
+                                ("targeted_runs", "runs that stopped once the query's "
+                                                  "destinations were settled"),
+                                ("widened_runs", "whole-graph runs for a root whose earlier "
+                                                 "run stopped short of a new query")):
             family = CounterMetricFamily(f"nareta_model_{name}", help_text)
             family.add_metric([], float(stats.get(name, 0)))
             yield family
+        cached = GaugeMetricFamily("nareta_model_cache_bytes", "bytes held by the run LRU")
+        cached.add_metric([], float(getattr(predictor, "_cached_bytes", 0)))
+        yield cached
 
 
 class Metrics:

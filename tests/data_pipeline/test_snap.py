@@ -41,6 +41,10 @@ def test_snap_limits(tiny_snapper):
         tiny_snapper.snap([np.nan], [60.0], max_distance_m=20)
     with pytest.raises(InputError, match="out of range"):
         tiny_snapper.snap([200.0], [60.0], max_distance_m=20)
+    # the north pole and the antimeridian: valid coordinates the city's projection cannot
+    # place (infinite in UTM): simply not near any road
+    far = tiny_snapper.snap([0.0, -180.0, 24.941], [90.0, 0.0, 60.17005], max_distance_m=20)
+    assert far.found.tolist() == [False, False, True]
 
 
 def test_snap_bundled_nodes_exactly(bundled_graph):

@@ -75,3 +75,31 @@ def test_predictor_answers_do_not_change(kind, bundled_graph, shipped_model):
     assert np.allclose(targeted.matrix(matrix_points, matrix_points).durations_s,
                        whole.matrix(matrix_points, matrix_points).durations_s, rtol=1e-9,
                        equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", ["shipped", "freeflow-turns", "freeflow"])
+def test_destination_behind_the_origin_on_a_one_way_segment(kind, bundled_graph, shipped_model):
+    """The trip must leave the segment and come back onto it (a loop), in every mode."""
+    graph = bundled_graph
+    model = {"shipped": shipped_model, "freeflow": FreeFlowModel(graph),
+             "freeflow-turns": FreeFlowTurnModel(graph)}[kind]
+    predictor = Predictor(graph, model)
+    twins = graph.reverse_twins()
+    lon, lat = graph["node_lon"], graph["node_lat"]
+    source, target = graph["edge_source"], graph["edge_target"]
+    candidates = [s for s in np.argsort(-graph["length_m"])[:400]
+                  if twins[s] < 0 and graph.segment_path(s).stop - graph.segment_path(s).start == 2]
+    segment = int(candidates[0])
+
+    def at(share):
+        return (float(lon[source[segment]] + share * (lon[target[segment]] - lon[source[segment]])),
+                float(lat[source[segment]] + share * (lat[target[segment]] - lat[source[segment]])))
+
+    origin, destination = at(0.8), at(0.2)
+    route = predictor.route(origin, destination)
+    assert route.origin.segment == route.destination.segment == segment
+    assert route.segments[0] == route.segments[-1] == segment and len(route.segments) > 2
+    assert route.eta_s > 0 and route.distance_m > 0.6 * graph["length_m"][segment]
+    assert predictor.eta(origin, destination).eta_s == pytest.approx(route.eta_s, rel=1e-9)
+    ahead = predictor.eta(destination, origin)  # the other way is a straight ride
+    assert ahead.eta_s < route.eta_s

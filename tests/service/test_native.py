@@ -118,7 +118,11 @@ def test_openapi_and_docs(client):
     for path in ("/v1/eta", "/v1/route", "/v1/matrix", "/v1/isochrone",
                  "/route/v1/driving/{coordinates}", "/table/v1/driving/{coordinates}"):
         assert path in spec["paths"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    bundle = client.get("/docs-assets/swagger-ui-bundle.js")  # served locally: works offline
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
 
 
 def test_api_key_and_cors(keyed_server):
