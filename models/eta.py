@@ -476,16 +476,61 @@ class EtaModel(nn.Module):
         exact_parent[root] = True
         return seconds, parent, reached, exact_parent
 
+    def _walk_inputs(self) -> tuple[np.ndarray, ...]:
+        """Incoming edges by receiver and the metres each key / edge adds (graph-level)."""
+        if self.__dict__.get("_walk_graph") is not self.graph:
+            csr = self._csr
+            order = np.argsort(csr.receiver, kind="stable")
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(
+                csr.receiver, minlength=csr.num_nodes))]).astype(np.int64)
+            length = self.graph["length_m"].astype(np.float64)
+            rows = int(csr.edge_row.max(initial=-1)) + 1
+            if self.graph_mode == "turn":  # entering segment b drives all of it
+                key_length, edge_length = length, np.zeros(rows)
+            else:  # driving segment e (edge row = segment id)
+                key_length, edge_length = np.zeros(csr.num_nodes), length
+            self._walk = (indptr, order.astype(np.int64), key_length, edge_length)
+            self._walk_graph = self.graph
+        return self._walk
+
+    def _answer_targets(self, plan: dict[str, Any], root: int, wanted: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Times and metres at ``wanted`` only (no whole-graph decoding): the searched
+        states, the distance read-out at the targets, and the pointer decoder followed
+        back from each (models.kernels.walk_pointers). Returns (keys, seconds, metres,
+        proven)."""
+        from models import kernels
+
+        csr = self._csr
+        keys = np.unique(np.asarray(wanted, dtype=np.int64))
+        cost, limits = plan["search"].distances_to(root, keys, slack=self.search_slack)
+        state = -cost
+        finite = np.isfinite(cost[keys]).all(axis=1)
+        seconds = np.full(len(keys), np.inf)
+        seconds[finite] = (state[keys[finite]] @ plan["readout"]) * self.time_scale
+        seconds[keys == root] = 0.0
+        indptr, order, key_length, edge_length = self._walk_inputs()
+        metres, proven = kernels.walk_pointers(
+            indptr, order, csr.sender, csr.edge_row, np.ascontiguousarray(state),
+            plan["node_pointer"], plan["edge_pointer"], np.ascontiguousarray(limits),
+            key_length, edge_length, int(root), keys)
+        # a target the unlimited search left at inf is unreachable: that answer is exact too
+        unlimited = not np.isfinite(limits).any()
+        return keys, seconds, metres, np.where(finite, proven, unlimited)
+
     @torch.no_grad()
     def run_from(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16,
-                 targets: list[np.ndarray] | None = None) -> OriginRun:
+                 targets: list[np.ndarray] | None = None, pointers: bool = True
+                 ) -> OriginRun:
         """Trees from ``origins`` (keys): the frozen processor's fixed point, its distance
         read-out and its pointer decoder, executed in NumPy (models.executor).
 
         ``targets``: per origin the keys the caller needs. With the identity sender map
         the search then stops once those are settled in every channel (cost grows with
         the trip); ``exact_time`` / ``exact_parent`` say which answers are settled (exact
-        and equal to the whole-graph run). Without targets every key is answered."""
+        and equal to the whole-graph run). Without targets every key is answered.
+        ``pointers=False`` (with targets): answer only the targets' times and metres along
+        the decoded pointers, no parents (ETA and matrix queries need no more)."""
         from models.executor import tropical_fixed_point
 
         origins = np.asarray(origins, dtype=np.int64)
@@ -498,6 +543,19 @@ class EtaModel(nn.Module):
         exact_time = np.ones((len(origins), num_keys), dtype=bool)
         exact_parent = np.ones_like(exact_time)
         csr, search = self._csr, plan["search"]
+        if (not pointers and targets is not None and search is not None
+                and (plan["node_pointer"] >= 0).all()):
+            lengths = np.full((len(origins), num_keys), np.nan)
+            exact_time[:] = False
+            exact_parent[:] = False
+            for row, root in enumerate(origins.tolist()):
+                keys, seconds, metres, proven = self._answer_targets(plan, root, targets[row])
+                times[row, keys], lengths[row, keys] = seconds, metres
+                exact_time[row, keys] = proven
+                times[row, root], lengths[row, root] = 0.0, 0.0
+                exact_time[row, root] = exact_parent[row, root] = True
+            return OriginRun(origins, times, parents, exact_time=exact_time,
+                             exact_parent=exact_parent, length_m=lengths)
         for first in range(0, len(origins), batch_size):
             rows = np.arange(first, min(first + batch_size, len(origins)))
             if search is None:  # general sender map: the synchronous frontier, whole graph

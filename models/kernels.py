@@ -12,44 +12,55 @@ from numba import njit
 
 
 @njit(cache=True)
-def _push(keys, items, size, key, item):
-    if size == len(keys):
-        grown_keys = np.empty(2 * len(keys), keys.dtype)
-        grown_items = np.empty(2 * len(items), items.dtype)
-        grown_keys[:size] = keys[:size]
-        grown_items[:size] = items[:size]
-        keys, items = grown_keys, grown_items
-    i = size
-    keys[i] = key
-    items[i] = item
+def _sift_up(keys, items, where, i):
     while i > 0:
         parent = (i - 1) // 2
         if keys[parent] <= keys[i]:
             break
         keys[parent], keys[i] = keys[i], keys[parent]
         items[parent], items[i] = items[i], items[parent]
+        where[items[i]] = i
+        where[items[parent]] = parent
         i = parent
-    return keys, items, size + 1
 
 
 @njit(cache=True)
-def _pop(keys, items, size):
+def _update(keys, items, where, size, key, item):
+    """Insert ``item`` with ``key``, or lower its key if queued (keys only decrease)."""
+    i = where[item]
+    if i < 0:
+        i = size
+        items[i] = item
+        where[item] = i
+        size += 1
+    keys[i] = key
+    _sift_up(keys, items, where, i)
+    return size
+
+
+@njit(cache=True)
+def _pop(keys, items, where, size):
     key, item = keys[0], items[0]
+    where[item] = -1
     size -= 1
-    keys[0], items[0] = keys[size], items[size]
-    i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= size:
-            break
-        child = left
-        if left + 1 < size and keys[left + 1] < keys[left]:
-            child = left + 1
-        if keys[i] <= keys[child]:
-            break
-        keys[i], keys[child] = keys[child], keys[i]
-        items[i], items[child] = items[child], items[i]
-        i = child
+    if size > 0:
+        keys[0], items[0] = keys[size], items[size]
+        where[items[0]] = 0
+        i = 0
+        while True:
+            left = 2 * i + 1
+            if left >= size:
+                break
+            child = left
+            if left + 1 < size and keys[left + 1] < keys[left]:
+                child = left + 1
+            if keys[i] <= keys[child]:
+                break
+            keys[i], keys[child] = keys[child], keys[i]
+            items[i], items[child] = items[child], items[i]
+            where[items[i]] = i
+            where[items[child]] = child
+            i = child
     return key, item, size
 
 
@@ -61,25 +72,24 @@ def guide_search(indptr, receiver, row, weight, root, is_target, num_targets):
     dist = np.full(n, np.inf)
     settled = np.zeros(n, np.bool_)
     via = np.full(n, -1, np.int64)
-    keys = np.empty(64, np.float64)
-    items = np.empty(64, np.int64)
+    keys = np.empty(n, np.float64)
+    items = np.empty(n, np.int64)
+    where = np.full(n, -1, np.int64)
     dist[root] = 0.0
-    keys, items, size = _push(keys, items, 0, 0.0, root)
+    size = _update(keys, items, where, 0, 0.0, root)
     left = num_targets
     while size > 0 and left > 0:
-        key, u, size = _pop(keys, items, size)
-        if settled[u] or key > dist[u]:
-            continue
+        key, u, size = _pop(keys, items, where, size)
         settled[u] = True
         if is_target[u]:
             left -= 1
         for pos in range(indptr[u], indptr[u + 1]):
             v = receiver[pos]
             candidate = key + weight[row[pos]]
-            if candidate < dist[v]:
+            if candidate < dist[v] and not settled[v]:
                 dist[v] = candidate
                 via[v] = pos
-                keys, items, size = _push(keys, items, size, candidate, v)
+                size = _update(keys, items, where, size, candidate, v)
     return dist, settled, via
 
 
@@ -112,17 +122,13 @@ def channel_search(indptr, receiver, row, cost, root, limits):
     n = len(indptr) - 1
     channels = cost.shape[1]
     dist = np.full((n, channels), np.inf)
-    keys = np.empty(64, np.float64)
-    items = np.empty(64, np.int64)
-    queued_key = np.full(n, np.inf)
+    keys = np.empty(n, np.float64)
+    items = np.empty(n, np.int64)
+    where = np.full(n, -1, np.int64)
     dist[root, :] = 0.0
-    queued_key[root] = 0.0
-    keys, items, size = _push(keys, items, 0, 0.0, root)
+    size = _update(keys, items, where, 0, 0.0, root)
     while size > 0:
-        key, u, size = _pop(keys, items, size)
-        if key != queued_key[u]:
-            continue  # a stale entry: u was re-queued with another key
-        queued_key[u] = np.inf
+        key, u, size = _pop(keys, items, where, size)
         for pos in range(indptr[u], indptr[u + 1]):
             v = receiver[pos]
             r = row[pos]
@@ -132,16 +138,14 @@ def channel_search(indptr, receiver, row, cost, root, limits):
                 if candidate < dist[v, k] and candidate <= limits[k]:
                     dist[v, k] = candidate
                     improved = True
-            if improved:
+            if improved:  # (re-)queue v, keyed by the mean of its channels
                 total = 0.0
                 finite = 0
                 for k in range(channels):
                     if dist[v, k] < np.inf:
                         total += dist[v, k]
                         finite += 1
-                new_key = total / finite
-                queued_key[v] = new_key
-                keys, items, size = _push(keys, items, size, new_key, v)
+                size = _update(keys, items, where, size, total / finite, v)
     return dist
 
 
@@ -162,3 +166,75 @@ def best_incoming(sender, receiver, row, node_score, edge_score, candidate, num_
             best[v] = score
             winner[v] = pos
     return winner
+
+
+@njit(cache=True)
+def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge_pointer,
+                  limits, key_length, edge_length, root, targets):
+    """Follow the pointer decoder back from each target to ``root`` without decoding the
+    whole graph: at each key, the incoming edge with the best score ``node_pointer .
+    state[sender] + edge_pointer[row]`` wins (lowest row among ties). Senders left
+    unsettled (``-inf`` in some channel, costlier than ``limits`` there) compete with the
+    optimistic state ``-limits``: a pointer is proven only if a settled sender wins.
+
+    ``in_indptr`` / ``in_position``: incoming edge positions grouped by receiver. Metres add
+    ``key_length[key]`` (turn mode: the segment entered) plus ``edge_length[row]`` (node
+    mode: the segment driven). Returns (metres [T], proven [T])."""
+    metres = np.zeros(len(targets))
+    proven = np.ones(len(targets), np.bool_)
+    channels = state.shape[1]
+    n = state.shape[0]
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root:
+            best = -np.inf
+            winner = -1
+            winner_settled = False
+            for i in range(in_indptr[node], in_indptr[node + 1]):
+                pos = in_position[i]
+                u = sender[pos]
+                score = edge_pointer[row[pos]]
+                settled = True
+                for k in range(channels):
+                    value = state[u, k]
+                    if value == -np.inf:
+                        settled = False
+                        value = -limits[k]
+                    score += node_pointer[k] * value
+                if score == -np.inf or score != score:
+                    continue
+                if score > best or (score == best and winner >= 0 and row[pos] < row[winner]):
+                    best = score
+                    winner = pos
+                    winner_settled = settled
+            if winner < 0 or not winner_settled or steps > n:
+                proven[t] = False
+                metres[t] = np.nan
+                break
+            metres[t] += key_length[node] + edge_length[row[winner]]
+            node = sender[winner]
+            steps += 1
+    return metres, proven
+
+
+@njit(cache=True)
+def walk_parents(parent_key, step_length, root, targets):
+    """Metres from ``root`` to each target along a tree given as each key's parent key
+    (-1: none) and the metres of the step into it. Returns (metres [T], reached [T])."""
+    metres = np.zeros(len(targets))
+    reached = np.ones(len(targets), np.bool_)
+    n = len(parent_key)
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root:
+            previous = parent_key[node]
+            if previous < 0 or steps > n:
+                reached[t] = False
+                metres[t] = np.nan
+                break
+            metres[t] += step_length[node]
+            node = previous
+            steps += 1
+    return metres, reached

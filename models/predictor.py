@@ -177,8 +177,10 @@ class Predictor:
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[int, int], threading.Event] = {}
         # models that can stop a run once the keys a query needs are settled
+        parameters = inspect.signature(model.run_from).parameters
         self._targeted = bool(getattr(model, "supports_targets", False)) and (
-            "targets" in inspect.signature(model.run_from).parameters)
+            "targets" in parameters)
+        self._lean = self._targeted and "pointers" in parameters
         self.stats = {"runs": 0, "cache_hits": 0, "run_seconds": 0.0, "targeted_runs": 0,
                       "widened_runs": 0}
         self.ready = True
@@ -252,13 +254,14 @@ class Predictor:
     # ------------------------------------------------------------------ model runs
     def _trees(self, nodes: list[int], bucket: int,
                targets: np.ndarray | dict[int, np.ndarray] | None = None,
-               *, whole: bool = False) -> dict[int, _Tree]:
+               *, whole: bool = False, pointers: bool = True) -> dict[int, _Tree]:
         """Shortest-path trees from each root (a node, or a segment in turn mode): cached,
         coalesced, missing ones batched into one model run. ``targets``: the keys the
         caller reads (None: all; a dict: per root); a model that supports it searches only
         as far as they need. A cached tree that does not cover them is replaced by a
         whole-graph run (the root is asked for again: likely a hot origin), as is any tree
-        when ``whole``."""
+        when ``whole``. ``pointers=False``: the caller needs only times and metres at the
+        targets (not the route), which a model may answer without decoding the graph."""
         wanted = list(dict.fromkeys(nodes))
         if targets is not None and not isinstance(targets, dict):
             shared = np.unique(np.asarray(targets, dtype=np.int64))
@@ -285,7 +288,7 @@ class Predictor:
         try:
             if mine:
                 started = time.perf_counter()
-                trees = self._run(mine, widen, bucket, targets)
+                trees = self._run(mine, widen, bucket, targets, pointers)
                 with self._lock:
                     self.stats["runs"] += len(mine)
                     self.stats["run_seconds"] += time.perf_counter() - started
@@ -303,12 +306,12 @@ class Predictor:
             need = None if whole or targets is None else targets[node]
             if tree is None or not tree.covers(need):
                 tree = self._trees([node], bucket, None if need is None else {node: need},
-                                   whole=whole)[node]
+                                   whole=whole, pointers=pointers)[node]
             result[node] = tree
         return result
 
     def _run(self, roots: list[int], widen: list[bool], bucket: int,
-             targets: dict[int, np.ndarray] | None) -> list[_Tree]:
+             targets: dict[int, np.ndarray] | None, pointers: bool = True) -> list[_Tree]:
         roots_array = np.asarray(roots, dtype=np.int64)
         with self._lock:
             self.stats["widened_runs"] += sum(widen)
@@ -317,8 +320,9 @@ class Predictor:
         targeted = [i for i, w in enumerate(widen) if not w]
         whole = [i for i, w in enumerate(widen) if w]
         trees: list[_Tree | None] = [None] * len(roots)
+        options = {} if pointers or not self._lean else {"pointers": False}
         run = self.model.run_from(roots_array[targeted], bucket,
-                                  targets=[targets[roots[i]] for i in targeted])
+                                  targets=[targets[roots[i]] for i in targeted], **options)
         for i, tree in zip(targeted, self._to_trees(run), strict=True):
             trees[i] = tree
             if not tree.covers(targets[roots[i]]):  # stopped short of a proof: whole run
@@ -350,6 +354,13 @@ class Predictor:
         keys = run.node_time_s.shape[1]
         trees = []
         for b, root in enumerate(run.origins):
+            if run.length_m is not None:  # a run that answered only its targets
+                trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
+                                   parent=run.parent_segment[b].astype(np.int32),
+                                   length_m=run.length_m[b].astype(np.float32),
+                                   exact_time=run.exact_time[b].copy(),
+                                   exact_parent=run.exact_parent[b].copy()))
+                continue
             parent = run.parent_segment[b]
             has_parent = parent >= 0
             safe = np.maximum(parent, 0)
@@ -425,7 +436,7 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket,
-                            self._end_keys([destination_point], times))
+                            self._end_keys([destination_point], times), pointers=False)
         total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees, times)
         if not np.isfinite(total):
             raise NoRouteError("no route connects the origin to the destination")
@@ -640,7 +651,8 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
-        trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
+        trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times),
+                            pointers=False)
         durations = np.full((len(origins), len(destinations)), np.nan)
         distances = np.full_like(durations, np.nan)
         for i, origin_point in enumerate(origin_points):
@@ -673,7 +685,7 @@ class Predictor:
                 wanted.setdefault(leg.key, []).append(ends)
         trees = self._trees(list(wanted), bucket,
                             {root: np.unique(np.concatenate(keys))
-                             for root, keys in wanted.items()})
+                             for root, keys in wanted.items()}, pointers=False)
         durations = np.full(len(origins), np.nan)
         distances = np.full_like(durations, np.nan)
         for i, (origin_point, destination_point) in enumerate(

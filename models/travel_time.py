@@ -31,6 +31,9 @@ class OriginRun:
     #: proven equal to the whole graph's (models.corridor); None: all of them
     exact_time: np.ndarray | None = None
     exact_parent: np.ndarray | None = None
+    #: [B, K] metres along each tree, for runs that only answered their targets (no
+    #: parents: metres were measured by following the pointers); None: from parents
+    length_m: np.ndarray | None = None
 
 
 class TravelTimeModel(Protocol):
@@ -117,7 +120,8 @@ class _NodeTrees:
         first = np.concatenate([[True], keys[1:] != keys[:-1]])
         self.lookup_keys, self.lookup_segments = keys[first], order[first]
 
-    def run(self, origins: np.ndarray, targets: list[np.ndarray] | None = None) -> OriginRun:
+    def run(self, origins: np.ndarray, targets: list[np.ndarray] | None = None,
+            pointers: bool = True) -> OriginRun:
         origins = np.asarray(origins, dtype=np.int64)
         times, predecessors, exact = self.search.run(origins, targets)
         num_nodes = self.graph.num_nodes
@@ -127,14 +131,40 @@ class _NodeTrees:
         position = np.clip(np.searchsorted(self.lookup_keys, query), 0,
                            len(self.lookup_keys) - 1)
         parent = np.where(reached, self.lookup_segments[position], -1)
-        return OriginRun(origins=origins, node_time_s=times,
-                         parent_segment=parent.astype(np.int64), exact_time=exact,
-                         exact_parent=exact)
+        if pointers or targets is None:
+            return OriginRun(origins=origins, node_time_s=times,
+                             parent_segment=parent.astype(np.int64), exact_time=exact,
+                             exact_parent=exact)
+        length = self.graph["length_m"].astype(np.float64)
+        step = np.where(reached, length[np.maximum(parent, 0)], 0.0)
+        return _answer_targets(origins, times, predecessors, step, targets)
 
 
 def dijkstra_tree(graph: RoadGraph, weights: np.ndarray, origins: np.ndarray) -> OriginRun:
     """Exact shortest-path tree by Dijkstra (scipy) on per-segment ``weights``."""
     return _NodeTrees(graph, np.asarray(weights, dtype=np.float64)).run(origins)
+
+
+def _answer_targets(origins: np.ndarray, times: np.ndarray, parent_key: np.ndarray,
+                    step_length: np.ndarray, targets: list[np.ndarray]) -> OriginRun:
+    """An OriginRun answering only ``targets``: metres walked along the parents, no parents
+    kept (what ETA and matrix queries need; see models.kernels.walk_parents)."""
+    from models import kernels
+
+    lengths = np.full(times.shape, np.nan)
+    exact = np.zeros(times.shape, dtype=bool)
+    for b, (root, wanted) in enumerate(zip(origins.tolist(), targets, strict=True)):
+        keys = np.unique(np.asarray(wanted, dtype=np.int64))
+        metres, _ = kernels.walk_parents(np.ascontiguousarray(parent_key[b], np.int64),
+                                         np.ascontiguousarray(step_length[b], np.float64),
+                                         int(root), keys)
+        lengths[b, keys] = metres
+        lengths[b, root] = 0.0
+        exact[b, keys] = True  # a Dijkstra settles its targets exactly (or they are inf)
+        exact[b, root] = True
+    return OriginRun(origins=origins, node_time_s=times,
+                     parent_segment=np.full(times.shape, -1, dtype=np.int64),
+                     exact_time=exact, exact_parent=np.zeros_like(exact), length_m=lengths)
 
 
 class FreeFlowModel:
@@ -161,10 +191,10 @@ class FreeFlowModel:
         return None
 
     def run_from(self, origins: np.ndarray, bucket: int, *,
-                 targets: list[np.ndarray] | None = None) -> OriginRun:
+                 targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
         if self._trees is None:
             self._trees = _NodeTrees(self.graph, self._times)
-        return self._trees.run(origins, targets)
+        return self._trees.run(origins, targets, pointers)
 
 
 def _line_matrix(graph: RoadGraph, segment_times: np.ndarray, turn_times: np.ndarray | None):
@@ -211,10 +241,14 @@ class FreeFlowTurnModel(FreeFlowModel):
         self._search = None
 
     def run_from(self, origins: np.ndarray, bucket: int, *,
-                 targets: list[np.ndarray] | None = None) -> OriginRun:
+                 targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
         if self._search is None:
             self._search = _line_search(self.graph, self._times, None)
         origins = np.asarray(origins, dtype=np.int64)
         times, predecessors, exact = self._search.run(origins, targets)
+        if not pointers and targets is not None:
+            length = self.graph["length_m"].astype(np.float64)  # entering b drives all of it
+            step = np.broadcast_to(length, times.shape)
+            return _answer_targets(origins, times, predecessors, step, targets)
         return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors,
                          exact_time=exact, exact_parent=exact)

@@ -26,14 +26,19 @@ logger = logging.getLogger("nareta.service")
 
 
 def load_predictor(settings: Settings) -> Predictor:
-    """Load the artifacts (checksums verified) and prove them with one query."""
+    """Load the artifacts (checksums verified) and prove them with a query of each kind
+    (which also compiles every kernel the queries use before the server reports ready)."""
     predictor = Predictor.load(settings.graph_dir, settings.model_dir,
                                max_snap_distance_m=settings.max_snap_distance_m,
                                cache_runs=settings.cache_runs, cache_mb=settings.cache_mb)
     graph = predictor.graph
     source, target = int(graph["edge_source"][0]), int(graph["edge_target"][0])
-    predictor.eta((float(graph["node_lon"][source]), float(graph["node_lat"][source])),
-                  (float(graph["node_lon"][target]), float(graph["node_lat"][target])))
+    a = (float(graph["node_lon"][source]), float(graph["node_lat"][source]))
+    b = (float(graph["node_lon"][target]), float(graph["node_lat"][target]))
+    predictor.eta(a, b)
+    predictor.route(b, a)
+    predictor.matrix([a, b], [b, a])
+    predictor.isochrone(a, 60.0)
     return predictor
 
 

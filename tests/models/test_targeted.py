@@ -60,6 +60,16 @@ def test_predictor_answers_do_not_change(kind, bundled_graph, shipped_model):
         assert got.segments == want.segments and not got.fallback_used
         assert targeted.eta(origin, destination).eta_s == pytest.approx(want.eta_s, rel=1e-9)
     assert targeted.stats["targeted_runs"] > 0
+    # ETAs alone (a fresh predictor: runs that answer only their targets) and matrices
+    lean = Predictor(bundled_graph, model)
+    for a, b in nodes[:12]:
+        origin, destination = (lon[a], lat[a]), (lon[b], lat[b])
+        got, want = lean.eta(origin, destination), whole.eta(origin, destination)
+        assert got.eta_s == pytest.approx(want.eta_s, rel=1e-9)
+        assert got.distance_m == pytest.approx(want.distance_m, rel=1e-6)
+    points = [(lon[n], lat[n]) for n in nodes[:8, 1]]
+    assert np.allclose(Predictor(bundled_graph, model).matrix(points, points).distances_m,
+                       whole.matrix(points, points).distances_m, rtol=1e-6, equal_nan=True)
     # a repeated origin with a destination its search did not reach widens to a whole run
     fresh = Predictor(bundled_graph, model)
     start = int(bundled_graph["edge_source"][0])
