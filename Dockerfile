@@ -25,7 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ARTIFACTS_DIR=/artifacts \
     NARETA_HOST=0.0.0.0 \
     NARETA_PORT=8000 \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 RUN groupadd --system --gid 10001 nareta \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/nareta nareta \
     && mkdir /artifacts \

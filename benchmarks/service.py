@@ -197,35 +197,34 @@ class Workload:
         self.random = random.Random(seed)
         self.repeat_share = repeat_share
         self.trip_lengths_m = trip_lengths_m
-        self.hot = [self._point() for _ in range(hot_origins)]
+        self.hot = [self.random.randrange(len(self.lon)) for _ in range(hot_origins)]
+        self.hot_points = {node: self._point(node) for node in self.hot}  # the same point
 
     def _point(self, node: int | None = None) -> tuple[float, float]:
         node = self.random.randrange(len(self.lon)) if node is None else node
         return (round(float(self.lon[node]) + self.random.uniform(-2e-4, 2e-4), 6),
                 round(float(self.lat[node]) + self.random.uniform(-2e-4, 2e-4), 6))
 
-    def _near(self, point: tuple[float, float]) -> int:
-        return int(np.argmin(np.hypot(self.lon - point[0], self.lat - point[1])))
-
-    def pair(self):
+    def _nodes(self) -> tuple[int, int]:
         origin = (self.random.choice(self.hot) if self.random.random() < self.repeat_share
-                  else self._point())
+                  else self.random.randrange(len(self.lon)))
         if self.trip_lengths_m is None:
-            return origin, self._point()
-        start = self.xy[self._near(origin)]
+            return origin, self.random.randrange(len(self.lon))
         length = float(self.random.choice(self.trip_lengths_m))
         angle = self.random.uniform(0, 2 * np.pi)
-        _, node = self.tree.query(start + length * np.array([np.cos(angle), np.sin(angle)]))
-        return origin, self._point(int(node))
+        _, node = self.tree.query(self.xy[origin]
+                                  + length * np.array([np.cos(angle), np.sin(angle)]))
+        return origin, int(node)
+
+    def pair(self):
+        origin, destination = self._nodes()
+        start = self.hot_points.get(origin) or self._point(origin)
+        return start, self._point(destination)
 
     def trip_lengths(self, count: int = 2000) -> np.ndarray:
-        """Straight-line lengths of this workload's trips (metres)."""
-        lengths = []
-        for _ in range(count):
-            origin, destination = self.pair()
-            a, b = self.xy[self._near(origin)], self.xy[self._near(destination)]
-            lengths.append(float(np.hypot(*(a - b))))
-        return np.array(lengths)
+        """Straight-line lengths of this workload's trips (metres, between their nodes)."""
+        pairs = [self._nodes() for _ in range(count)]
+        return np.array([float(np.hypot(*(self.xy[a] - self.xy[b]))) for a, b in pairs])
 
 
 def eta_request(origin, destination) -> tuple[str, str, bytes]:
@@ -244,9 +243,9 @@ def run_load(port: int, workload: Workload, build, *, concurrency: int,
     latencies: list[float] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
+    requests = [build(*workload.pair()) for _ in range(50_000)]
+    counter = iter(range(10**9))
     stop_at = time.perf_counter() + seconds
-    requests = [build(*workload.pair()) for _ in range(200_000)]
-    counter = iter(range(len(requests)))
 
     def worker() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -285,7 +284,7 @@ def run_load(port: int, workload: Workload, build, *, concurrency: int,
 
 
 def table_seconds(port: int, workload: Workload, size: int = 100) -> dict:
-    points = [workload._point() for _ in range(size)]
+    points = [workload._point() for _ in range(size)]  # random nodes, anywhere on the map
     path = "/table/v1/driving/" + ";".join(f"{lon},{lat}" for lon, lat in points)
     timings = []
     for _ in range(3):

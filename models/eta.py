@@ -494,11 +494,11 @@ class EtaModel(nn.Module):
         return self._walk
 
     def _answer_targets(self, plan: dict[str, Any], root: int, wanted: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                        ) -> tuple[np.ndarray, ...]:
         """Times and metres at ``wanted`` only (no whole-graph decoding): the searched
         states, the distance read-out at the targets, and the pointer decoder followed
         back from each (models.kernels.walk_pointers). Returns (keys, seconds, metres,
-        proven)."""
+        proven, parent [K] along the walked paths, which of those pointers are proven)."""
         from models import kernels
 
         csr = self._csr
@@ -510,13 +510,17 @@ class EtaModel(nn.Module):
         seconds[finite] = (state[keys[finite]] @ plan["readout"]) * self.time_scale
         seconds[keys == root] = 0.0
         indptr, order, key_length, edge_length = self._walk_inputs()
+        parent = np.full(self.num_keys, -1, dtype=np.int64)
+        pointer_proven = np.zeros(self.num_keys, dtype=np.bool_)
         metres, proven = kernels.walk_pointers(
             indptr, order, csr.sender, csr.edge_row, np.ascontiguousarray(state),
             plan["node_pointer"], plan["edge_pointer"], np.ascontiguousarray(limits),
-            key_length, edge_length, int(root), keys)
+            key_length, edge_length, int(root), keys, self.graph_mode == "node", parent,
+            pointer_proven)
         # a target the unlimited search left at inf is unreachable: that answer is exact too
         unlimited = not np.isfinite(limits).any()
-        return keys, seconds, metres, np.where(finite, proven, unlimited)
+        return (keys, seconds, metres, np.where(finite, proven, unlimited), parent,
+                pointer_proven)
 
     @torch.no_grad()
     def run_from(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16,
@@ -529,8 +533,9 @@ class EtaModel(nn.Module):
         the search then stops once those are settled in every channel (cost grows with
         the trip); ``exact_time`` / ``exact_parent`` say which answers are settled (exact
         and equal to the whole-graph run). Without targets every key is answered.
-        ``pointers=False`` (with targets): answer only the targets' times and metres along
-        the decoded pointers, no parents (ETA and matrix queries need no more)."""
+        ``pointers=False`` (with targets): answer only the targets' times, and metres and
+        parents along the decoded pointers followed back from them (no whole-graph
+        decoding)."""
         from models.executor import tropical_fixed_point
 
         origins = np.asarray(origins, dtype=np.int64)
@@ -549,9 +554,11 @@ class EtaModel(nn.Module):
             exact_time[:] = False
             exact_parent[:] = False
             for row, root in enumerate(origins.tolist()):
-                keys, seconds, metres, proven = self._answer_targets(plan, root, targets[row])
+                keys, seconds, metres, proven, parent, pointer_proven = \
+                    self._answer_targets(plan, root, targets[row])
                 times[row, keys], lengths[row, keys] = seconds, metres
                 exact_time[row, keys] = proven
+                parents[row], exact_parent[row] = parent, pointer_proven
                 times[row, root], lengths[row, root] = 0.0, 0.0
                 exact_time[row, root] = exact_parent[row, root] = True
             return OriginRun(origins, times, parents, exact_time=exact_time,

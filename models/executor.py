@@ -19,13 +19,13 @@ expands beyond it: a run costs what the trip needs, not what the map holds, and 
 it returns is exact. The processor's own decoders are then applied to the states.
 
 A graph here is a :class:`Csr`: directed edges sorted by sender, each carrying a row of
-the edge-term table ``B z`` (``edge_row``), so one table serves the whole road graph, a
-batch of copies of it, and corridor subgraphs cut out of it.
+the edge-term table ``B z`` (``edge_row``), so one table serves the whole road graph and a
+batch of copies of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,18 +39,6 @@ class Csr:
     sender: np.ndarray  # [E] int64, non-decreasing
     receiver: np.ndarray  # [E] int64
     edge_row: np.ndarray  # [E] int64 row of the edge-term table
-    _by_receiver: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(
-        default=None, repr=False)
-
-    def by_receiver(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(edge positions sorted by receiver, group starts, receiver of each group)."""
-        if self._by_receiver is None:
-            order = np.argsort(self.receiver, kind="stable")
-            receiver = self.receiver[order]
-            starts = np.flatnonzero(np.concatenate([[True], receiver[1:] != receiver[:-1]]))
-            self._by_receiver = (order, starts, receiver[starts])
-        return self._by_receiver
-
     @classmethod
     def build(cls, sender: np.ndarray, receiver: np.ndarray, num_nodes: int,
               edge_row: np.ndarray | None = None) -> Csr:
@@ -61,19 +49,6 @@ class Csr:
         counts = np.bincount(sender, minlength=num_nodes)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return cls(num_nodes, indptr, sender[order], receiver[order], rows[order])
-
-    def subgraph(self, keep: np.ndarray) -> tuple[Csr, np.ndarray]:
-        """The subgraph on nodes ``keep`` (bool [N]): (its Csr, the kept node ids, which
-        are its local node order)."""
-        nodes = np.flatnonzero(keep)
-        local = np.full(self.num_nodes, -1, dtype=np.int64)
-        local[nodes] = np.arange(len(nodes))
-        edges = np.flatnonzero(keep[self.sender] & keep[self.receiver])
-        sender = local[self.sender[edges]]  # still sorted: local ids keep global order
-        counts = np.bincount(sender, minlength=len(nodes))
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return Csr(len(nodes), indptr, sender, local[self.receiver[edges]],
-                   self.edge_row[edges]), nodes
 
     @staticmethod
     def union(parts: list[Csr]) -> Csr:

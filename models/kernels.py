@@ -170,7 +170,8 @@ def best_incoming(sender, receiver, row, node_score, edge_score, candidate, num_
 
 @njit(cache=True)
 def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge_pointer,
-                  limits, key_length, edge_length, root, targets):
+                  limits, key_length, edge_length, root, targets, parent_is_row,
+                  parent_out, proven_out):
     """Follow the pointer decoder back from each target to ``root`` without decoding the
     whole graph: at each key, the incoming edge with the best score ``node_pointer .
     state[sender] + edge_pointer[row]`` wins (lowest row among ties). Senders left
@@ -179,7 +180,9 @@ def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge
 
     ``in_indptr`` / ``in_position``: incoming edge positions grouped by receiver. Metres add
     ``key_length[key]`` (turn mode: the segment entered) plus ``edge_length[row]`` (node
-    mode: the segment driven). Returns (metres [T], proven [T])."""
+    mode: the segment driven). Each visited key's pointer goes to ``parent_out`` (the
+    sender, or the edge row if ``parent_is_row``) and whether it is proven to
+    ``proven_out``. Returns (metres [T], proven [T])."""
     metres = np.zeros(len(targets))
     proven = np.ones(len(targets), np.bool_)
     channels = state.shape[1]
@@ -212,6 +215,8 @@ def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge
                 proven[t] = False
                 metres[t] = np.nan
                 break
+            parent_out[node] = row[winner] if parent_is_row else sender[winner]
+            proven_out[node] = True
             metres[t] += key_length[node] + edge_length[row[winner]]
             node = sender[winner]
             steps += 1
@@ -221,7 +226,7 @@ def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge
 @njit(cache=True)
 def walk_parents(parent_key, step_length, root, targets):
     """Metres from ``root`` to each target along a tree given as each key's parent key
-    (-1: none) and the metres of the step into it. Returns (metres [T], reached [T])."""
+    (-1: none) and the metres of the step into each key. Returns (metres [T], reached [T])."""
     metres = np.zeros(len(targets))
     reached = np.ones(len(targets), np.bool_)
     n = len(parent_key)
@@ -235,6 +240,34 @@ def walk_parents(parent_key, step_length, root, targets):
                 metres[t] = np.nan
                 break
             metres[t] += step_length[node]
+            node = previous
+            steps += 1
+    return metres, reached
+
+
+@njit(cache=True)
+def walk_predecessors(predecessor, lookup_keys, lookup_segments, length, root, targets,
+                      parent_out):
+    """Node mode: metres from ``root`` to each target along Dijkstra ``predecessor`` nodes,
+    each step on the lightest segment between the two nodes (``lookup_keys`` sorted
+    ``u * N + v`` -> ``lookup_segments``), writing the segment reaching each visited node
+    into ``parent_out``. Returns (metres [T], reached [T])."""
+    n = len(predecessor)
+    metres = np.zeros(len(targets))
+    reached = np.ones(len(targets), np.bool_)
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root:
+            previous = predecessor[node]
+            if previous < 0 or steps > n:
+                reached[t] = False
+                metres[t] = np.nan
+                break
+            at = np.searchsorted(lookup_keys, previous * n + node)
+            segment = lookup_segments[at]
+            parent_out[node] = segment
+            metres[t] += length[segment]
             node = previous
             steps += 1
     return metres, reached

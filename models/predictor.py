@@ -146,6 +146,54 @@ class _Tree:
         return keys is not None and bool(self.exact_time[keys].all())
 
 
+class _Sparse:
+    """Some keys' values of a ``[K]`` array; every other key reads ``default``."""
+
+    __slots__ = ("values", "default", "size")
+
+    def __init__(self, values: dict[int, float], default, size: int):
+        self.values, self.default, self.size = values, default, size
+
+    def __getitem__(self, key):
+        return self.values.get(int(key), self.default)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@dataclass
+class _PartialTree:
+    """The answers of a run that stopped once its targets were settled: times and metres
+    of the keys it answered, and the proven pointers on the paths back from them. Small,
+    so the LRU holds many; answers for new targets of the same root merge in."""
+
+    time_s: _Sparse
+    parent: _Sparse
+    length_m: _Sparse
+
+    @property
+    def exact_time(self) -> _Sparse:
+        return _Sparse({k: True for k in self.time_s.values}, False, self.time_s.size)
+
+    @property
+    def exact_parent(self) -> _Sparse:
+        return _Sparse({k: True for k in self.parent.values}, False, self.parent.size)
+
+    @property
+    def nbytes(self) -> int:  # dict entries, roughly
+        return 100 * (len(self.time_s.values) * 2 + len(self.parent.values)) + 400
+
+    def covers(self, keys: np.ndarray | None) -> bool:
+        return keys is not None and all(int(k) in self.time_s.values for k in keys)
+
+    def merged(self, other: _PartialTree) -> _PartialTree:
+        size = self.time_s.size
+        return _PartialTree(
+            _Sparse({**self.time_s.values, **other.time_s.values}, np.inf, size),
+            _Sparse({**self.parent.values, **other.parent.values}, -1, size),
+            _Sparse({**self.length_m.values, **other.length_m.values}, np.nan, size))
+
+
 class Predictor:
     """Answers ETA / route / matrix queries over one graph and one model.
 
@@ -174,6 +222,9 @@ class Predictor:
         self._cache_runs = cache_runs
         self._cache_bytes = int(cache_mb * 2**20)
         self._cached_bytes = 0
+        keys = graph.num_segments if self.mode == "turn" else graph.num_nodes
+        # whole-graph trees (time f8, parent i4, metres f4) cheap enough to cache many of
+        self._whole_fits = keys * 16 * 32 <= self._cache_bytes
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[int, int], threading.Event] = {}
         # models that can stop a run once the keys a query needs are settled
@@ -266,7 +317,8 @@ class Predictor:
         if targets is not None and not isinstance(targets, dict):
             shared = np.unique(np.asarray(targets, dtype=np.int64))
             targets = {node: shared for node in wanted}
-        result: dict[int, _Tree] = {}
+        result: dict[int, _Tree | _PartialTree] = {}
+        partial_cached: dict[int, _PartialTree] = {}
         mine: list[int] = []
         widen: list[bool] = []
         waits: list[tuple[int, threading.Event]] = []
@@ -284,7 +336,12 @@ class Predictor:
                 else:
                     self._in_flight[key] = threading.Event()
                     mine.append(node)
-                    widen.append(cached is not None or whole)
+                    # a root asked again for keys its run did not answer: a whole run if
+                    # whole trees are small next to the cache, else another targeted run
+                    # whose answers merge into the cached ones
+                    widen.append(whole or (cached is not None and self._whole_fits))
+                    if isinstance(cached, _PartialTree):
+                        partial_cached[node] = cached
         try:
             if mine:
                 started = time.perf_counter()
@@ -293,6 +350,8 @@ class Predictor:
                     self.stats["runs"] += len(mine)
                     self.stats["run_seconds"] += time.perf_counter() - started
                     for node, tree in zip(mine, trees, strict=True):
+                        if isinstance(tree, _PartialTree) and node in partial_cached:
+                            tree = partial_cached[node].merged(tree)
                         self._store((node, bucket), tree)
                         result[node] = tree
         finally:
@@ -348,18 +407,36 @@ class Predictor:
             _, evicted = self._cache.popitem(last=False)
             self._cached_bytes -= evicted.nbytes
 
-    def _to_trees(self, run: OriginRun) -> list[_Tree]:
+    def _partial(self, run: OriginRun, b: int, root: int) -> _PartialTree:
+        """The answered keys of row ``b`` of a targets-only run, with the proven pointers
+        on the paths back from them to ``root``."""
+        size = run.node_time_s.shape[1]
+        answered = np.flatnonzero(run.exact_time[b]).tolist()
+        times, lengths = run.node_time_s[b], run.length_m[b]
+        parent_row, proven = run.parent_segment[b], run.exact_parent[b]
+        source = self.graph["edge_source"]
+        parents: dict[int, int] = {}
+        for key in answered:
+            current = key
+            while current != root and current not in parents and proven[current]:
+                previous = int(parent_row[current])
+                if previous < 0:
+                    break
+                parents[current] = previous
+                current = previous if self.mode == "turn" else int(source[previous])
+        return _PartialTree(
+            _Sparse({k: float(times[k]) for k in answered}, np.inf, size),
+            _Sparse(parents, -1, size),
+            _Sparse({k: float(lengths[k]) for k in answered}, np.nan, size))
+
+    def _to_trees(self, run: OriginRun) -> list[_Tree | _PartialTree]:
         length = self.graph["length_m"].astype(np.float64)
         source = self.graph["edge_source"]
         keys = run.node_time_s.shape[1]
         trees = []
         for b, root in enumerate(run.origins):
             if run.length_m is not None:  # a run that answered only its targets
-                trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
-                                   parent=run.parent_segment[b].astype(np.int32),
-                                   length_m=run.length_m[b].astype(np.float32),
-                                   exact_time=run.exact_time[b].copy(),
-                                   exact_parent=run.exact_parent[b].copy()))
+                trees.append(self._partial(run, b, int(root)))
                 continue
             parent = run.parent_segment[b]
             has_parent = parent >= 0
@@ -451,7 +528,8 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         roots = [leg.key for leg in self._starts(origin_point, times)]
-        trees = self._trees(roots, bucket, self._end_keys([destination_point], times))
+        trees = self._trees(roots, bucket, self._end_keys([destination_point], times),
+                            pointers=False)
         total, metres, start, end = self._best(origin_point, destination_point, bucket, trees,
                                                times)
         if start is None:

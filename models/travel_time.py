@@ -125,19 +125,35 @@ class _NodeTrees:
         origins = np.asarray(origins, dtype=np.int64)
         times, predecessors, exact = self.search.run(origins, targets)
         num_nodes = self.graph.num_nodes
+        if not pointers and targets is not None:  # walk back from the targets only
+            return self._answer_targets(origins, times, predecessors, targets)
         nodes = np.broadcast_to(np.arange(num_nodes), predecessors.shape)
         reached = predecessors >= 0
         query = np.where(reached, predecessors * num_nodes + nodes, -1)
         position = np.clip(np.searchsorted(self.lookup_keys, query), 0,
                            len(self.lookup_keys) - 1)
         parent = np.where(reached, self.lookup_segments[position], -1)
-        if pointers or targets is None:
-            return OriginRun(origins=origins, node_time_s=times,
-                             parent_segment=parent.astype(np.int64), exact_time=exact,
-                             exact_parent=exact)
+        return OriginRun(origins=origins, node_time_s=times,
+                         parent_segment=parent.astype(np.int64), exact_time=exact,
+                         exact_parent=exact)
+
+    def _answer_targets(self, origins, times, predecessors, targets) -> OriginRun:
+        from models import kernels
+
         length = self.graph["length_m"].astype(np.float64)
-        step = np.where(reached, length[np.maximum(parent, 0)], 0.0)
-        return _answer_targets(origins, times, predecessors, step, targets)
+        lengths = np.full(times.shape, np.nan)
+        exact = np.zeros(times.shape, dtype=bool)
+        parents = np.full(times.shape, -1, dtype=np.int64)
+        for b, (root, wanted) in enumerate(zip(origins.tolist(), targets, strict=True)):
+            keys = np.unique(np.asarray(wanted, dtype=np.int64))
+            metres, _ = kernels.walk_predecessors(
+                np.ascontiguousarray(predecessors[b], np.int64), self.lookup_keys,
+                self.lookup_segments, length, int(root), keys, parents[b])
+            lengths[b, keys], lengths[b, root] = metres, 0.0
+            exact[b, keys] = exact[b, root] = True  # Dijkstra settles its targets exactly
+        return OriginRun(origins=origins, node_time_s=times, parent_segment=parents,
+                         exact_time=exact, exact_parent=exact | (parents >= 0),
+                         length_m=lengths)
 
 
 def dijkstra_tree(graph: RoadGraph, weights: np.ndarray, origins: np.ndarray) -> OriginRun:
@@ -145,26 +161,24 @@ def dijkstra_tree(graph: RoadGraph, weights: np.ndarray, origins: np.ndarray) ->
     return _NodeTrees(graph, np.asarray(weights, dtype=np.float64)).run(origins)
 
 
-def _answer_targets(origins: np.ndarray, times: np.ndarray, parent_key: np.ndarray,
-                    step_length: np.ndarray, targets: list[np.ndarray]) -> OriginRun:
-    """An OriginRun answering only ``targets``: metres walked along the parents, no parents
-    kept (what ETA and matrix queries need; see models.kernels.walk_parents)."""
+def _answer_line_targets(origins: np.ndarray, times: np.ndarray, predecessors: np.ndarray,
+                         length: np.ndarray, targets: list[np.ndarray]) -> OriginRun:
+    """Turn mode: an OriginRun answering ``targets`` with metres walked back along the
+    predecessor segments (no whole-tree pass; see models.kernels.walk_parents)."""
     from models import kernels
 
     lengths = np.full(times.shape, np.nan)
     exact = np.zeros(times.shape, dtype=bool)
     for b, (root, wanted) in enumerate(zip(origins.tolist(), targets, strict=True)):
         keys = np.unique(np.asarray(wanted, dtype=np.int64))
-        metres, _ = kernels.walk_parents(np.ascontiguousarray(parent_key[b], np.int64),
-                                         np.ascontiguousarray(step_length[b], np.float64),
-                                         int(root), keys)
-        lengths[b, keys] = metres
-        lengths[b, root] = 0.0
-        exact[b, keys] = True  # a Dijkstra settles its targets exactly (or they are inf)
-        exact[b, root] = True
-    return OriginRun(origins=origins, node_time_s=times,
-                     parent_segment=np.full(times.shape, -1, dtype=np.int64),
-                     exact_time=exact, exact_parent=np.zeros_like(exact), length_m=lengths)
+        metres, _ = kernels.walk_parents(np.ascontiguousarray(predecessors[b], np.int64),
+                                         length, int(root), keys)
+        lengths[b, keys], lengths[b, root] = metres, 0.0
+        exact[b, keys] = exact[b, root] = True  # Dijkstra settles its targets exactly
+    # a predecessor is only set on a settled segment: final
+    return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors,
+                     exact_time=exact, exact_parent=exact | (predecessors >= 0),
+                     length_m=lengths)
 
 
 class FreeFlowModel:
@@ -246,9 +260,8 @@ class FreeFlowTurnModel(FreeFlowModel):
             self._search = _line_search(self.graph, self._times, None)
         origins = np.asarray(origins, dtype=np.int64)
         times, predecessors, exact = self._search.run(origins, targets)
-        if not pointers and targets is not None:
-            length = self.graph["length_m"].astype(np.float64)  # entering b drives all of it
-            step = np.broadcast_to(length, times.shape)
-            return _answer_targets(origins, times, predecessors, step, targets)
+        if not pointers and targets is not None:  # entering segment b drives all of it
+            return _answer_line_targets(origins, times, predecessors,
+                                        self.graph["length_m"].astype(np.float64), targets)
         return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors,
                          exact_time=exact, exact_parent=exact)

@@ -113,3 +113,27 @@ def test_destination_behind_the_origin_on_a_one_way_segment(kind, bundled_graph,
     assert predictor.eta(origin, destination).eta_s == pytest.approx(route.eta_s, rel=1e-9)
     ahead = predictor.eta(destination, origin)  # the other way is a straight ride
     assert ahead.eta_s < route.eta_s
+
+
+@pytest.mark.parametrize("kind", ["shipped", "freeflow"])
+def test_small_cache_merges_answers_instead_of_whole_runs(kind, bundled_graph, shipped_model):
+    """When whole-graph trees are big next to the cache (a 50k-node city), a repeat origin
+    gets another run that stops at its new destination, merged into the cached answers."""
+    model = shipped_model if kind == "shipped" else FreeFlowModel(bundled_graph)
+    small = Predictor(bundled_graph, model, cache_mb=0.5)
+    assert not small._whole_fits
+    whole = Predictor(bundled_graph, model)
+    whole._targeted = False
+    lon, lat = bundled_graph["node_lon"], bundled_graph["node_lat"]
+    rng = np.random.default_rng(3)
+    start = int(rng.integers(bundled_graph.num_nodes))
+    origin = (lon[start], lat[start])
+    for node in rng.choice(bundled_graph.num_nodes, 6, replace=False):
+        destination = (lon[node], lat[node])
+        assert small.eta(origin, destination).eta_s == pytest.approx(
+            whole.eta(origin, destination).eta_s, rel=1e-9)
+        route = small.route(origin, destination)
+        assert route.segments == whole.route(origin, destination).segments
+    assert small.stats["widened_runs"] == 0
+    cached = [tree for (root, _), tree in small._cache.items()]
+    assert cached and all(len(tree.time_s.values) > 6 for tree in cached)  # merged answers
