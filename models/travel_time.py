@@ -62,47 +62,61 @@ class TravelTimeModel(Protocol):
         ...
 
 
-class _Search:
-    """Dijkstra (scipy) over a fixed sparse matrix, whole-graph or only as far as settling
-    given targets needs (the search limit grows 4x until they are settled: every value it
-    returns is exact; what it leaves at inf is farther than the limit)."""
-
-    def __init__(self, matrix, key_xy: np.ndarray, rate_s_per_m: float):
-        self.matrix = matrix
-        self.key_xy = key_xy
-        self.rate = rate_s_per_m
-
-    def run(self, origins: np.ndarray, targets: list[np.ndarray] | None
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        origins = np.asarray(origins, dtype=np.int64)
-        if targets is None:
-            times, predecessors = dijkstra(self.matrix, directed=True, indices=origins,
-                                           return_predecessors=True)
-            return np.atleast_2d(times), np.atleast_2d(predecessors).astype(np.int64), None
-        times = np.empty((len(origins), self.matrix.shape[0]))
-        predecessors = np.empty(times.shape, dtype=np.int64)
-        for b, (origin, wanted) in enumerate(zip(origins, targets, strict=True)):
-            wanted = np.asarray(wanted, dtype=np.int64)
-            span = float(np.hypot(*(self.key_xy[wanted] - self.key_xy[origin]).T).max(
-                initial=0.0))
-            limit = self.rate * (1.5 * span + 500.0)
-            for _ in range(4):
-                row, pred = dijkstra(self.matrix, directed=True, indices=int(origin),
-                                     return_predecessors=True, limit=limit)
-                if np.isfinite(row[wanted]).all():
-                    break
-                limit *= 4
-            else:
-                row, pred = dijkstra(self.matrix, directed=True, indices=int(origin),
-                                     return_predecessors=True)
-            times[b], predecessors[b] = row, pred
-        return times, predecessors, np.isfinite(times)
+def _whole(matrix, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dijkstra (scipy) from every origin over the whole graph: (times, predecessors)."""
+    times, predecessors = dijkstra(matrix, directed=True, indices=origins,
+                                   return_predecessors=True)
+    return np.atleast_2d(times), np.atleast_2d(predecessors).astype(np.int64)
 
 
-def _rate(times: np.ndarray, length: np.ndarray) -> float:
-    """Seconds per metre of a typical (75th percentile) segment."""
-    moving = length > 1.0
-    return float(np.quantile(times[moving] / length[moving], 0.75)) if moving.any() else 1.0
+class _TargetSearch:
+    """Dijkstra that stops once given targets are settled (compiled,
+    :func:`models.kernels.guide_search`): its cost grows with the trip, not the map, and
+    every settled value and predecessor is final. ``parent_of`` maps the reaching edge to
+    the tree's parent (node mode: the segment; turn mode: the previous segment)."""
+
+    def __init__(self, sender: np.ndarray, receiver: np.ndarray, weight: np.ndarray,
+                 length: np.ndarray, num_keys: int, parent_is_sender: bool):
+        from models.executor import Csr
+
+        self.csr = Csr.build(sender, receiver, num_keys)
+        self.weight = np.ascontiguousarray(weight, dtype=np.float64)
+        self.length = np.ascontiguousarray(np.asarray(length, np.float64)[:, None])
+        self.parent_is_sender = parent_is_sender
+
+    def run(self, origins: np.ndarray, targets: list[np.ndarray], pointers: bool
+            ) -> OriginRun:
+        from models import kernels
+
+        csr = self.csr
+        shape = (len(origins), csr.num_nodes)
+        times, parents = np.full(shape, np.inf), np.full(shape, -1, dtype=np.int64)
+        settled_all = np.zeros(shape, dtype=bool)
+        answered = np.zeros(shape, dtype=bool)
+        lengths = np.full(shape, np.nan)
+        for b, (root, wanted) in enumerate(zip(origins.tolist(), targets, strict=True)):
+            keys = np.unique(np.asarray(wanted, dtype=np.int64))
+            is_target = np.zeros(csr.num_nodes, dtype=np.bool_)
+            is_target[keys] = True
+            dist, settled, via = kernels.guide_search(
+                csr.indptr, csr.receiver, csr.edge_row, self.weight, int(root), is_target,
+                int(is_target.sum()))
+            times[b] = np.where(settled, dist, np.inf)
+            has = settled & (via >= 0)
+            step = np.maximum(via, 0)
+            parents[b] = np.where(has, csr.sender[step] if self.parent_is_sender
+                                  else csr.edge_row[step], -1)
+            settled_all[b] = settled
+            # a target never settled is unreachable (the search ran out): exact too
+            answered[b, keys] = True
+            lengths[b, keys] = kernels.path_costs(csr.sender, csr.edge_row, self.length, via,
+                                                  int(root), keys)[:, 0]
+            lengths[b, root], answered[b, root] = 0.0, True
+        if pointers:  # every settled key is final; metres come from the parents
+            return OriginRun(origins, times, parents, exact_time=settled_all | answered,
+                             exact_parent=settled_all)
+        return OriginRun(origins, times, parents, exact_time=answered,
+                         exact_parent=settled_all, length_m=lengths)
 
 
 class _NodeTrees:
@@ -110,23 +124,23 @@ class _NodeTrees:
 
     def __init__(self, graph: RoadGraph, weights: np.ndarray):
         self.graph = graph
-        xy = np.stack([graph["node_x_m"], graph["node_y_m"]], 1).astype(np.float64)
-        self.search = _Search(graph.to_scipy(weights), xy,
-                              _rate(weights, graph["length_m"].astype(np.float64)))
+        self.matrix = graph.to_scipy(weights)
         # (predecessor node, node) -> the lightest segment between them
         source, target = graph["edge_source"], graph["edge_target"]
         order = np.lexsort((weights, target, source))
         keys = source[order] * graph.num_nodes + target[order]
         first = np.concatenate([[True], keys[1:] != keys[:-1]])
         self.lookup_keys, self.lookup_segments = keys[first], order[first]
+        self.targeted = _TargetSearch(source, target, weights, graph["length_m"],
+                                      graph.num_nodes, parent_is_sender=False)
 
     def run(self, origins: np.ndarray, targets: list[np.ndarray] | None = None,
             pointers: bool = True) -> OriginRun:
         origins = np.asarray(origins, dtype=np.int64)
-        times, predecessors, exact = self.search.run(origins, targets)
+        if targets is not None:
+            return self.targeted.run(origins, targets, pointers)
+        times, predecessors = _whole(self.matrix, origins)
         num_nodes = self.graph.num_nodes
-        if not pointers and targets is not None:  # walk back from the targets only
-            return self._answer_targets(origins, times, predecessors, targets)
         nodes = np.broadcast_to(np.arange(num_nodes), predecessors.shape)
         reached = predecessors >= 0
         query = np.where(reached, predecessors * num_nodes + nodes, -1)
@@ -134,51 +148,12 @@ class _NodeTrees:
                            len(self.lookup_keys) - 1)
         parent = np.where(reached, self.lookup_segments[position], -1)
         return OriginRun(origins=origins, node_time_s=times,
-                         parent_segment=parent.astype(np.int64), exact_time=exact,
-                         exact_parent=exact)
-
-    def _answer_targets(self, origins, times, predecessors, targets) -> OriginRun:
-        from models import kernels
-
-        length = self.graph["length_m"].astype(np.float64)
-        lengths = np.full(times.shape, np.nan)
-        exact = np.zeros(times.shape, dtype=bool)
-        parents = np.full(times.shape, -1, dtype=np.int64)
-        for b, (root, wanted) in enumerate(zip(origins.tolist(), targets, strict=True)):
-            keys = np.unique(np.asarray(wanted, dtype=np.int64))
-            metres, _ = kernels.walk_predecessors(
-                np.ascontiguousarray(predecessors[b], np.int64), self.lookup_keys,
-                self.lookup_segments, length, int(root), keys, parents[b])
-            lengths[b, keys], lengths[b, root] = metres, 0.0
-            exact[b, keys] = exact[b, root] = True  # Dijkstra settles its targets exactly
-        return OriginRun(origins=origins, node_time_s=times, parent_segment=parents,
-                         exact_time=exact, exact_parent=exact | (parents >= 0),
-                         length_m=lengths)
+                         parent_segment=parent.astype(np.int64))
 
 
 def dijkstra_tree(graph: RoadGraph, weights: np.ndarray, origins: np.ndarray) -> OriginRun:
     """Exact shortest-path tree by Dijkstra (scipy) on per-segment ``weights``."""
     return _NodeTrees(graph, np.asarray(weights, dtype=np.float64)).run(origins)
-
-
-def _answer_line_targets(origins: np.ndarray, times: np.ndarray, predecessors: np.ndarray,
-                         length: np.ndarray, targets: list[np.ndarray]) -> OriginRun:
-    """Turn mode: an OriginRun answering ``targets`` with metres walked back along the
-    predecessor segments (no whole-tree pass; see models.kernels.walk_parents)."""
-    from models import kernels
-
-    lengths = np.full(times.shape, np.nan)
-    exact = np.zeros(times.shape, dtype=bool)
-    for b, (root, wanted) in enumerate(zip(origins.tolist(), targets, strict=True)):
-        keys = np.unique(np.asarray(wanted, dtype=np.int64))
-        metres, _ = kernels.walk_parents(np.ascontiguousarray(predecessors[b], np.int64),
-                                         length, int(root), keys)
-        lengths[b, keys], lengths[b, root] = metres, 0.0
-        exact[b, keys] = exact[b, root] = True  # Dijkstra settles its targets exactly
-    # a predecessor is only set on a settled segment: final
-    return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors,
-                     exact_time=exact, exact_parent=exact | (predecessors >= 0),
-                     length_m=lengths)
 
 
 class FreeFlowModel:
@@ -223,23 +198,13 @@ def _line_matrix(graph: RoadGraph, segment_times: np.ndarray, turn_times: np.nda
     return csr_matrix((weight, (turn_from, turn_to)), shape=(count, count))
 
 
-def _line_search(graph: RoadGraph, segment_times: np.ndarray,
-                 turn_times: np.ndarray | None) -> _Search:
-    x, y = graph["node_x_m"], graph["node_y_m"]
-    target = graph["edge_target"]  # a segment key sits at its end node
-    return _Search(_line_matrix(graph, segment_times, turn_times),
-                   np.stack([x[target], y[target]], 1).astype(np.float64),
-                   _rate(np.asarray(segment_times, dtype=np.float64),
-                         graph["length_m"].astype(np.float64)))
-
-
 def line_dijkstra_tree(graph: RoadGraph, segment_times: np.ndarray,
                        turn_times: np.ndarray | None, origin_segments: np.ndarray) -> OriginRun:
     """Exact shortest-path tree on the turn (line) graph: vertices are segments, arcs are the
     allowed turns ``a -> b`` weighted ``turn time + time of b``; times are to the *end* of
     each segment, parents are previous segments. Honours turn restrictions."""
     origins = np.asarray(origin_segments, dtype=np.int64)
-    times, predecessors, _ = _line_search(graph, segment_times, turn_times).run(origins, None)
+    times, predecessors = _whole(_line_matrix(graph, segment_times, turn_times), origins)
     return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)
 
 
@@ -257,11 +222,12 @@ class FreeFlowTurnModel(FreeFlowModel):
     def run_from(self, origins: np.ndarray, bucket: int, *,
                  targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
         if self._search is None:
-            self._search = _line_search(self.graph, self._times, None)
+            turn_from, turn_to = self.graph["turn_from"], self.graph["turn_to"]
+            self._search = (_line_matrix(self.graph, self._times, None), _TargetSearch(
+                turn_from, turn_to, self._times[turn_to], self.graph["length_m"][turn_to],
+                self.graph.num_segments, parent_is_sender=True))
         origins = np.asarray(origins, dtype=np.int64)
-        times, predecessors, exact = self._search.run(origins, targets)
-        if not pointers and targets is not None:  # entering segment b drives all of it
-            return _answer_line_targets(origins, times, predecessors,
-                                        self.graph["length_m"].astype(np.float64), targets)
-        return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors,
-                         exact_time=exact, exact_parent=exact)
+        if targets is not None:
+            return self._search[1].run(origins, targets, pointers)
+        times, predecessors = _whole(self._search[0], origins)
+        return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)
