@@ -221,3 +221,31 @@ def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge
             node = sender[winner]
             steps += 1
     return metres, proven
+
+
+@njit(cache=True)
+def path_parents(sender, row, via, root, targets, parent_is_sender):
+    """The (key, parent) pairs on the ``via`` paths from each target back to ``root``
+    (parent: the sender, or the edge row; keys may repeat across targets)."""
+    count = 0
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root and via[node] >= 0 and steps <= len(via):
+            count += 1
+            node = sender[via[node]]
+            steps += 1
+    keys = np.empty(count, np.int64)
+    parents = np.empty(count, np.int64)
+    i = 0
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root and via[node] >= 0 and steps <= len(via):
+            pos = via[node]
+            keys[i] = node
+            parents[i] = sender[pos] if parent_is_sender else row[pos]
+            i += 1
+            node = sender[pos]
+            steps += 1
+    return keys, parents

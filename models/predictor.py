@@ -430,6 +430,14 @@ class Predictor:
             _Sparse({k: float(lengths[k]) for k in answered}, np.nan, size))
 
     def _to_trees(self, run: OriginRun) -> list[_Tree | _PartialTree]:
+        if run.answers is not None:  # sparse answers: keys, seconds, metres, path pointers
+            size = self.graph.num_segments if self.mode == "turn" else self.graph.num_nodes
+            return [_PartialTree(
+                _Sparse(dict(zip(keys.tolist(), seconds.tolist(), strict=True)), np.inf, size),
+                _Sparse(dict(zip(path_keys.tolist(), parents.tolist(), strict=True)), -1,
+                        size),
+                _Sparse(dict(zip(keys.tolist(), metres.tolist(), strict=True)), np.nan, size))
+                for keys, seconds, metres, path_keys, parents in run.answers]
         length = self.graph["length_m"].astype(np.float64)
         source = self.graph["edge_source"]
         keys = run.node_time_s.shape[1]

@@ -34,6 +34,10 @@ class OriginRun:
     #: [B, K] metres along each tree, for runs that only answered their targets (no
     #: parents: metres were measured by following the pointers); None: from parents
     length_m: np.ndarray | None = None
+    #: a sparse alternative to all of the above (then ``node_time_s`` is ``[B, 0]``): per
+    #: origin the answered keys with their seconds and metres, and the (key, parent) pairs
+    #: on the paths back from them: ``(keys, seconds, metres, path_keys, path_parents)``
+    answers: list[tuple[np.ndarray, ...]] | None = None
 
 
 class TravelTimeModel(Protocol):
@@ -89,34 +93,43 @@ class _TargetSearch:
         from models import kernels
 
         csr = self.csr
+        if not pointers:  # answers at the targets and the paths back only: no [N] arrays
+            answers = []
+            for root, wanted in zip(origins.tolist(), targets, strict=True):
+                keys = np.unique(np.append(np.asarray(wanted, dtype=np.int64), root))
+                dist, settled, via = self._search(root, keys)
+                seconds = np.where(settled[keys], dist[keys], np.inf)
+                metres = kernels.path_costs(csr.sender, csr.edge_row, self.length, via,
+                                            int(root), keys)[:, 0]
+                # a target never settled is unreachable (the search ran out): inf, exact
+                path_keys, path_parents = kernels.path_parents(
+                    csr.sender, csr.edge_row, via, int(root), keys, self.parent_is_sender)
+                answers.append((keys, seconds, metres, path_keys, path_parents))
+            empty = np.zeros((len(origins), 0))
+            return OriginRun(origins, empty, empty.astype(np.int64), answers=answers)
         shape = (len(origins), csr.num_nodes)
         times, parents = np.full(shape, np.inf), np.full(shape, -1, dtype=np.int64)
         settled_all = np.zeros(shape, dtype=bool)
-        answered = np.zeros(shape, dtype=bool)
-        lengths = np.full(shape, np.nan)
         for b, (root, wanted) in enumerate(zip(origins.tolist(), targets, strict=True)):
             keys = np.unique(np.asarray(wanted, dtype=np.int64))
-            is_target = np.zeros(csr.num_nodes, dtype=np.bool_)
-            is_target[keys] = True
-            dist, settled, via = kernels.guide_search(
-                csr.indptr, csr.receiver, csr.edge_row, self.weight, int(root), is_target,
-                int(is_target.sum()))
+            dist, settled, via = self._search(root, keys)
             times[b] = np.where(settled, dist, np.inf)
-            has = settled & (via >= 0)
             step = np.maximum(via, 0)
-            parents[b] = np.where(has, csr.sender[step] if self.parent_is_sender
-                                  else csr.edge_row[step], -1)
+            parents[b] = np.where(settled & (via >= 0), csr.sender[step]
+                                  if self.parent_is_sender else csr.edge_row[step], -1)
             settled_all[b] = settled
-            # a target never settled is unreachable (the search ran out): exact too
-            answered[b, keys] = True
-            lengths[b, keys] = kernels.path_costs(csr.sender, csr.edge_row, self.length, via,
-                                                  int(root), keys)[:, 0]
-            lengths[b, root], answered[b, root] = 0.0, True
-        if pointers:  # every settled key is final; metres come from the parents
-            return OriginRun(origins, times, parents, exact_time=settled_all | answered,
-                             exact_parent=settled_all)
-        return OriginRun(origins, times, parents, exact_time=answered,
-                         exact_parent=settled_all, length_m=lengths)
+            settled_all[b, keys] = True  # unsettled targets are unreachable: inf is exact
+        return OriginRun(origins, times, parents, exact_time=settled_all,
+                         exact_parent=settled_all)
+
+    def _search(self, root: int, keys: np.ndarray):
+        from models import kernels
+
+        csr = self.csr
+        is_target = np.zeros(csr.num_nodes, dtype=np.bool_)
+        is_target[keys] = True
+        return kernels.guide_search(csr.indptr, csr.receiver, csr.edge_row, self.weight,
+                                    int(root), is_target, int(is_target.sum()))
 
 
 class _NodeTrees:
