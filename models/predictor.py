@@ -225,6 +225,8 @@ class Predictor:
         keys = graph.num_segments if self.mode == "turn" else graph.num_nodes
         # whole-graph trees (time f8, parent i4, metres f4) cheap enough to cache many of
         self._whole_fits = keys * 16 * 32 <= self._cache_bytes
+        # beyond this many target keys a search stopping at them costs about a whole run
+        self._many_targets = max(32, keys // 50)
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[int, int], threading.Event] = {}
         # models that can stop a run once the keys a query needs are settled
@@ -339,7 +341,9 @@ class Predictor:
                     # a root asked again for keys its run did not answer: a whole run if
                     # whole trees are small next to the cache, else another targeted run
                     # whose answers merge into the cached ones
-                    widen.append(whole or (cached is not None and self._whole_fits))
+                    # many targets (a matrix over the map) also make a whole run cheaper
+                    widen.append(whole or (cached is not None and self._whole_fits)
+                                 or (need is not None and len(need) > self._many_targets))
                     if isinstance(cached, _PartialTree):
                         partial_cached[node] = cached
         try:

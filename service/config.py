@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     max_snap_distance_m: float = Field(default=250.0, gt=0, le=100_000)
     max_isochrone_s: float = Field(default=3600.0, gt=0, le=86_400)
     cache_runs: int = Field(default=512, ge=1, description="model runs kept in the LRU")
-    cache_mb: float = Field(default=16.0, gt=0, le=65_536,
+    cache_mb: float = Field(default=8.0, gt=0, le=65_536,
                             description="memory the LRU of model runs may hold, in MB")
 
     api_key: SecretStr | None = Field(default=None, description="required on query routes")
