@@ -543,26 +543,22 @@ class EtaModel(nn.Module):
         num_keys = self.num_keys
         if targets is not None and len(targets) != len(origins):
             raise ValueError("one target array per origin")
+        csr, search = self._csr, plan["search"]
+        if (not pointers and targets is not None and search is not None
+                and (plan["node_pointer"] >= 0).all()):
+            answers = []
+            for row, root in enumerate(origins.tolist()):
+                keys, seconds, metres, proven, parent, pointer_proven = \
+                    self._answer_targets(plan, root, np.append(targets[row], root))
+                path_keys = np.flatnonzero(pointer_proven)
+                answers.append((keys[proven], seconds[proven], metres[proven], path_keys,
+                                parent[path_keys]))
+            empty = np.zeros((len(origins), 0))
+            return OriginRun(origins, empty, empty.astype(np.int64), answers=answers)
         times = np.full((len(origins), num_keys), np.inf)
         parents = np.full((len(origins), num_keys), -1, dtype=np.int64)
         exact_time = np.ones((len(origins), num_keys), dtype=bool)
         exact_parent = np.ones_like(exact_time)
-        csr, search = self._csr, plan["search"]
-        if (not pointers and targets is not None and search is not None
-                and (plan["node_pointer"] >= 0).all()):
-            lengths = np.full((len(origins), num_keys), np.nan)
-            exact_time[:] = False
-            exact_parent[:] = False
-            for row, root in enumerate(origins.tolist()):
-                keys, seconds, metres, proven, parent, pointer_proven = \
-                    self._answer_targets(plan, root, targets[row])
-                times[row, keys], lengths[row, keys] = seconds, metres
-                exact_time[row, keys] = proven
-                parents[row], exact_parent[row] = parent, pointer_proven
-                times[row, root], lengths[row, root] = 0.0, 0.0
-                exact_time[row, root] = exact_parent[row, root] = True
-            return OriginRun(origins, times, parents, exact_time=exact_time,
-                             exact_parent=exact_parent, length_m=lengths)
         for first in range(0, len(origins), batch_size):
             rows = np.arange(first, min(first + batch_size, len(origins)))
             if search is None:  # general sender map: the synchronous frontier, whole graph

@@ -411,28 +411,6 @@ class Predictor:
             _, evicted = self._cache.popitem(last=False)
             self._cached_bytes -= evicted.nbytes
 
-    def _partial(self, run: OriginRun, b: int, root: int) -> _PartialTree:
-        """The answered keys of row ``b`` of a targets-only run, with the proven pointers
-        on the paths back from them to ``root``."""
-        size = run.node_time_s.shape[1]
-        answered = np.flatnonzero(run.exact_time[b]).tolist()
-        times, lengths = run.node_time_s[b], run.length_m[b]
-        parent_row, proven = run.parent_segment[b], run.exact_parent[b]
-        source = self.graph["edge_source"]
-        parents: dict[int, int] = {}
-        for key in answered:
-            current = key
-            while current != root and current not in parents and proven[current]:
-                previous = int(parent_row[current])
-                if previous < 0:
-                    break
-                parents[current] = previous
-                current = previous if self.mode == "turn" else int(source[previous])
-        return _PartialTree(
-            _Sparse({k: float(times[k]) for k in answered}, np.inf, size),
-            _Sparse(parents, -1, size),
-            _Sparse({k: float(lengths[k]) for k in answered}, np.nan, size))
-
     def _to_trees(self, run: OriginRun) -> list[_Tree | _PartialTree]:
         if run.answers is not None:  # sparse answers: keys, seconds, metres, path pointers
             size = self.graph.num_segments if self.mode == "turn" else self.graph.num_nodes
@@ -447,9 +425,6 @@ class Predictor:
         keys = run.node_time_s.shape[1]
         trees = []
         for b, root in enumerate(run.origins):
-            if run.length_m is not None:  # a run that answered only its targets
-                trees.append(self._partial(run, b, int(root)))
-                continue
             parent = run.parent_segment[b]
             has_parent = parent >= 0
             safe = np.maximum(parent, 0)

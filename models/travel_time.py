@@ -31,12 +31,10 @@ class OriginRun:
     #: proven equal to the whole graph's (models.corridor); None: all of them
     exact_time: np.ndarray | None = None
     exact_parent: np.ndarray | None = None
-    #: [B, K] metres along each tree, for runs that only answered their targets (no
-    #: parents: metres were measured by following the pointers); None: from parents
-    length_m: np.ndarray | None = None
-    #: a sparse alternative to all of the above (then ``node_time_s`` is ``[B, 0]``): per
-    #: origin the answered keys with their seconds and metres, and the (key, parent) pairs
-    #: on the paths back from them: ``(keys, seconds, metres, path_keys, path_parents)``
+    #: for runs that answered only their targets, instead of all of the above (then
+    #: ``node_time_s`` is ``[B, 0]``): per origin the answered keys (exact) with their
+    #: seconds and metres along the tree, and the (key, parent) pairs proven on the paths
+    #: back from them: ``(keys, seconds, metres, path_keys, path_parents)``
     answers: list[tuple[np.ndarray, ...]] | None = None
 
 
