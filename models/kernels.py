@@ -12,15 +12,20 @@ from numba import njit
 
 
 @njit(cache=True)
+def _swap(keys, items, where, i, j):
+    keys[i], keys[j] = keys[j], keys[i]
+    items[i], items[j] = items[j], items[i]
+    where[items[i]] = i
+    where[items[j]] = j
+
+
+@njit(cache=True)
 def _sift_up(keys, items, where, i):
     while i > 0:
         parent = (i - 1) // 2
         if keys[parent] <= keys[i]:
             break
-        keys[parent], keys[i] = keys[i], keys[parent]
-        items[parent], items[i] = items[i], items[parent]
-        where[items[i]] = i
-        where[items[parent]] = parent
+        _swap(keys, items, where, i, parent)
         i = parent
 
 
@@ -56,10 +61,7 @@ def _pop(keys, items, where, size):
                 child = left + 1
             if keys[i] <= keys[child]:
                 break
-            keys[i], keys[child] = keys[child], keys[i]
-            items[i], items[child] = items[child], items[i]
-            where[items[i]] = i
-            where[items[child]] = child
+            _swap(keys, items, where, i, child)
             i = child
     return key, item, size
 

@@ -145,6 +145,10 @@ class _Tree:
             return True
         return keys is not None and bool(self.exact_time[keys].all())
 
+    def proven(self, key: int) -> bool:
+        """Whether ``key``'s pointer is the whole-graph run's."""
+        return self.exact_parent is None or bool(self.exact_parent[key])
+
 
 class _Sparse:
     """Some keys' values of a ``[K]`` array; every other key reads ``default``."""
@@ -172,19 +176,14 @@ class _PartialTree:
     length_m: _Sparse
 
     @property
-    def exact_time(self) -> _Sparse:
-        return _Sparse({k: True for k in self.time_s.values}, False, self.time_s.size)
-
-    @property
-    def exact_parent(self) -> _Sparse:
-        return _Sparse({k: True for k in self.parent.values}, False, self.parent.size)
-
-    @property
     def nbytes(self) -> int:  # dict entries, roughly
         return 100 * (len(self.time_s.values) * 2 + len(self.parent.values)) + 400
 
     def covers(self, keys: np.ndarray | None) -> bool:
         return keys is not None and all(int(k) in self.time_s.values for k in keys)
+
+    def proven(self, key: int) -> bool:
+        return int(key) in self.parent.values
 
     def merged(self, other: _PartialTree) -> _PartialTree:
         size = self.time_s.size
@@ -307,14 +306,15 @@ class Predictor:
     # ------------------------------------------------------------------ model runs
     def _trees(self, nodes: list[int], bucket: int,
                targets: np.ndarray | dict[int, np.ndarray] | None = None,
-               *, whole: bool = False, pointers: bool = True) -> dict[int, _Tree]:
+               *, whole: bool = False) -> dict[int, _Tree | _PartialTree]:
         """Shortest-path trees from each root (a node, or a segment in turn mode): cached,
         coalesced, missing ones batched into one model run. ``targets``: the keys the
         caller reads (None: all; a dict: per root); a model that supports it searches only
-        as far as they need. A cached tree that does not cover them is replaced by a
-        whole-graph run (the root is asked for again: likely a hot origin), as is any tree
-        when ``whole``. ``pointers=False``: the caller needs only times and metres at the
-        targets (not the route), which a model may answer without decoding the graph."""
+        as far as they need and answers only them (times, metres, and the pointers on the
+        paths back). A root asked again for keys its cached run did not answer gets a
+        whole-graph run where whole trees are small next to the cache (likely a hot
+        origin), else another targeted run merged into the cached answers; ``whole`` asks
+        for whole-graph runs."""
         wanted = list(dict.fromkeys(nodes))
         if targets is not None and not isinstance(targets, dict):
             shared = np.unique(np.asarray(targets, dtype=np.int64))
@@ -349,7 +349,7 @@ class Predictor:
         try:
             if mine:
                 started = time.perf_counter()
-                trees = self._run(mine, widen, bucket, targets, pointers)
+                trees = self._run(mine, widen, bucket, targets)
                 with self._lock:
                     self.stats["runs"] += len(mine)
                     self.stats["run_seconds"] += time.perf_counter() - started
@@ -369,12 +369,12 @@ class Predictor:
             need = None if whole or targets is None else targets[node]
             if tree is None or not tree.covers(need):
                 tree = self._trees([node], bucket, None if need is None else {node: need},
-                                   whole=whole, pointers=pointers)[node]
+                                   whole=whole)[node]
             result[node] = tree
         return result
 
     def _run(self, roots: list[int], widen: list[bool], bucket: int,
-             targets: dict[int, np.ndarray] | None, pointers: bool = True) -> list[_Tree]:
+             targets: dict[int, np.ndarray] | None) -> list[_Tree | _PartialTree]:
         roots_array = np.asarray(roots, dtype=np.int64)
         with self._lock:
             self.stats["widened_runs"] += sum(widen)
@@ -383,7 +383,7 @@ class Predictor:
         targeted = [i for i, w in enumerate(widen) if not w]
         whole = [i for i, w in enumerate(widen) if w]
         trees: list[_Tree | None] = [None] * len(roots)
-        options = {} if pointers or not self._lean else {"pointers": False}
+        options = {"pointers": False} if self._lean else {}
         run = self.model.run_from(roots_array[targeted], bucket,
                                   targets=[targets[roots[i]] for i in targeted], **options)
         for i, tree in zip(targeted, self._to_trees(run), strict=True):
@@ -500,7 +500,7 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket,
-                            self._end_keys([destination_point], times), pointers=False)
+                            self._end_keys([destination_point], times))
         total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees, times)
         if not np.isfinite(total):
             raise NoRouteError("no route connects the origin to the destination")
@@ -515,8 +515,7 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         roots = [leg.key for leg in self._starts(origin_point, times)]
-        trees = self._trees(roots, bucket, self._end_keys([destination_point], times),
-                            pointers=False)
+        trees = self._trees(roots, bucket, self._end_keys([destination_point], times))
         total, metres, start, end = self._best(origin_point, destination_point, bucket, trees,
                                                times)
         if start is None:
@@ -595,16 +594,16 @@ class Predictor:
                 best = (total, via, metres)
         return best
 
-    def _path_exact(self, tree: _Tree, root: int, key: int) -> bool:
+    def _path_exact(self, tree: _Tree | _PartialTree, root: int, key: int) -> bool:
         """Whether every pointer from ``key`` back to ``root`` is the whole-graph run's."""
-        if tree.exact_parent is None:
+        if isinstance(tree, _Tree) and tree.exact_parent is None:
             return True
         source = self.graph["edge_source"]
         current = key
         for _ in range(len(tree.parent) + 1):
             if current == root:
                 return True
-            if not tree.exact_parent[current]:
+            if not tree.proven(current):
                 return False
             previous = int(tree.parent[current])
             if previous < 0:
@@ -716,8 +715,7 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
-        trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times),
-                            pointers=False)
+        trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
         durations = np.full((len(origins), len(destinations)), np.nan)
         distances = np.full_like(durations, np.nan)
         for i, origin_point in enumerate(origin_points):
@@ -750,7 +748,7 @@ class Predictor:
                 wanted.setdefault(leg.key, []).append(ends)
         trees = self._trees(list(wanted), bucket,
                             {root: np.unique(np.concatenate(keys))
-                             for root, keys in wanted.items()}, pointers=False)
+                             for root, keys in wanted.items()})
         durations = np.full(len(origins), np.nan)
         distances = np.full_like(durations, np.nan)
         for i, (origin_point, destination_point) in enumerate(
