@@ -29,10 +29,11 @@ from tqdm import tqdm
 
 from batch.output import PartitionedOutput, part_name
 from batch.scoring import score_frame
-from batch.table import coordinates, departure_times, parse_departure_time, read_od_table
+from batch.table import coordinates, departure_times, read_od_table
 from models.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
 from nareta.errors import InputError, NaretaError
+from nareta.timeparse import DepartureTimeError, parse_departure_time
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -114,9 +115,8 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     if isinstance(departure_time, str):
         try:
             departure_time = parse_departure_time(departure_time)
-        except ValueError as exc:
-            raise InputError(f"--departure-time {departure_time!r}: expected ISO-8601 "
-                             "(2024-05-01T08:30) or epoch seconds") from exc
+        except DepartureTimeError as exc:
+            raise InputError(f"--departure-time: {exc}") from None
     if workers < 0:
         raise InputError(f"--workers must be 0 (no Dask) or more, not {workers}")
     graph_dir = str(Path(graph_dir).resolve())
