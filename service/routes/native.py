@@ -12,6 +12,7 @@ from nareta.errors import TooBigError
 from service.deps import PredictorDep, SettingsDep
 from service.errors import error_responses
 from service.geometry import isochrone_features, without_repeats
+from service.limits import check_matrix_work
 from service.schemas import (
     EtaRequest,
     EtaResponse,
@@ -72,6 +73,7 @@ def matrix(body: MatrixRequest, predictor: PredictorDep, settings: SettingsDep) 
     if len(body.origins) > limit or len(destinations) > limit:
         raise TooBigError(f"{len(body.origins)} origins x {len(destinations)} destinations; "
                           f"at most {limit} of each are allowed")
+    check_matrix_work(len(body.origins), len(destinations), settings)
     result = predictor.matrix([(p.lon, p.lat) for p in body.origins],
                               [(p.lon, p.lat) for p in destinations], body.departure_time)
     return MatrixResponse(
