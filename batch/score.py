@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -27,13 +28,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from batch.lock import hold_output_lock
 from batch.output import PartitionedOutput, part_name
 from batch.scoring import score_frame
 from batch.table import coordinates, departure_times, read_od_table
 from models.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
-from nareta.errors import InputError, NaretaError
-from nareta.timeparse import DepartureTimeError, parse_departure_time
+from nareta.errors import DepartureTimeError, InputError, NaretaError
+from nareta.timeparse import parse_departure_time
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -87,6 +89,18 @@ def _input_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _one_writer(function):
+    """Run ``function(input_path, output_path, ...)`` holding ``output_path``'s single-writer
+    lock (:mod:`batch.lock`): a second run on the same output, fresh or ``--resume``, is
+    refused while this one is alive."""
+    @functools.wraps(function)
+    def locked(input_path, output_path, **options):
+        with hold_output_lock(output_path):
+            return function(input_path, output_path, **options)
+    return locked
+
+
+@_one_writer
 def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: str | Path,
                 model_dir: str | Path | None = None, scheduler: str | None = None,
                 workers: int = 2, departure_time: str | dt.datetime | None = None,

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from nareta.errors import InputError
-from nareta.timeparse import DepartureTimeError, parse_departure_time
+from nareta.errors import DepartureTimeError, InputError
+from nareta.timeparse import parse_departure_time
 
 
 def _point(text: str) -> tuple[float, float]:

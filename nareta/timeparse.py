@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nareta.errors import InputError
+from nareta.errors import DepartureTimeError
 
 #: Accepted range: [EARLIEST, LATEST) as a clock reading, [EPOCH_MIN_S, EPOCH_MAX_S) as epoch s.
 EARLIEST = dt.datetime(1970, 1, 1)
@@ -39,11 +39,6 @@ DEPARTURE_TIME_HELP = (
     "2024-05-01T08:30, or with one, e.g. 2024-05-01T08:30+02:00) or epoch seconds, from "
     "1970-01-01 up to 2100-01-01"
 )
-
-
-class DepartureTimeError(InputError):
-    """A departure time that is neither ISO-8601 nor epoch seconds in range. (An
-    :class:`InputError`, hence a ``ValueError``: pydantic reports it as a validation error.)"""
 
 
 def parse_departure_time(value: object) -> dt.datetime | None:

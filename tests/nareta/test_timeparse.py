@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nareta.errors import InputError
+from nareta.errors import DepartureTimeError, InputError
 from nareta.timeparse import (
-    DepartureTimeError,
     parse_departure_time,
     parse_departure_times,
     to_local_clock,
