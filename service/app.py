@@ -91,6 +91,8 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> FastAP
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
                        metrics=app.state.metrics, access_log=settings.access_log,
                        max_in_flight=settings.max_in_flight,
+                       max_queued=settings.max_queued,
+                       queue_timeout_s=settings.queue_timeout_s,
                        body_timeout_s=settings.body_timeout_s,
                        retry_after_s=settings.retry_after_s)
     return app

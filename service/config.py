@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=64, ge=1, le=100_000,
                                description="requests one process works on at once; more are "
                                            "answered 503 with Retry-After (load shedding)")
+    max_queued: int = Field(default=1024, ge=0, le=1_000_000,
+                            description="requests that may wait for an in-flight slot")
+    queue_timeout_s: float = Field(default=0.5, ge=0, le=60,
+                                   description="how long a request may wait for an in-flight "
+                                               "slot before it is shed (0: shed at once)")
     retry_after_s: int = Field(default=1, ge=1, le=3600,
                                description="Retry-After of a shed (503) request")
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600,

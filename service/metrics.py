@@ -54,8 +54,10 @@ class Metrics:
         self.in_flight = Gauge("nareta_http_in_flight_requests",
                                "requests being worked on (the load-shedding count)",
                                registry=self.registry)
+        self.queued = Gauge("nareta_http_queued_requests",
+                            "requests waiting for an in-flight slot", registry=self.registry)
         self.shed = Counter("nareta_http_shed_requests",
-                            "requests answered 503 Overloaded (in-flight limit reached)",
+                            "requests answered 503 Overloaded (no in-flight slot in time)",
                             registry=self.registry)
         self.body_timeouts = Counter("nareta_http_body_timeouts",
                                      "requests cut off with 408: the body came too slowly",

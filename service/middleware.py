@@ -4,10 +4,15 @@ shedding, metrics and JSON access logs.
 Pure ASGI (not ``BaseHTTPMiddleware``) so it adds microseconds, not a task per request.
 
 Load shedding: at most ``max_in_flight`` requests are worked on at once in this process;
-one more is answered at once with 503 ``Overloaded`` and ``Retry-After`` instead of queueing
-without bound (c=1000 gave a p99 of 4.3 s with nothing shed). The probes (``/health``,
-``/ready``, ``/metrics``) are never shed. A request's body is read here before it counts as
-in flight, under ``body_timeout_s``: a client trickling its body is cut off with 408.
+the next ones wait (a coroutine each, no thread) at most ``queue_timeout_s`` for a slot, in
+arrival order, and at most ``max_queued`` of them; the others are answered 503
+``Overloaded`` with ``Retry-After`` instead of queueing without bound (c=1000 gave a p99 of
+4.3 s with nothing shed). The short wait matters: with an immediate 503, clients that retry
+at once turned the server's time into answering 503s (answered requests fell from ~800/s to
+~50/s at c=1000 in benchmarks/service.py); waiting, they are held back while the slots turn
+over. The probes (``/health``, ``/ready``, ``/metrics``) are never shed. A request's body is
+read here before it queues, under ``body_timeout_s``: a client trickling its body is cut off
+with 408.
 """
 
 from __future__ import annotations
@@ -38,16 +43,20 @@ async def _send_error(send, status: int, code: str, message: str, request_id: st
 
 class RequestMiddleware:
     def __init__(self, app, *, max_body_bytes: int, metrics: Metrics, access_log: bool,
-                 max_in_flight: int = 64, body_timeout_s: float = 15.0,
+                 max_in_flight: int = 64, max_queued: int = 1024,
+                 queue_timeout_s: float = 0.5, body_timeout_s: float = 15.0,
                  retry_after_s: int = 1):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.access_log = access_log
         self.max_in_flight = max_in_flight
+        self.max_queued = max_queued
+        self.queue_timeout_s = queue_timeout_s
+        self.queued = 0  # touched only on the event loop: no lock needed
+        self._slots: asyncio.Semaphore | None = None  # made on the server's loop
         self.body_timeout_s = body_timeout_s
         self.retry_after = str(retry_after_s).encode()
-        self.in_flight = 0  # touched only on the event loop: no lock needed
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -105,20 +114,19 @@ class RequestMiddleware:
                     return await receive()
 
             if scope["path"] not in UNSHED_PATHS:
-                if self.in_flight >= self.max_in_flight:
+                if not await self._acquire_slot():
                     self.metrics.shed.inc()
                     await refuse(503, "Overloaded",
-                                 f"this server is working on {self.max_in_flight} requests; "
-                                 "retry after the Retry-After seconds",
-                                 (b"retry-after", self.retry_after))
+                                 f"this server is working on {self.max_in_flight} requests "
+                                 "and no slot freed in time; retry after the Retry-After "
+                                 "seconds", (b"retry-after", self.retry_after))
                     return
                 counted = True
-                self.in_flight += 1
                 self.metrics.in_flight.inc()
             await self.app(scope, downstream, send_wrapper)
         finally:
             if counted:
-                self.in_flight -= 1
+                self._slots.release()
                 self.metrics.in_flight.dec()
             seconds = time.perf_counter() - started
             route = scope.get("route")
@@ -133,6 +141,28 @@ class RequestMiddleware:
                     "duration_ms": round(seconds * 1000, 3),
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 }))
+
+    async def _acquire_slot(self) -> bool:
+        """Take one of the ``max_in_flight`` slots, waiting at most ``queue_timeout_s``
+        behind at most ``max_queued`` others; False: shed this request."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            return True
+        if self.queued >= self.max_queued or self.queue_timeout_s <= 0:
+            return False
+        self.queued += 1
+        self.metrics.queued.inc()
+        try:
+            async with asyncio.timeout(self.queue_timeout_s):
+                await self._slots.acquire()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.queued -= 1
+            self.metrics.queued.dec()
 
     async def _read_body(self, receive) -> bytes | None:
         """The whole body (stops early, returning what it has, once it passes the size

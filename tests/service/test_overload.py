@@ -19,6 +19,8 @@ from tests.service.conftest import TEST_LIMITS, Server, serve
 
 IN_FLIGHT = 2
 READ_TIMEOUT_S = 2
+QUEUED = 2
+QUEUE_TIMEOUT_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,7 @@ def small_server(bundled_graph_dir, tmp_path_factory) -> Iterator[Server]:
                **TEST_LIMITS, NARETA_MAX_IN_FLIGHT=str(IN_FLIGHT),
                NARETA_HEADER_TIMEOUT_S=str(READ_TIMEOUT_S),
                NARETA_BODY_TIMEOUT_S=str(READ_TIMEOUT_S), NARETA_RETRY_AFTER_S="2",
+               NARETA_MAX_QUEUED=str(QUEUED), NARETA_QUEUE_TIMEOUT_S=str(QUEUE_TIMEOUT_S),
                NARETA_MAX_MATRIX_CELLS="300", NARETA_ACCESS_LOG="false") as running:
         yield running
 
@@ -47,13 +50,14 @@ def _metric(text: str, name: str) -> float:
     return float(match.group(1))
 
 
-def test_overload_is_shed_with_retry_after(small_server, bundled_graph):
-    bodies = _matrix_bodies(bundled_graph, 24, 12)
+def _burst(base_url: str, bodies: list[dict]) -> list[httpx.Response]:
+    """POST every body at once (a thread and a connection each, released together)."""
     barrier = threading.Barrier(len(bodies))
     answers: list[httpx.Response] = []
 
     def post(body):
-        with httpx.Client(base_url=small_server.base_url, timeout=60) as http:
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            http.get("/health")  # connected before the barrier
             barrier.wait()
             answers.append(http.post("/v1/matrix", json=body))
 
@@ -62,20 +66,39 @@ def test_overload_is_shed_with_retry_after(small_server, bundled_graph):
         thread.start()
     for thread in threads:
         thread.join()
+    return answers
+
+
+def test_overload_is_shed_with_retry_after(small_server, bundled_graph):
+    """30 matrices at once on 2 slots and 2 places in the queue: the first 4 (and any that
+    find a slot as they turn over) are answered, the rest get 503 at once."""
+    bodies = _matrix_bodies(bundled_graph, 30, 20)
+    for body in bodies:
+        body["destinations"] = body["origins"][:15]  # 300 cells, the limit
+    answers = _burst(small_server.base_url, bodies)
     statuses = sorted(answer.status_code for answer in answers)
     shed = [answer for answer in answers if answer.status_code == 503]
     assert set(statuses) <= {200, 503}, statuses
-    assert shed and len(shed) < len(answers), statuses  # some shed, some answered
+    assert statuses.count(200) >= IN_FLIGHT + QUEUED and shed, statuses
     for answer in shed:
         assert answer.headers["retry-after"] == "2"
         assert answer.json()["code"] == "Overloaded"
+        # queue full: refused at once, not after the queue timeout
+        assert answer.elapsed.total_seconds() < QUEUE_TIMEOUT_S
     metrics = httpx.get(f"{small_server.base_url}/metrics").text
     assert _metric(metrics, "nareta_http_shed_requests_total") >= len(shed)
     assert _metric(metrics, "nareta_http_in_flight_requests") == 0
+    assert _metric(metrics, "nareta_http_queued_requests") == 0
     # probes are never shed, and the server answers normally once the burst is over
     assert httpx.get(f"{small_server.base_url}/ready").status_code == 200
     assert httpx.post(f"{small_server.base_url}/v1/matrix", json=bodies[0],
                       timeout=60).status_code == 200
+
+
+def test_requests_within_slots_and_queue_all_answered(small_server, bundled_graph):
+    answers = _burst(small_server.base_url,
+                     _matrix_bodies(bundled_graph, IN_FLIGHT + QUEUED, 10))
+    assert [answer.status_code for answer in answers] == [200] * (IN_FLIGHT + QUEUED)
 
 
 def _connect(base_url: str) -> socket.socket:
