@@ -63,7 +63,7 @@ def departure_times(frame: pd.DataFrame, default: dt.datetime | None = None
     the row's value is invalid, by the one parser (:mod:`nareta.timeparse`)."""
     if DEPARTURE_COLUMN not in frame.columns:
         return [default] * len(frame), np.zeros(len(frame), dtype=bool)
-    parsed = parse_departure_times(frame[DEPARTURE_COLUMN].tolist())
+    parsed = parse_departure_times(frame[DEPARTURE_COLUMN])
     times = [default if missing else time
              for time, missing in zip(parsed.times, parsed.missing, strict=True)]
     return times, parsed.invalid

@@ -117,14 +117,17 @@ def local_departure_times(values: pd.Series, *, timezone: str | None = None) -> 
     """Departure times parsed by the one parser (:mod:`nareta.timeparse`) as naive local
     clock times, ``NaT`` where missing or invalid. Epoch values and ISO strings with an
     offset are converted to ``timezone`` (UTC if none) and the zone dropped."""
-    return _local_clock(parse_departure_times(values.tolist()).times, values.index, timezone)
+    return _local_clock(parse_departure_times(values).times, values.index, timezone)
 
 
 def _local_clock(times: list[dt.datetime | None], index: pd.Index,
                  timezone: str | None) -> pd.Series:
     converted: dict[dt.datetime, dt.datetime] = {}
-    clock = [None if time is None else converted.setdefault(time, to_local_clock(time, timezone))
-             for time in times]
+    clock = []
+    for time in times:
+        if time is not None and time not in converted:
+            converted[time] = to_local_clock(time, timezone)
+        clock.append(None if time is None else converted[time])
     return pd.Series(pd.to_datetime(clock), index=index, dtype="datetime64[ns]")
 
 
@@ -195,7 +198,7 @@ def validate_trips(
         )
     reject(out_of_range, "coordinate out of range (|lon| > 180 or |lat| > 90)")
 
-    parsed = parse_departure_times(frame["departure_time"].tolist())
+    parsed = parse_departure_times(frame["departure_time"])
     reject(parsed.missing, "missing departure_time")
     reject(parsed.invalid, "invalid departure_time (ISO-8601 or epoch seconds, 1970..2100)")
     departure = _local_clock(parsed.times, frame.index, timezone)

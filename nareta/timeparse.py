@@ -135,8 +135,43 @@ class ParsedTimes:
 
 
 def parse_departure_times(values: Iterable[object]) -> ParsedTimes:
-    """:func:`parse_departure_time` over a column; distinct values are parsed once."""
-    values = list(values)
+    """:func:`parse_departure_time` over a column; each distinct value is parsed once."""
+    import pandas as pd
+
+    column = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    kind = pd.api.types.infer_dtype(column, skipna=True)
+    if kind not in _FACTORIZABLE:
+        return _parse_each(column.tolist())
+    # one type throughout (no True that would equal 1): factorize by value, NaN/None -> -1
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    parsed: list[dt.datetime | None] = []
+    failed: list[str | None] = []
+    for value in uniques.tolist() if hasattr(uniques, "tolist") else list(uniques):
+        try:
+            parsed.append(parse_departure_time(value))
+            failed.append(None)
+        except DepartureTimeError as exc:
+            parsed.append(None)
+            failed.append(str(exc))
+    parsed.append(None)  # code -1: missing
+    failed.append(None)
+    times = np.asarray(parsed, dtype=object)[codes].tolist()
+    bad_unique = np.array([message is not None for message in failed])
+    invalid = bad_unique[codes]
+    missing = ~invalid & np.array([time is None for time in parsed])[codes]
+    errors: dict[str, int] = {}
+    for code, count in zip(*np.unique(codes[invalid], return_counts=True), strict=True):
+        errors[failed[code]] = errors.get(failed[code], 0) + int(count)
+    return ParsedTimes(times, missing, invalid, errors)
+
+
+#: ``pandas.api.types.infer_dtype`` kinds whose values can be grouped by equality safely.
+_FACTORIZABLE = frozenset({"string", "integer", "floating", "mixed-integer-float", "decimal",
+                           "datetime", "datetime64", "date", "empty"})
+
+
+def _parse_each(values: list[object]) -> ParsedTimes:
+    """The per-value path for columns of mixed types (where ``True == 1``)."""
     cache: dict[object, dt.datetime | None | DepartureTimeError] = {}
     times: list[dt.datetime | None] = []
     missing = np.zeros(len(values), dtype=bool)

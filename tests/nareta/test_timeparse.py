@@ -78,3 +78,30 @@ def test_local_clock():
     assert to_local_clock(UTC_0830, "America/New_York") == dt.datetime(2024, 5, 1, 4, 30)
     naive = dt.datetime(2024, 5, 1, 8, 30)
     assert to_local_clock(naive, "America/New_York") == naive
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(["2024-05-01T08:30", None, "soon", "soon", "1714552200", ""]),  # text
+    pd.Series(["2024-05-01T08:30", None, "soon", "soon", "1714552200", ""], dtype="string"),
+])
+def test_typed_columns_take_the_same_rules(column):
+    parsed = parse_departure_times(column)
+    assert parsed.times[0] == dt.datetime(2024, 5, 1, 8, 30) and parsed.times[4] == UTC_0830
+    assert parsed.missing.tolist() == [False, True, False, False, False, True]
+    assert parsed.invalid.tolist() == [False, False, True, True, False, False]
+    assert list(parsed.errors.values()) == [2]
+
+
+def test_numeric_and_datetime_columns():
+    numbers = parse_departure_times(pd.Series([1714552200.0, np.nan, 1714552200000.0, -1.0]))
+    assert numbers.times[0] == UTC_0830
+    assert numbers.missing.tolist() == [False, True, False, False]
+    assert numbers.invalid.tolist() == [False, False, True, True]
+    stamps = parse_departure_times(pd.Series(pd.to_datetime(["2024-05-01 08:30", None,
+                                                             "2150-01-01 00:00"])))
+    assert stamps.times[0] == dt.datetime(2024, 5, 1, 8, 30)
+    assert stamps.missing.tolist() == [False, True, False]
+    assert stamps.invalid.tolist() == [False, False, True]
+    # a bool among numbers is not the number 1
+    mixed = parse_departure_times([True, 1])
+    assert mixed.invalid.tolist() == [True, False]
