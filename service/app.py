@@ -18,6 +18,7 @@ from service.config import Settings
 from service.deps import api_key_check
 from service.errors import install_error_handlers
 from service.geometry import network_geojson
+from service.limits import MatrixWorkBudget
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
 from service.routes import native, ops, osrm
@@ -80,6 +81,8 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> FastAP
     app.state.settings = settings
     app.state.predictor = predictor
     app.state.metrics = Metrics(app.state)
+    app.state.matrix_budget = MatrixWorkBudget(settings.max_matrix_work_cells,
+                                               retry_after_s=settings.retry_after_s)
     install_error_handlers(app)
     protected = [Depends(api_key_check(settings))] if settings.api_key else []
     app.include_router(native.router, dependencies=protected)

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     max_matrix_cells: int = Field(default=10_000, ge=1, le=100_000_000,
                                   description="most origins x destinations per matrix (the "
                                               "work one request may ask for)")
+    max_matrix_work_cells: int = Field(default=40_000, ge=1, le=1_000_000_000,
+                                       description="matrix cells one process computes at "
+                                                   "once, over all requests; more wait "
+                                                   "NARETA_QUEUE_TIMEOUT_S, then 503")
     max_in_flight: int = Field(default=64, ge=1, le=100_000,
                                description="requests one process works on at once; more are "
                                            "answered 503 with Retry-After (load shedding)")

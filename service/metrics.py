@@ -36,6 +36,11 @@ class _PredictorCollector:
         cached = GaugeMetricFamily("nareta_model_cache_bytes", "bytes held by the run LRU")
         cached.add_metric([], float(getattr(predictor, "_cached_bytes", 0)))
         yield cached
+        budget = getattr(self.app_state, "matrix_budget", None)
+        cells = GaugeMetricFamily("nareta_matrix_cells_in_flight",
+                                  "matrix cells being computed (NARETA_MAX_MATRIX_WORK_CELLS)")
+        cells.add_metric([], float(budget.used if budget is not None else 0))
+        yield cells
 
 
 class Metrics:

@@ -87,6 +87,7 @@ def test_overload_is_shed_with_retry_after(small_server, bundled_graph):
         assert answer.elapsed.total_seconds() < QUEUE_TIMEOUT_S
     metrics = httpx.get(f"{small_server.base_url}/metrics").text
     assert _metric(metrics, "nareta_http_shed_requests_total") >= len(shed)
+    assert _metric(metrics, "nareta_matrix_cells_in_flight") == 0
     assert _metric(metrics, "nareta_http_in_flight_requests") == 0
     assert _metric(metrics, "nareta_http_queued_requests") == 0
     # probes are never shed, and the server answers normally once the burst is over
@@ -196,3 +197,34 @@ def test_matrix_work_budget(small_server, bundled_graph):
     body["destinations"] = body["origins"][:15]  # 20 x 15 = 300: allowed
     assert httpx.post(f"{small_server.base_url}/v1/matrix", json=body,
                       timeout=60).status_code == 200
+
+
+def test_matrix_work_in_flight_is_bounded():
+    """Two threads asking for more cells than the budget holds: the second waits for the
+    first, or is refused with 503 + Retry-After when the wait runs out."""
+    from service.errors import ServiceError
+    from service.limits import MatrixWorkBudget
+
+    budget = MatrixWorkBudget(100, retry_after_s=3)
+    inside, release = threading.Event(), threading.Event()
+
+    def first():
+        with budget.hold(80, timeout_s=1):
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inside.wait(10) and budget.used == 80
+    with budget.hold(20, timeout_s=0):  # fits beside it
+        assert budget.used == 100
+    with pytest.raises(ServiceError) as refused:
+        with budget.hold(30, timeout_s=0.2):
+            pass
+    assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "3"}
+    threading.Timer(0.2, release.set).start()
+    started = time.monotonic()
+    with budget.hold(500, timeout_s=10):  # bigger than the budget: waits, then runs alone
+        assert budget.used == 100 and time.monotonic() - started >= 0.15
+    thread.join()
+    assert budget.used == 0
