@@ -228,3 +228,36 @@ def test_matrix_work_in_flight_is_bounded():
         assert budget.used == 100 and time.monotonic() - started >= 0.15
     thread.join()
     assert budget.used == 0
+
+
+def test_matrix_waits_for_work_then_503(bundled_graph_dir):
+    """Over HTTP: while the process's matrix budget is taken, a matrix waits the queue
+    timeout and gets 503 + Retry-After; once it is free, the same matrix is answered."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import Settings
+    from tests.service.conftest import DOWNTOWN, EAST, free_port, point, wait_ready
+
+    settings = Settings(graph_dir=bundled_graph_dir, max_matrix_work_cells=1000,
+                        queue_timeout_s=0.3, retry_after_s=4, access_log=False)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    body = {"origins": [point(DOWNTOWN), point(EAST)]}
+    try:
+        wait_ready(base_url)
+        with app.state.matrix_budget.hold(1000, timeout_s=0):  # all of it, elsewhere
+            started = time.monotonic()
+            refused = httpx.post(f"{base_url}/v1/matrix", json=body, timeout=30)
+            assert time.monotonic() - started >= 0.25  # it waited before giving up
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "4"
+        assert refused.json()["code"] == "Overloaded"
+        assert httpx.post(f"{base_url}/v1/matrix", json=body, timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
