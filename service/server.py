@@ -59,7 +59,9 @@ class TimedH11Protocol(H11Protocol):
     held a connection as long as it liked). A request's head must be complete within
     ``header_timeout_s`` of the connection opening or of the previous response; else the
     client gets 408 and the connection is closed. Bodies have their own timeout in
-    :class:`service.middleware.RequestMiddleware`."""
+    :class:`service.middleware.RequestMiddleware`. Relies on ``H11Protocol.cycle`` (a new
+    cycle per request head) and ``cycle.response_complete``, as in uvicorn 0.54.0 (pinned);
+    ``tests/service/test_overload.py`` fails if they change."""
 
     def __init__(self, config, server_state, app_state, _loop=None):
         super().__init__(config, server_state, app_state, _loop)
