@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -27,12 +28,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from batch.lock import hold_output_lock
 from batch.output import PartitionedOutput, part_name
 from batch.scoring import score_frame
-from batch.table import coordinates, departure_times, parse_departure_time, read_od_table
+from batch.table import coordinates, departure_times, read_od_table
 from models.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
-from nareta.errors import InputError, NaretaError
+from nareta.errors import DepartureTimeError, InputError, NaretaError
+from nareta.timeparse import parse_departure_time
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -86,6 +89,18 @@ def _input_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _one_writer(function):
+    """Run ``function(input_path, output_path, ...)`` holding ``output_path``'s single-writer
+    lock (:mod:`batch.lock`): a second run on the same output, fresh or ``--resume``, is
+    refused while this one is alive."""
+    @functools.wraps(function)
+    def locked(input_path, output_path, **options):
+        with hold_output_lock(output_path):
+            return function(input_path, output_path, **options)
+    return locked
+
+
+@_one_writer
 def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: str | Path,
                 model_dir: str | Path | None = None, scheduler: str | None = None,
                 workers: int = 2, departure_time: str | dt.datetime | None = None,
@@ -114,9 +129,8 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     if isinstance(departure_time, str):
         try:
             departure_time = parse_departure_time(departure_time)
-        except ValueError as exc:
-            raise InputError(f"--departure-time {departure_time!r}: expected ISO-8601 "
-                             "(2024-05-01T08:30) or epoch seconds") from exc
+        except DepartureTimeError as exc:
+            raise InputError(f"--departure-time: {exc}") from None
     if workers < 0:
         raise InputError(f"--workers must be 0 (no Dask) or more, not {workers}")
     graph_dir = str(Path(graph_dir).resolve())

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 from pathlib import Path
 
-from nareta.errors import InputError
+from nareta.errors import DepartureTimeError, InputError
+from nareta.timeparse import parse_departure_time
 
 
 def _point(text: str) -> tuple[float, float]:
@@ -26,20 +26,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--origin", type=_point, required=True, help="LON,LAT")
     parser.add_argument("--destination", type=_point, required=True, help="LON,LAT")
     parser.add_argument("--departure-time", default=None,
-                        help="ISO-8601 local time (default: a weekday at noon)")
+                        help="ISO-8601 (local time of the city unless it has an offset) or "
+                             "epoch seconds (default: a weekday at noon)")
     parser.add_argument("--route", action="store_true", help="also print the route")
 
 
 def run(args: argparse.Namespace) -> int:
     from models.predictor import Predictor
 
-    departure = None
-    if args.departure_time:
-        try:
-            departure = dt.datetime.fromisoformat(args.departure_time)
-        except ValueError as exc:
-            raise InputError(f"--departure-time {args.departure_time!r}: expected ISO-8601, "
-                             "e.g. 2026-11-18T08:15") from exc
+    try:
+        departure = parse_departure_time(args.departure_time)
+    except DepartureTimeError as exc:
+        raise InputError(f"--departure-time: {exc}") from None
     predictor = Predictor.load(args.graph, args.model)
     if args.route:
         result = predictor.route(args.origin, args.destination, departure)

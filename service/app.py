@@ -18,6 +18,7 @@ from service.config import Settings
 from service.deps import api_key_check
 from service.errors import install_error_handlers
 from service.geometry import network_geojson
+from service.limits import MatrixWorkBudget
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
 from service.routes import native, ops, osrm
@@ -45,7 +46,8 @@ def load_predictor(settings: Settings) -> Predictor:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    predictor = load_predictor(settings)
+    # ``nareta serve`` loads (and so checks) the artifacts before it listens; else load here
+    predictor = app.state.predictor or load_predictor(settings)
     app.state.network_geojson = network_geojson(predictor.graph)
     app.state.predictor = predictor
     app.state.metrics.model_info.labels(predictor.model.name, predictor.model.identity,
@@ -59,7 +61,9 @@ async def lifespan(app: FastAPI):
     app.state.predictor = None
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, predictor: Predictor | None = None) -> FastAPI:
+    """The app; ``predictor``, when given, is served instead of loading one in the lifespan
+    (``nareta serve`` loads it first so that bad artifacts stop it before it listens)."""
     app = FastAPI(title="nareta", version=__version__, lifespan=lifespan,
                   description="Road-network ETA and routing (native API and OSRM v1 "
                               "compatible route / table services).",
@@ -75,8 +79,10 @@ def create_app(settings: Settings) -> FastAPI:
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
     app.state.settings = settings
-    app.state.predictor = None
+    app.state.predictor = predictor
     app.state.metrics = Metrics(app.state)
+    app.state.matrix_budget = MatrixWorkBudget(settings.max_matrix_work_cells,
+                                               retry_after_s=settings.retry_after_s)
     install_error_handlers(app)
     protected = [Depends(api_key_check(settings))] if settings.api_key else []
     app.include_router(native.router, dependencies=protected)
@@ -86,7 +92,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
-                       metrics=app.state.metrics, access_log=settings.access_log)
+                       metrics=app.state.metrics, access_log=settings.access_log,
+                       max_in_flight=settings.max_in_flight,
+                       max_queued=settings.max_queued,
+                       queue_timeout_s=settings.queue_timeout_s,
+                       body_timeout_s=settings.body_timeout_s,
+                       retry_after_s=settings.retry_after_s)
     return app
 
 

@@ -8,7 +8,7 @@ import os
 
 from pydantic import ValidationError
 
-from nareta.errors import InputError
+from nareta.errors import InputError, NaretaError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -39,9 +39,11 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.app import create_app
+    from models.predictor import Predictor
+    from service.app import create_app, load_predictor
     from service.config import Settings
     from service.logs import log_config
+    from service.server import TcpConfig, bind_tcp_socket
 
     overrides = {key: value for key, value in (
         ("graph_dir", args.graph), ("model_dir", args.model), ("host", args.host),
@@ -57,20 +59,29 @@ def run(args: argparse.Namespace) -> int:
     _limit_malloc_arenas()
     options = {"host": settings.host, "port": settings.port, "access_log": False,
                "log_config": log_config(settings.log_level), "log_level": settings.log_level,
-               "timeout_graceful_shutdown": 5}
+               "timeout_graceful_shutdown": 5, "timeout_keep_alive": settings.keep_alive_s,
+               "header_timeout_s": settings.header_timeout_s}
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        # Load (and so check) the artifacts and bind the port before serving: a bad
+        # artifact or a busy port is one line on stderr and exit 2, as in every command.
+        sock = bind_tcp_socket(settings.host, settings.port)
+        config = TcpConfig(create_app(settings, load_predictor(settings)), **options)
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        if not server.started:
+            raise NaretaError("the server did not start; see the log above")
         return 0
     # Several processes: each builds its app from the environment (the validated settings,
-    # command-line overrides included, are handed down as NARETA_* variables).
-    for key, value in overrides.items():
-        os.environ[f"NARETA_{key.upper()}"] = str(value)
+    # command-line overrides included, are handed down as NARETA_* variables). The
+    # artifacts are checked here first, so a bad one stops the command before any worker
+    # starts (each worker then loads its own copy).
     from uvicorn.supervisors import Multiprocess
-
-    from service.server import TcpConfig
 
     config = TcpConfig("service.app:app_from_environment", factory=True,
                         workers=settings.workers, **options)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    sock = config.bind_socket()
+    Predictor.load(settings.graph_dir, settings.model_dir)
+    for key, value in overrides.items():
+        os.environ[f"NARETA_{key.upper()}"] = str(value)
+    Multiprocess(config, sockets=[sock]).run()
     return 0
-

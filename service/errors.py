@@ -23,11 +23,13 @@ OSRM_PREFIXES = ("/route/", "/table/")
 class ServiceError(Exception):
     """An error with its HTTP status and OSRM-style code."""
 
-    def __init__(self, status_code: int, code: str, message: str):
+    def __init__(self, status_code: int, code: str, message: str,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def _is_osrm(request: Request) -> bool:
@@ -82,7 +84,7 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    return error_response(exc.status_code, exc.code, exc.message)
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -104,6 +106,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
 
     described = {400: "invalid value, no segment near a point, or no route",
                  401: "missing or wrong API key", 413: "request too big",
-                 422: "malformed request body", 503: "not ready"}
+                 422: "malformed request body",
+                 503: "not ready, or overloaded (then with Retry-After)"}
     return {status: {"model": ErrorResponse, "description": described[status]}
             for status in statuses}

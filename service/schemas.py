@@ -7,61 +7,31 @@ Coordinates are WGS84 degrees. Every error the service returns is an
 from __future__ import annotations
 
 import datetime as dt
-import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from nareta.timeparse import (
+    DEPARTURE_TIME_HELP,
+    EPOCH_MAX_S,
+    EPOCH_MIN_S,
+    parse_departure_time,
+)
 
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False,
                                    description="WGS84 longitude, degrees in [-180, 180]")]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False,
                                   description="WGS84 latitude, degrees in [-90, 90]")]
-#: The earliest and latest departure times accepted (epoch seconds).
-EPOCH_MIN, EPOCH_MAX = 0.0, 4_102_444_800.0  # 1970-01-01 .. 2100-01-01
-DEPARTURE_TIME_HELP = (
-    "ISO-8601 date-time (local time of the city when no offset is given) or epoch seconds, "
-    "between 1970-01-01 and 2100-01-01; omitted = the model's default (free flow)"
-)
-
-
-def parse_departure_time(value: Any) -> dt.datetime | None:
-    """ISO-8601 text or epoch seconds -> datetime; ValueError saying what is allowed."""
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"departure_time must be {DEPARTURE_TIME_HELP}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-        if not math.isfinite(seconds) or not EPOCH_MIN <= seconds <= EPOCH_MAX:
-            raise ValueError(f"departure_time {value} is out of range; {DEPARTURE_TIME_HELP}")
-        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            pass
-        else:
-            return parse_departure_time(seconds)
-        try:
-            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"departure_time {value!r} is not valid; it must be "
-                             f"{DEPARTURE_TIME_HELP}") from None
-        if not 1970 <= parsed.year < 2100:
-            raise ValueError(f"departure_time {value!r} is out of range; {DEPARTURE_TIME_HELP}")
-        return parsed
-    raise ValueError(f"departure_time must be {DEPARTURE_TIME_HELP}")
 
 
 DepartureTime = Annotated[
     dt.datetime | None,
-    BeforeValidator(parse_departure_time),
+    BeforeValidator(parse_departure_time),  # the one parser (nareta.timeparse)
     WithJsonSchema({
         "anyOf": [{"type": "string", "format": "date-time"},
-                  {"type": "number", "minimum": EPOCH_MIN, "maximum": EPOCH_MAX},
+                  {"type": "number", "minimum": EPOCH_MIN_S, "exclusiveMaximum": EPOCH_MAX_S},
                   {"type": "null"}],
-        "description": DEPARTURE_TIME_HELP,
+        "description": f"{DEPARTURE_TIME_HELP}; omitted = the model's default (free flow)",
     }),
 ]
 

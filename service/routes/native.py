@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from models.predictor import Waypoint
 from nareta.errors import TooBigError
 from service.deps import PredictorDep, SettingsDep
 from service.errors import error_responses
 from service.geometry import isochrone_features, without_repeats
+from service.limits import check_matrix_work
 from service.schemas import (
     EtaRequest,
     EtaResponse,
@@ -66,14 +67,18 @@ def route(body: RouteRequest, predictor: PredictorDep) -> RouteResponse:
 
 @router.post("/matrix", response_model=MatrixResponse,
              summary="Durations and distances between every origin and destination")
-def matrix(body: MatrixRequest, predictor: PredictorDep, settings: SettingsDep) -> MatrixResponse:
+def matrix(body: MatrixRequest, predictor: PredictorDep, settings: SettingsDep,
+           request: Request) -> MatrixResponse:
     destinations = body.destinations if body.destinations is not None else body.origins
     limit = settings.max_matrix_size
     if len(body.origins) > limit or len(destinations) > limit:
         raise TooBigError(f"{len(body.origins)} origins x {len(destinations)} destinations; "
                           f"at most {limit} of each are allowed")
-    result = predictor.matrix([(p.lon, p.lat) for p in body.origins],
-                              [(p.lon, p.lat) for p in destinations], body.departure_time)
+    check_matrix_work(len(body.origins), len(destinations), settings)
+    with request.app.state.matrix_budget.hold(len(body.origins) * len(destinations),
+                                              timeout_s=settings.queue_timeout_s):
+        result = predictor.matrix([(p.lon, p.lat) for p in body.origins],
+                                  [(p.lon, p.lat) for p in destinations], body.departure_time)
     return MatrixResponse(
         durations_s=[[_cell(v) for v in row] for row in result.durations_s.tolist()],
         distances_m=[[_cell(v) for v in row] for row in result.distances_m.tolist()],
