@@ -700,10 +700,12 @@ class EtaModel(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from models.registry import find_processor
+
         manifest = read_manifest(directory, kind=KIND, schema_versions=(SCHEMA_VERSION,))
         recorded = manifest["processor"]
         processor_path = (Path(processor_dir) if processor_dir
-                          else Path(directory) / recorded["path"])
+                          else find_processor(directory, recorded))
         processor, weight_encoder, processor_manifest = load_pretrained(processor_path)
         if artifact_hash(processor_manifest) != recorded["hash"]:
             raise ArtifactError(
