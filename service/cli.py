@@ -13,13 +13,21 @@ from nareta.errors import InputError
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR)")
-    parser.add_argument("--model", help="model artifact or 'freeflow' (env NARETA_MODEL_DIR)")
+    parser.add_argument("--model", help="model artifact, 'freeflow', 'freeflow-turns' or "
+                                        "'live-scalar' (env NARETA_MODEL_DIR)")
     parser.add_argument("--host", help="bind address (env NARETA_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env NARETA_PORT, default 8000)")
     parser.add_argument("--log-level", help="critical|error|warning|info|debug")
     parser.add_argument("--workers", type=int,
                         help="server processes, each with its own model (env NARETA_WORKERS, "
                              "default 1); one per core uses every core")
+    parser.add_argument("--traffic", help="traffic feed file or directory loaded at start-up "
+                                          "and reloaded when it changes (env "
+                                          "NARETA_TRAFFIC_PATH); the model must take live "
+                                          "traffic")
+    parser.add_argument("--traffic-max-age-s", type=float,
+                        help="observations older than this are ignored (env "
+                             "NARETA_TRAFFIC_MAX_AGE_S, default 1800)")
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -46,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in (
         ("graph_dir", args.graph), ("model_dir", args.model), ("host", args.host),
         ("port", args.port), ("log_level", args.log_level),
-        ("workers", getattr(args, "workers", None))) if value is not None}
+        ("workers", getattr(args, "workers", None)),
+        ("traffic_path", getattr(args, "traffic", None)),
+        ("traffic_max_age_s", getattr(args, "traffic_max_age_s", None))) if value is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

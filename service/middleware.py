@@ -25,9 +25,11 @@ async def _send_error(send, status: int, code: str, message: str, request_id: st
 
 
 class RequestMiddleware:
-    def __init__(self, app, *, max_body_bytes: int, metrics: Metrics, access_log: bool):
+    def __init__(self, app, *, max_body_bytes: int, metrics: Metrics, access_log: bool,
+                 path_limits: dict[str, int] | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = path_limits or {}  # exact path -> its own body-size limit
         self.metrics = metrics
         self.access_log = access_log
 
@@ -39,7 +41,8 @@ class RequestMiddleware:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         state = {"status": 500}
-        too_big = (f"request body over {self.max_body_bytes} bytes; "
+        limit = self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
+        too_big = (f"request body over {limit} bytes; "
                    "send a smaller body or split the request")
 
         async def send_wrapper(message):
@@ -53,7 +56,7 @@ class RequestMiddleware:
         try:
             declared = headers.get(b"content-length")
             if declared is not None and (not declared.isdigit()
-                                         or int(declared) > self.max_body_bytes):
+                                         or int(declared) > limit):
                 state["status"] = 413
                 await _send_error(send, 413, "TooBig", too_big, request_id)
                 return
@@ -66,7 +69,7 @@ class RequestMiddleware:
                         return
                     chunk = message.get("body", b"")
                     size += len(chunk)
-                    if size > self.max_body_bytes:
+                    if size > limit:
                         state["status"] = 413
                         await _send_error(send, 413, "TooBig", too_big, request_id)
                         return
