@@ -61,6 +61,17 @@ def post_traffic(body: TrafficRequest, request: Request, predictor: PredictorDep
             "feed_now": local_datetime(now_s).replace(microsecond=0)}
 
 
+@router.delete("/traffic", response_model=TrafficResponse,
+               summary="Drop the live traffic snapshot (answers fall back to the historical "
+                       "model)", responses=error_responses(401, 503))
+def delete_traffic(request: Request, predictor: PredictorDep) -> dict:
+    state = _state(request)
+    with state.lock:
+        predictor.set_traffic(None)
+        state.source = state.loaded_utc = state.report = None
+    return _status(request, predictor)
+
+
 class TrafficRejected(ServiceError):
     """400 with the rows' counts by reason."""
 
