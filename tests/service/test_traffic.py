@@ -340,3 +340,12 @@ def test_serve_refuses_a_feed_it_cannot_use(city, tmp_path):
     code, log = _serve_exit(graph_dir, tmp_path / "c.log", NARETA_MODEL_DIR="live-scalar",
                             NARETA_TRAFFIC_PATH=str(tmp_path / "foreign.parquet"))
     assert code != 0 and "no usable row" in log
+
+
+def test_traffic_routes_need_the_api_key(keyed_server):
+    for method in ("GET", "POST", "DELETE"):
+        reply = httpx.request(method, f"{keyed_server}/v1/traffic",
+                              json={"rows": []} if method == "POST" else None)
+        assert reply.status_code == 401, method
+    reply = httpx.get(f"{keyed_server}/v1/traffic", headers={"X-API-Key": "s3cret"})
+    assert reply.status_code == 200 and reply.json()["model_uses_traffic"] is False
