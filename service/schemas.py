@@ -223,8 +223,11 @@ class IsochroneResponse(BaseModel):
 # ---------------------------------------------------------------------- traffic
 
 
-class TrafficRow(_Request):
-    """One observation (the feed's columns; bad values are counted, not refused)."""
+class TrafficRow(BaseModel):
+    """One observation: the feed's columns (other keys are ignored, as in feed files; bad
+    values are counted by reason, not refused)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     window_start: str | float | None = Field(
         default=None, description="ISO-8601 local time (or with an offset) or epoch seconds")

@@ -241,6 +241,7 @@ def test_merge_mode_keeps_earlier_windows(live, city):
 def test_bad_rows_are_counted_and_the_rest_used(live, city):
     _, graph, _, _ = city
     good = json_rows(feed_rows(graph, 0.5, windows=(WINDOW,)))[:10]
+    good[1]["speed_kph_stddev"] = 4.0  # other columns are ignored, as in feed files
     row = good[0]
     bad = [{**row, "osm_start_node_id": 1}, {**row, "speed_kph_mean": -3},
            {**row, "speed_kph_mean": 0}, {**row, "speed_kph_mean": float("nan")},
@@ -282,7 +283,7 @@ def test_nothing_usable_is_a_4xx_with_counts(live, city):
     assert reply.status_code == 400 and reply.json()["code"] == "InvalidValue"
     for body, status in (({"rows": []}, 400),
                          ({"rows": [{"speed_kph_mean": 30}]}, 400),
-                         ({"rows": [{"speed": 30}]}, 422),
+                         ({"rows": [{"speed": 30}]}, 400),  # other keys: ignored
                          ({"rows": "all of them"}, 422),
                          ({"rows": rows, "mode": "append"}, 422),
                          ({"rows": rows, "now": "teatime"}, 422),
