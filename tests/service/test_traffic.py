@@ -350,3 +350,34 @@ def test_traffic_routes_need_the_api_key(keyed_server):
         assert reply.status_code == 401, method
     reply = httpx.get(f"{keyed_server}/v1/traffic", headers={"X-API-Key": "s3cret"})
     assert reply.status_code == 200 and reply.json()["model_uses_traffic"] is False
+
+
+def test_a_learned_model_with_live_inputs(city, tmp_path):
+    """An (untrained) EtaModel that takes live traffic, saved and served: the feed changes
+    its answer; with the feed expired it gives its historical answer again."""
+    import torch
+
+    from models.eta import EtaConfig, EtaModel
+    from models.processor import load_pretrained
+
+    graph_dir, graph, origin, destination = city
+    shipped = REPO / "artifacts_shipped" / "processor"
+    torch.manual_seed(0)
+    processor, weight_encoder, manifest = load_pretrained(shipped)
+    EtaModel(graph, processor, weight_encoder, manifest, config=EtaConfig(traffic=True)).save(
+        tmp_path / "model", processor_dir=shipped, seed=0)
+    with serve(graph_dir, tmp_path / "server.log", NARETA_MODEL_DIR=str(tmp_path / "model")
+               ) as running, httpx.Client(base_url=running.base_url, timeout=60) as client:
+        query = {"origin": pt(origin), "destination": pt(destination),
+                 "departure_time": DEPARTURE}
+        historical = client.post("/v1/eta", json=query).json()
+        assert historical["model"] == "nar_eta" and historical["traffic"]["live"] is False
+        assert post(client, feed_rows(graph, 0.3), now=NOW).status_code == 200
+        live = client.post("/v1/eta", json=query).json()
+        assert live["traffic_as_of"] == NOW
+        assert live["eta_s"] > 1.5 * historical["eta_s"]  # the feed's prior, gain 1
+        later = {**query, "departure_time": "2026-11-18T11:00"}
+        expired = client.post("/v1/eta", json=later).json()
+        assert expired["traffic"]["live"] is False
+        client.delete("/v1/traffic")
+        assert client.post("/v1/eta", json=later).json()["eta_s"] == expired["eta_s"]
