@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from batch.lock import hold_output_lock
 from batch.output import PartitionedOutput, part_name
-from batch.scoring import score_frame
+from batch.scoring import install_traffic, run_groups, score_frame
 from batch.table import coordinates, departure_times, read_od_table
 from models.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
@@ -38,6 +38,8 @@ from nareta.errors import DepartureTimeError, InputError, NaretaError
 from nareta.timeparse import parse_departure_time
 
 PLAN_SCHEMA_VERSION = 1
+#: --model values that name a built-in model rather than an artifact directory
+BASELINES = ("freeflow-turns", "live-scalar")
 
 
 @dataclass
@@ -69,12 +71,7 @@ def plan_partitions(predictor: Predictor, frame: pd.DataFrame, *,
         snaps = predictor.snapper.snap(values[rows, 0], values[rows, 1],
                                        max_distance_m=predictor.max_snap_distance_m)
         segment[rows] = snaps.segment
-        bucket_of: dict[object, int] = {}
-        for row in rows:
-            key = times[row]
-            if key not in bucket_of:
-                bucket_of[key] = predictor.model.time_bucket(key)
-            bucket[row] = bucket_of[key]
+        bucket[rows] = run_groups(predictor, times, rows)
     order = np.lexsort((values[:, 1], values[:, 0], segment, bucket))
     return [order[start:start + partition_rows]
             for start in range(0, len(order), partition_rows)]
@@ -105,7 +102,8 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
                 model_dir: str | Path | None = None, scheduler: str | None = None,
                 workers: int = 2, departure_time: str | dt.datetime | None = None,
                 resume: bool = False, force: bool = False, partition_rows: int = 5000,
-                origins_per_batch: int = 64, progress: bool | None = None) -> ScoreReport:
+                origins_per_batch: int = 64, progress: bool | None = None,
+                traffic: str | Path | None = None) -> ScoreReport:
     """Score every OD pair of ``input_path`` into the Parquet directory ``output_path``.
 
     Parameters
@@ -122,6 +120,10 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         Finish an interrupted job in ``output_path`` / replace ``output_path``.
     progress
         Show a progress bar (``None``: only on a terminal).
+    traffic
+        A traffic feed (file or directory) for a model that takes live traffic: loaded
+        once here and once per worker (the same snapshot, checked by its key); rows get
+        ``traffic_as_of`` and the manifest names the snapshot.
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -134,9 +136,17 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     if workers < 0:
         raise InputError(f"--workers must be 0 (no Dask) or more, not {workers}")
     graph_dir = str(Path(graph_dir).resolve())
-    model_dir = None if model_dir in (None, "freeflow") else str(Path(model_dir).resolve())
+    model_dir = (None if model_dir in (None, "freeflow") else str(model_dir)
+                 if str(model_dir) in BASELINES else str(Path(model_dir).resolve()))
     frame = read_od_table(input_path)
     predictor = Predictor.load(graph_dir, model_dir)  # fails fast on bad artifacts
+    traffic_info = None
+    if traffic is not None:
+        traffic = str(Path(traffic).resolve())
+        snapshot, feed_report = install_traffic(predictor, traffic)
+        traffic_info = {"path": traffic, "snapshot": snapshot.key,
+                        "as_of": _iso_local(snapshot.as_of_s),
+                        "max_age_s": snapshot.max_age_s, "report": feed_report.to_json()}
     frame.insert(len(frame.columns), "input_row", np.arange(len(frame), dtype=np.int64))
     partitions = plan_partitions(predictor, frame, default_departure_time=departure_time,
                                  partition_rows=partition_rows)
@@ -157,6 +167,9 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
             [np.zeros(0, np.int64), *partitions]).tobytes()).hexdigest(),
         "partition_rows_each": [len(p) for p in partitions],
     }
+    if traffic_info is not None:
+        plan["traffic"] = traffic_info["path"]
+        plan["traffic_snapshot"] = traffic_info["snapshot"]
     plan["fingerprint"] = hashlib.sha256(json.dumps(
         {k: v for k, v in plan.items() if k != "input"}, sort_keys=True).encode()).hexdigest()
     created = not output_path.exists() or force
@@ -173,7 +186,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
                 frame, partitions, pending, output, bar, failures, predictor=predictor,
                 scheduler=scheduler, workers=workers, graph_dir=graph_dir,
                 model_dir=model_dir, departure_time=departure_time,
-                origins_per_batch=origins_per_batch)
+                origins_per_batch=origins_per_batch, traffic=traffic_info)
     except BaseException:
         if created and not any(output_path.glob("part-*.parquet")):
             shutil.rmtree(output_path, ignore_errors=True)  # nothing to resume: leave nothing
@@ -202,6 +215,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         "model": plan["model"],
         "model_identity": plan["model_identity"],
         "rows": len(frame),
+        "traffic": traffic_info,
         "status_counts": counts,
         "partitions": [{"file": part_name(i), "rows": len(p)} for i, p in enumerate(partitions)],
         "partitions_resumed": len(done),
@@ -219,8 +233,8 @@ def _tidy(result: pd.DataFrame) -> pd.DataFrame:
 
 
 def _score_pending(frame, partitions, pending, output, bar, failures, *, predictor, scheduler,
-                   workers, graph_dir, model_dir, departure_time, origins_per_batch
-                   ) -> tuple[float, float]:
+                   workers, graph_dir, model_dir, departure_time, origins_per_batch,
+                   traffic=None) -> tuple[float, float]:
     """Score the pending partitions; (cluster start-up s, scoring s)."""
     if not pending:
         return 0.0, 0.0
@@ -236,11 +250,11 @@ def _score_pending(frame, partitions, pending, output, bar, failures, *, predict
     return _score_on_dask(frame, partitions, pending, output, bar, failures,
                           scheduler=scheduler, workers=workers, graph_dir=graph_dir,
                           model_dir=model_dir, departure_time=departure_time,
-                          origins_per_batch=origins_per_batch)
+                          origins_per_batch=origins_per_batch, traffic=traffic)
 
 
 def _score_on_dask(frame, partitions, pending, output, bar, failures, *, scheduler, workers,
-                   graph_dir, model_dir, departure_time, origins_per_batch):
+                   graph_dir, model_dir, departure_time, origins_per_batch, traffic=None):
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
@@ -249,6 +263,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
                           ) from exc
     from batch.worker import PredictorPlugin, score_partition
 
+    traffic_args = (traffic["path"], traffic["snapshot"]) if traffic else (None, None)
     cluster_started = time.perf_counter()
     cluster = None
     if scheduler is None:
@@ -263,7 +278,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
                               f"there ({exc})") from exc
     try:
         try:
-            client.register_plugin(PredictorPlugin(graph_dir, model_dir))
+            client.register_plugin(PredictorPlugin(graph_dir, model_dir, *traffic_args))
         except NaretaError as exc:
             raise NaretaError(f"a Dask worker cannot load the artifacts: {exc}") from exc
         cluster_start_s = time.perf_counter() - cluster_started
@@ -272,7 +287,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
         futures = {}
         for index in pending:
             future = client.submit(score_partition, frame.iloc[partitions[index]], graph_dir,
-                                   model_dir, departure_time, origins_per_batch,
+                                   model_dir, departure_time, origins_per_batch, *traffic_args,
                                    key=f"nareta-score-{job}-{index:05d}", pure=False)
             futures[future] = index
         for future in as_completed(futures):
@@ -290,6 +305,14 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _iso_local(seconds: float) -> str | None:
+    from models.live import local_datetime
+
+    if not np.isfinite(seconds):
+        return None
+    return local_datetime(seconds).isoformat(timespec="seconds")
 
 
 def _dask_versions() -> dict[str, str]:
@@ -314,7 +337,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="output directory of Parquet parts (e.g. out.parquet)")
     parser.add_argument("--graph", type=Path, required=True, help="RoadGraph artifact directory")
     parser.add_argument("--model", default=None,
-                        help="travel-time model artifact directory (default: free-flow)")
+                        help="travel-time model artifact directory, or freeflow, "
+                             "freeflow-turns, live-scalar (default: free-flow)")
+    parser.add_argument("--traffic", type=Path, default=None,
+                        help="traffic feed file or directory (a model that takes live "
+                             "traffic): rows get traffic_as_of, the manifest the snapshot")
     parser.add_argument("--scheduler", default=os.environ.get("NARETA_DASK_SCHEDULER") or None,
                         help="address of a running Dask scheduler, e.g. tcp://scheduler:8786 "
                              "(default: $NARETA_DASK_SCHEDULER, else a local cluster)")
@@ -339,7 +366,8 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, graph_dir=args.graph, model_dir=args.model,
         scheduler=args.scheduler, workers=args.workers, departure_time=args.departure_time,
         resume=args.resume, force=args.force, partition_rows=args.partition_rows,
-        origins_per_batch=args.origins_per_batch, progress=False if args.quiet else None)
+        origins_per_batch=args.origins_per_batch, progress=False if args.quiet else None,
+        traffic=args.traffic)
     counts = ", ".join(f"{count} {status}" for status, count in report.status_counts.items())
     resumed = (f"; {report.partitions_skipped} already done" if report.partitions_skipped
                else "")

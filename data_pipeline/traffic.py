@@ -148,7 +148,7 @@ def _local_seconds(values: pd.Series, timezone: str | None) -> np.ndarray:
         ok = (epoch >= _EPOCH_RANGE[0]) & (epoch <= _EPOCH_RANGE[1])
         stamps = pd.to_datetime(np.where(ok, epoch, 0), unit="s", utc=True)
         stamps = stamps.tz_convert(timezone or "UTC").tz_localize(None)
-        local = stamps.asi8.astype(np.float64) / 1e9
+        local = stamps.as_unit("ns").asi8.astype(np.float64) / 1e9  # any resolution
         out[np.flatnonzero(is_number)] = np.where(ok, local, np.nan)
     text = values[~is_number]
     for position, item in zip(np.flatnonzero(~is_number), text.tolist(), strict=True):

@@ -37,10 +37,12 @@ def _is_osrm(request: Request) -> bool:
 
 
 def error_response(status_code: int, code: str, message: str, detail=None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+                   headers: dict[str, str] | None = None, report=None) -> JSONResponse:
     body = {"code": code, "message": message}
     if detail is not None:
         body["detail"] = detail
+    if report is not None:
+        body["report"] = report
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
@@ -84,7 +86,8 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers,
+                          report=getattr(exc, "report", None))
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -105,7 +108,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
     from service.schemas import ErrorResponse
 
     described = {400: "invalid value, no segment near a point, or no route",
-                 401: "missing or wrong API key", 413: "request too big",
+                 401: "missing or wrong API key", 409: "the served model takes no live "
+                 "traffic", 413: "request too big",
                  422: "malformed request body",
                  503: "not ready, or overloaded (then with Retry-After)"}
     return {status: {"model": ErrorResponse, "description": described[status]}

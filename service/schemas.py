@@ -76,6 +76,14 @@ class ErrorDetail(BaseModel):
     type: str
 
 
+class FeedReportResponse(BaseModel):
+    """What happened to a traffic feed's rows."""
+
+    rows: int = Field(description="rows received")
+    used: int = Field(description="rows mapped onto the road graph and used")
+    rejected: dict[str, int] = Field(description="rows left out, counted by reason")
+
+
 class ErrorResponse(BaseModel):
     """Every error: OSRM's ``{code, message}`` (``InvalidQuery``, ``InvalidValue``,
     ``InvalidUrl``, ``NoSegment``, ``NoRoute``, ``TooBig``, ``Unauthorized``, ...)."""
@@ -83,6 +91,23 @@ class ErrorResponse(BaseModel):
     code: str
     message: str
     detail: list[ErrorDetail] | None = None
+    report: FeedReportResponse | None = Field(
+        default=None, description="POST /v1/traffic: the rows' counts by reason")
+
+
+class TrafficStatus(BaseModel):
+    """Which traffic an answer used (models that take live traffic only)."""
+
+    live: bool = Field(description="true: the live snapshot; false: the historical model")
+    reason: str = Field(description="'live', or why the answer fell back to the historical "
+                                    "model (no feed loaded, or none recent enough)")
+    as_of: dt.datetime | None = Field(
+        description="local time at which the newest observation used ended")
+    snapshot: str | None = Field(description="key of the snapshot used")
+
+
+TRAFFIC_AS_OF_HELP = ("local time (ISO-8601) of the newest traffic observation the answer "
+                      "used; null: no live traffic (historical model or a model without it)")
 
 
 # ---------------------------------------------------------------------- native API
@@ -99,6 +124,9 @@ class EtaResponse(BaseModel):
     destination: WaypointResponse
     departure_time: dt.datetime | None
     model: str
+    traffic_as_of: dt.datetime | None = Field(default=None, description=TRAFFIC_AS_OF_HELP)
+    traffic: TrafficStatus | None = Field(
+        default=None, description="null when the model takes no live traffic")
 
 
 class RouteRequest(EtaRequest):
@@ -127,6 +155,9 @@ class MatrixResponse(BaseModel):
     origins: list[WaypointResponse]
     destinations: list[WaypointResponse]
     model: str
+    traffic_as_of: dt.datetime | None = Field(default=None, description=TRAFFIC_AS_OF_HELP)
+    traffic: TrafficStatus | None = Field(
+        default=None, description="null when the model takes no live traffic")
 
 
 class IsochroneRequest(_Request):
@@ -154,6 +185,68 @@ class IsochroneResponse(BaseModel):
     max_seconds: float
     reachable_nodes: int
     model: str
+    traffic_as_of: dt.datetime | None = Field(default=None, description=TRAFFIC_AS_OF_HELP)
+    traffic: TrafficStatus | None = Field(
+        default=None, description="null when the model takes no live traffic")
+
+
+# ---------------------------------------------------------------------- traffic
+
+
+class TrafficRow(BaseModel):
+    """One observation: the feed's columns (other keys are ignored, as in feed files; bad
+    values are counted by reason, not refused)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    window_start: str | float | None = Field(
+        default=None, description="ISO-8601 local time (or with an offset) or epoch seconds")
+    osm_way_id: str | int | float | None = None
+    osm_start_node_id: str | int | float | None = None
+    osm_end_node_id: str | int | float | None = None
+    speed_kph_mean: str | float | None = Field(default=None,
+                                               description="km/h, 0 < speed <= 250")
+    sample_count: str | int | float | None = None
+
+
+class TrafficRequest(_Request):
+    rows: list[TrafficRow] = Field(description="observations; at most the server's "
+                                               "NARETA_MAX_TRAFFIC_ROWS")
+    now: DepartureTime = Field(
+        default=None, description="the feed's 'now' (ISO-8601 or epoch s): windows starting "
+        "later are rejected; omitted = the server's wall clock (+60 s), for real-time feeds. "
+        "A replayed feed sends its replay time.")
+    mode: Literal["replace", "merge"] = Field(
+        default="replace", description="replace the current snapshot with these rows, or "
+        "merge them into it (newer rows win per window and segment; windows older than the "
+        "max age + 15 min are dropped)")
+
+
+class TrafficSnapshotResponse(BaseModel):
+    key: str = Field(description="content hash of the snapshot (cached runs are keyed by it)")
+    as_of: dt.datetime | None = Field(description="local time at which the newest window ended")
+    first_window: dt.datetime | None
+    window_s: float
+    rows: int = Field(description="(window, segment) observations")
+    windows: int
+    observed_segments: int
+    source: str | None = Field(description="'file PATH' or 'POST /v1/traffic'")
+    loaded_utc: str | None
+    report: FeedReportResponse | None
+
+
+class TrafficResponse(BaseModel):
+    model_uses_traffic: bool
+    max_age_s: float = Field(description="older observations are ignored (historical model)")
+    snapshot: TrafficSnapshotResponse | None
+    now: TrafficStatus | None = Field(
+        description="what a query without a departure time uses now")
+
+
+class TrafficPostResponse(TrafficResponse):
+    report: FeedReportResponse
+    mode: Literal["replace", "merge"]
+    feed_now: dt.datetime = Field(description="the 'now' windows were checked against")
 
 
 # ---------------------------------------------------------------------- operations
