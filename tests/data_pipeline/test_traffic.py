@@ -264,3 +264,20 @@ def test_cli_from_trips_writes_a_probe_feed(clipped, tmp_path):
     result = run_cli("traffic", "from-trips", str(tmp_path / "foreign.parquet"), "--graph",
                      str(root / "graph"), "--out", str(tmp_path / "x.parquet"))
     assert result.returncode == 2 and "another road graph" in result.stderr
+
+
+def test_whole_segment_rows_of_every_segment_map_back_onto_it(bundled_graph):
+    """simulate's feed rows (segment_feed_rows): on the bundled city every segment's row
+    maps onto that segment, parallel segments sharing both end nodes and the way included
+    (those are named by a piece only they have)."""
+    import datetime as dt
+
+    segments = np.arange(bundled_graph.num_segments)
+    rows = pd.DataFrame(segment_feed_rows(
+        bundled_graph, segments, np.full(len(segments), 30.0),
+        [dt.datetime(2026, 11, 18, 7, 0)] * len(segments), np.ones(len(segments))))
+    valid, report = validate_feed(rows)
+    observations, report = map_feed(bundled_graph, valid, report)
+    assert report.used == len(segments) and not report.rejected
+    np.testing.assert_array_equal(np.sort(observations.segment), segments)
+    np.testing.assert_allclose(observations.speed_kph, 30.0)
