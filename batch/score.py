@@ -32,6 +32,7 @@ from batch.scoring import score_frame
 from batch.table import coordinates, departure_times, parse_departure_time, read_od_table
 from models.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
+from nareta.defaults import resolve_artifacts, resolve_model
 from nareta.errors import InputError, NaretaError
 
 PLAN_SCHEMA_VERSION = 1
@@ -120,7 +121,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     if workers < 0:
         raise InputError(f"--workers must be 0 (no Dask) or more, not {workers}")
     graph_dir = str(Path(graph_dir).resolve())
-    model_dir = None if model_dir in (None, "freeflow") else str(Path(model_dir).resolve())
+    model_dir = resolve_model(model_dir)
     frame = read_od_table(input_path)
     predictor = Predictor.load(graph_dir, model_dir)  # fails fast on bad artifacts
     frame.insert(len(frame.columns), "input_row", np.arange(len(frame), dtype=np.int64))
@@ -133,7 +134,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         "rows": len(frame),
         "graph": graph_dir,
         "graph_identity": predictor.graph.identity,
-        "model": model_dir or "freeflow",
+        "model": model_dir,
         "model_identity": predictor.model.identity,
         "max_snap_distance_m": predictor.max_snap_distance_m,
         "default_departure_time": None if departure_time is None else departure_time.isoformat(),
@@ -298,9 +299,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "trip_id]")
     parser.add_argument("--output", type=Path, required=True,
                         help="output directory of Parquet parts (e.g. out.parquet)")
-    parser.add_argument("--graph", type=Path, required=True, help="RoadGraph artifact directory")
+    parser.add_argument("--graph", type=Path, default=None,
+                        help="RoadGraph artifact directory (default: the bundled city)")
     parser.add_argument("--model", default=None,
-                        help="travel-time model artifact directory (default: free-flow)")
+                        help="model artifact directory, 'freeflow' or 'freeflow-turns' "
+                             "(default: the shipped model if trained on --graph, else freeflow)")
     parser.add_argument("--scheduler", default=os.environ.get("NARETA_DASK_SCHEDULER") or None,
                         help="address of a running Dask scheduler, e.g. tcp://scheduler:8786 "
                              "(default: $NARETA_DASK_SCHEDULER, else a local cluster)")
@@ -321,8 +324,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    graph_dir, model = resolve_artifacts(args.graph, args.model)
     report = score_table(
-        args.input, args.output, graph_dir=args.graph, model_dir=args.model,
+        args.input, args.output, graph_dir=graph_dir, model_dir=model,
         scheduler=args.scheduler, workers=args.workers, departure_time=args.departure_time,
         resume=args.resume, force=args.force, partition_rows=args.partition_rows,
         origins_per_batch=args.origins_per_batch, progress=False if args.quiet else None)

@@ -12,8 +12,11 @@ from nareta.errors import InputError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR)")
-    parser.add_argument("--model", help="model artifact or 'freeflow' (env NARETA_MODEL_DIR)")
+    parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR; default: "
+                                        "the bundled city, ingested once into the cache)")
+    parser.add_argument("--model", help="model artifact, 'freeflow' or 'freeflow-turns' (env "
+                                        "NARETA_MODEL_DIR; default: the shipped model if "
+                                        "trained on the graph, else freeflow)")
     parser.add_argument("--host", help="bind address (env NARETA_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env NARETA_PORT, default 8000)")
     parser.add_argument("--log-level", help="critical|error|warning|info|debug")
@@ -39,12 +42,16 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from nareta.defaults import resolve_artifacts
     from service.app import create_app
     from service.config import Settings
     from service.logs import log_config
 
+    # unset (option and environment): the bundled city and the model that matches it
+    graph, model = resolve_artifacts(args.graph or os.environ.get("NARETA_GRAPH_DIR") or None,
+                                     args.model or os.environ.get("NARETA_MODEL_DIR") or None)
     overrides = {key: value for key, value in (
-        ("graph_dir", args.graph), ("model_dir", args.model), ("host", args.host),
+        ("graph_dir", graph), ("model_dir", model), ("host", args.host),
         ("port", args.port), ("log_level", args.log_level),
         ("workers", getattr(args, "workers", None))) if value is not None}
     try:

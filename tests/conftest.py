@@ -18,10 +18,12 @@ SHARED_EXTRACTS = ("helsinki", "baltimore", "harrisburg", "liechtenstein")
 
 
 def run_cli(
-    *args: str, user: str | None = None, cwd: Path | None = None, timeout: float = 300
+    *args: str, user: str | None = None, cwd: Path | None = None, timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m nareta.cli ARGS`` in a fresh process, as the CLI user would."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    """Run ``python -m nareta.cli ARGS`` in a fresh process, as the CLI user would (``env``:
+    extra environment variables)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     command = [sys.executable, "-m", "nareta.cli", *args]
     if user is not None:
         home = tempfile.mkdtemp(prefix="nareta-home-")
