@@ -113,7 +113,7 @@ def resolve_model(value: str | os.PathLike[str] | None, *,
     Returns ``"freeflow"``, ``"freeflow-turns"`` or the absolute path of a model artifact
     directory. ``None`` or ``""`` means the default: with ``graph``, the shipped model when
     its manifest names this very graph, else ``"freeflow"``; without one, ``"freeflow"``.
-    A path that is not a directory with a manifest raises InputError naming the choices.
+    A path that is not a directory with a manifest raises ArtifactError naming the choices.
     """
     if value is None or str(value) == "":
         if graph is not None and _trained_on(SHIPPED_MODEL) == graph.identity:
@@ -124,10 +124,10 @@ def resolve_model(value: str | os.PathLike[str] | None, *,
         return text
     path = Path(text).expanduser()
     if not path.is_dir():
-        raise InputError(f"model {text!r}: not a directory; expected a model artifact "
+        raise ArtifactError(f"model {text!r}: not a directory; expected a model artifact "
                          f"directory or one of {', '.join(FREE_FLOW_MODELS)}")
     if not (path / MANIFEST_NAME).is_file():
-        raise InputError(f"model {text!r}: no {MANIFEST_NAME} in it; expected a model "
+        raise ArtifactError(f"model {text!r}: no {MANIFEST_NAME} in it; expected a model "
                          f"artifact directory or one of {', '.join(FREE_FLOW_MODELS)}")
     return str(path.resolve())
 

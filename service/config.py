@@ -56,13 +56,13 @@ class Settings(BaseSettings):
     @classmethod
     def _model_dir_exists(cls, value: str | None) -> str | None:
         from nareta.defaults import resolve_model
-        from nareta.errors import InputError
+        from nareta.errors import NaretaError
 
         if value in (None, ""):
             return None
         try:
             return resolve_model(value)
-        except InputError as exc:
+        except NaretaError as exc:
             raise ValueError(str(exc)) from None
 
     @field_validator("cors_origins", mode="before")

@@ -22,7 +22,7 @@ from nareta.defaults import (
     load_travel_time_model,
     resolve_model,
 )
-from nareta.errors import InputError
+from nareta.errors import ArtifactError
 from tests.conftest import REPO, run_cli
 from tests.service.conftest import free_port, wait_ready
 
@@ -67,9 +67,9 @@ def test_resolve_model(bundled_graph, clipped_osm, tmp_path):
         assert resolve_model(name) == name
         assert load_travel_time_model(name, bundled_graph).name == name
     assert resolve_model(os.path.relpath(SHIPPED_MODEL)) == str(SHIPPED_MODEL)
-    with pytest.raises(InputError, match="freeflow, freeflow-turns"):
+    with pytest.raises(ArtifactError, match="freeflow, freeflow-turns"):
         resolve_model("free-flow")
-    with pytest.raises(InputError, match="no manifest.json"):
+    with pytest.raises(ArtifactError, match="no manifest.json"):
         resolve_model(tmp_path)
 
 
