@@ -27,8 +27,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--destination", type=_point, required=True, help="LON,LAT")
     parser.add_argument("--departure-time", default=None,
                         help="ISO-8601 (local time of the city unless it has an offset) or "
-                             "epoch seconds, as the API accepts (default: the model's default, "
-                             "a weekday at noon)")
+                             "epoch seconds, as the API accepts (default: 2026-11-18T12:00, "
+                             "a weekday at noon, the time the learned model assumes)")
     parser.add_argument("--route", action="store_true",
                         help="also print the route: its segments with their times and "
                              "distances, and its coordinates")

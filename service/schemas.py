@@ -18,9 +18,15 @@ Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False,
                                   description="WGS84 latitude, degrees in [-90, 90]")]
 #: The earliest and latest departure times accepted (epoch seconds).
 EPOCH_MIN, EPOCH_MAX = 0.0, 4_102_444_800.0  # 1970-01-01 .. 2100-01-01
+#: What an omitted departure time means (``models.eta.DEFAULT_DEPARTURE``; a test keeps
+#: the two equal).
+DEFAULT_DEPARTURE_HELP = (
+    "omitted = 2026-11-18T12:00 local time of the city (a weekday at noon: the time the "
+    "learned ETA model assumes; free-flow models give the same answer at any time)"
+)
 DEPARTURE_TIME_HELP = (
     "ISO-8601 date-time (local time of the city when no offset is given) or epoch seconds, "
-    "between 1970-01-01 and 2100-01-01; omitted = the model's default (free flow)"
+    f"between 1970-01-01 and 2100-01-01; {DEFAULT_DEPARTURE_HELP}"
 )
 
 
@@ -127,7 +133,8 @@ class EtaResponse(BaseModel):
     distance_m: float
     origin: WaypointResponse
     destination: WaypointResponse
-    departure_time: dt.datetime | None
+    departure_time: dt.datetime | None = Field(
+        description=f"as given in the request (null when omitted: {DEFAULT_DEPARTURE_HELP})")
     model: str
 
 
