@@ -151,8 +151,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     pending = [i for i in range(len(partitions)) if i not in done]
     planned_s = time.perf_counter() - started
 
-    bar = tqdm(total=sum(len(partitions[i]) for i in pending), unit="pairs", desc="scoring",
-               disable=None if progress is None else not progress, file=sys.stderr)
+    bar = _progress_bar(sum(len(partitions[i]) for i in pending), progress)
     failures: list[tuple[int, BaseException]] = []
     try:
         with bar:
@@ -200,6 +199,21 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
                        timings={"plan_s": planned_s})
 
 
+def _progress_bar(total: int, progress: bool | None) -> tqdm:
+    """The bar on stderr (``progress=None``: only when stderr is a terminal). A terminal that
+    reports its size as 0 x 0 (a fresh pseudo-terminal, as ``docker compose run`` or
+    ``script`` give) is taken as 80 x 24: tqdm hides every bar below row 0 of a 0-row
+    screen, so it would print nothing at all."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # not a terminal, or no file number
+        size = os.terminal_size((1, 1))
+    unknown = size.columns == 0 or size.lines == 0
+    return tqdm(total=total, unit="pairs", desc="scoring", file=sys.stderr,
+                disable=None if progress is None else not progress,
+                ncols=80 if unknown else None, nrows=24 if unknown else None)
+
+
 def _tidy(result: pd.DataFrame) -> pd.DataFrame:
     """A part in input order (rows of one part were sorted by origin for batching)."""
     return result.sort_values("input_row", kind="stable").reset_index(drop=True)
@@ -238,6 +252,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
 
     cluster_started = time.perf_counter()
     cluster = None
+    bar.set_description("starting Dask workers")
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.CRITICAL)
@@ -254,6 +269,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
         except NaretaError as exc:
             raise NaretaError(f"a Dask worker cannot load the artifacts: {exc}") from exc
         cluster_start_s = time.perf_counter() - cluster_started
+        bar.set_description("scoring")
         scoring_started = time.perf_counter()
         job = uuid.uuid4().hex[:8]
         futures = {}
