@@ -89,18 +89,19 @@ class _TravelTimeScorer:
 
 
 def load_scorer(source: str | None, graph):
-    """``freeflow``, ``freeflow-turns``, a baseline artifact, or any model kind in
-    :mod:`models.registry` (the value is read by :func:`nareta.defaults.resolve_model`)."""
+    """A name in :data:`nareta.defaults.NAMED_MODELS` (``freeflow``, ``freeflow-turns``), a
+    baseline artifact, or any model kind in :mod:`models.registry` (the value is read by
+    :func:`nareta.defaults.resolve_model`)."""
     import json
 
     from models.baselines import KIND, load_baseline
     from nareta.artifacts import MANIFEST_NAME
-    from nareta.defaults import load_travel_time_model, resolve_model
+    from nareta.defaults import NAMED_MODELS, load_travel_time_model, resolve_model
 
     source = resolve_model(source, graph=graph)
-    if source == "freeflow":
+    if source == "freeflow":  # the baseline's own routing (models.routing)
         return load_baseline(source, graph=graph)
-    if source == "freeflow-turns":
+    if source in NAMED_MODELS:
         return _TravelTimeScorer(load_travel_time_model(source, graph), graph)
     manifest_path = Path(source) / MANIFEST_NAME
     try:

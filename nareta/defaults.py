@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib
 import json
 import os
 import sys
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_OSM = REPO / "data" / "osm" / "baltimore.osm.pbf"
 SHIPPED_MODEL = REPO / "artifacts_shipped" / "eta_baltimore"
-#: model names that need no artifact
-FREE_FLOW_MODELS = ("freeflow", "freeflow-turns")
+#: models that need no artifact: ``--model NAME`` -> "module:Class", built as Class(graph)
+NAMED_MODELS: dict[str, str] = {
+    "freeflow": "models.travel_time:FreeFlowModel",
+    "freeflow-turns": "models.travel_time:FreeFlowTurnModel",
+}
 
 
 def cache_dir() -> Path:
@@ -110,9 +114,10 @@ def resolve_model(value: str | os.PathLike[str] | None, *,
                   graph: RoadGraph | None = None) -> str:
     """The one reading of a ``--model`` value (CLI options and ``NARETA_MODEL_DIR``).
 
-    Returns ``"freeflow"``, ``"freeflow-turns"`` or the absolute path of a model artifact
-    directory. ``None`` or ``""`` means the default: with ``graph``, the shipped model when
-    its manifest names this very graph, else ``"freeflow"``; without one, ``"freeflow"``.
+    Returns a name in :data:`NAMED_MODELS` (``"freeflow"``, ``"freeflow-turns"``, ...) or
+    the absolute path of a model artifact directory. ``None`` or ``""`` means the default:
+    with ``graph``, the shipped model when its manifest names this very graph, else
+    ``"freeflow"``; without one, ``"freeflow"``.
     A path that is not a directory with a manifest raises ArtifactError naming the choices.
     """
     if value is None or str(value) == "":
@@ -120,15 +125,16 @@ def resolve_model(value: str | os.PathLike[str] | None, *,
             return str(SHIPPED_MODEL)
         return "freeflow"
     text = str(value)
-    if text in FREE_FLOW_MODELS:
+    if text in NAMED_MODELS:
         return text
     path = Path(text).expanduser()
+    names = ", ".join(NAMED_MODELS)
     if not path.is_dir():
         raise ArtifactError(f"model {text!r}: not a directory; expected a model artifact "
-                         f"directory or one of {', '.join(FREE_FLOW_MODELS)}")
+                            f"directory or one of {names}")
     if not (path / MANIFEST_NAME).is_file():
         raise ArtifactError(f"model {text!r}: no {MANIFEST_NAME} in it; expected a model "
-                         f"artifact directory or one of {', '.join(FREE_FLOW_MODELS)}")
+                            f"artifact directory or one of {names}")
     return str(path.resolve())
 
 
@@ -136,13 +142,10 @@ def load_travel_time_model(value: str | os.PathLike[str] | None,
                            graph: RoadGraph) -> TravelTimeModel:
     """The model :func:`resolve_model` names, loaded for ``graph`` (an artifact must have
     been trained on it; see ``nareta transfer`` for another city)."""
-    from models.travel_time import FreeFlowModel, FreeFlowTurnModel
-
     resolved = resolve_model(value, graph=graph)
-    if resolved == "freeflow":
-        return FreeFlowModel(graph)
-    if resolved == "freeflow-turns":
-        return FreeFlowTurnModel(graph)
+    if resolved in NAMED_MODELS:
+        module_name, class_name = NAMED_MODELS[resolved].split(":")
+        return getattr(importlib.import_module(module_name), class_name)(graph)
     from models.registry import load_model
 
     return load_model(resolved, graph)
