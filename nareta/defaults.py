@@ -153,17 +153,18 @@ def load_travel_time_model(value: str | os.PathLike[str] | None,
 
 def resolve_artifacts(graph_dir: str | os.PathLike[str] | None,
                       model: str | os.PathLike[str] | None, *,
-                      quiet: bool = False) -> tuple[Path, str]:
+                      quiet: bool = False, say_model: bool = True) -> tuple[Path, str]:
     """``--graph`` and ``--model`` of a command with their defaults filled in: the bundled
     city, and the shipped model when it was trained on that graph (else ``freeflow``).
-    Says on stderr which default it picked, unless ``quiet``."""
+    Says on stderr when it ingests the bundled city and (``say_model``) which model it
+    picked, unless ``quiet``."""
     resolved_graph = Path(graph_dir) if graph_dir is not None else bundled_graph_dir(quiet=quiet)
     if model is not None and str(model) != "":
         return resolved_graph, resolve_model(model)
     from data_pipeline.road_graph import RoadGraph
 
     resolved = resolve_model(None, graph=RoadGraph.load(resolved_graph))
-    if not quiet:
+    if say_model and not quiet:
         why = ("the shipped model, trained on this graph" if resolved != "freeflow"
                else "the shipped model was trained on another graph")
         print(f"nareta: no --model given: using {_display(resolved)} ({why})", file=sys.stderr)

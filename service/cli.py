@@ -47,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from service.config import Settings
     from service.logs import log_config
 
-    # unset (option and environment): the bundled city and the model that matches it
+    # unset (option and environment): the bundled city and the model that matches it (the
+    # server's start-up log names the model, so no line about it here)
     graph, model = resolve_artifacts(args.graph or os.environ.get("NARETA_GRAPH_DIR") or None,
-                                     args.model or os.environ.get("NARETA_MODEL_DIR") or None)
+                                     args.model or os.environ.get("NARETA_MODEL_DIR") or None,
+                                     say_model=False)
     overrides = {key: value for key, value in (
         ("graph_dir", graph), ("model_dir", model), ("host", args.host),
         ("port", args.port), ("log_level", args.log_level),
