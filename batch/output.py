@@ -11,6 +11,8 @@
 ``pandas.read_parquet("out.parquet")`` reads the parts (pyarrow skips names starting with
 ``_`` or ``.``). A killed job leaves only whole parts (and perhaps a ``.part-*.tmp-*`` file,
 removed on resume); ``--resume`` checks that the plan matches and redoes only missing parts.
+``nareta score`` holds ``out.parquet.lock`` meanwhile (:mod:`batch.lock`): one writer at a
+time.
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ class PartitionedOutput:
 
     def _resume(self) -> set[int]:
         for stale in self.root.glob(f"{_TEMP_PREFIX}*"):
-            stale.unlink()  # a part that was being written when the job died
+            # a part that was being written when the job died: no live writer's, since the
+            # caller holds the output's single-writer lock (batch.lock)
+            stale.unlink()
         plan_path = self.root / PLAN_NAME
         if not plan_path.is_file():
             unexpected = sorted(p.name for p in self.root.iterdir())

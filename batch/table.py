@@ -2,19 +2,20 @@
 
 The table follows the trips-table interface (DESIGN.md): ``origin_lon, origin_lat,
 destination_lon, destination_lat``, optional ``departure_time`` (ISO-8601 local time of the
-city, or epoch seconds) and optional ``trip_id``; other columns are carried through.
+city, or epoch seconds: :mod:`nareta.timeparse`) and optional ``trip_id``; other columns
+are carried through.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nareta.errors import InputError
+from nareta.timeparse import parse_departure_times
 
 COORDINATE_COLUMNS = ("origin_lon", "origin_lat", "destination_lon", "destination_lat")
 DEPARTURE_COLUMN = "departure_time"
@@ -56,85 +57,16 @@ def read_od_table(path: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def parse_departure_time(value) -> dt.datetime | None:
-    """One departure time: ISO-8601 text (local time of the city, or with an offset) or
-    epoch seconds (an instant: returned as an aware UTC datetime). ``None``/NaN/empty means
-    "not given". Raises ValueError when the value is neither."""
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, np.datetime64):
-        return None if np.isnat(value) else pd.Timestamp(value).to_pydatetime()
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        seconds = float(value)
-        if math.isnan(seconds):
-            return None
-        return _from_epoch(seconds)
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        return dt.datetime.fromisoformat(text)
-    if math.isnan(seconds):
-        return None
-    return _from_epoch(seconds)
-
-
-def _from_epoch(seconds: float) -> dt.datetime:
-    if not math.isfinite(seconds):
-        raise ValueError(f"{seconds} is not a finite number of seconds")
-    try:
-        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise ValueError(f"{seconds} seconds is out of range") from exc
-
-
 def departure_times(frame: pd.DataFrame, default: dt.datetime | None = None
                     ) -> tuple[list[dt.datetime | None], np.ndarray]:
     """Per row: the parsed departure time (``default`` where the row has none) and whether
-    the row's value is invalid. Distinct values are parsed once."""
+    the row's value is invalid, by the one parser (:mod:`nareta.timeparse`)."""
     if DEPARTURE_COLUMN not in frame.columns:
         return [default] * len(frame), np.zeros(len(frame), dtype=bool)
-    column = frame[DEPARTURE_COLUMN]
-    parsed: dict[object, dt.datetime | None] = {}
-    invalid_values: set[object] = set()
-    values = column.tolist()
-    for value in dict.fromkeys(_hashable(v) for v in values):
-        try:
-            parsed[value] = parse_departure_time(value)
-        except (ValueError, TypeError, OverflowError):
-            invalid_values.add(value)
-    times: list[dt.datetime | None] = []
-    invalid = np.zeros(len(values), dtype=bool)
-    for row, value in enumerate(values):
-        key = _hashable(value)
-        if key in invalid_values:
-            invalid[row] = True
-            times.append(None)
-        else:
-            time = parsed[key]
-            times.append(default if time is None else time)
-    return times, invalid
-
-
-def _hashable(value):
-    # NaN != NaN would defeat the dict; every missing value maps to None.
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    try:
-        hash(value)
-    except TypeError:
-        return str(value)
-    return value
+    parsed = parse_departure_times(frame[DEPARTURE_COLUMN])
+    times = [default if missing else time
+             for time, missing in zip(parsed.times, parsed.missing, strict=True)]
+    return times, parsed.invalid
 
 
 def coordinates(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

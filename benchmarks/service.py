@@ -1,6 +1,7 @@
 """Service benchmark: bounded load against a real uvicorn (``nareta serve``) on 127.0.0.1.
 
     python benchmarks/service.py [--seconds 30] [--concurrency 1,8,32] [--skip-synthetic]
+    python benchmarks/service.py --concurrency 128,1000 ...   # overload: 503s are shed load
 
 For the bundled city and for a ~50,000-node road-like synthetic graph (a perturbed grid):
 latency p50/p99 and requests/s of ``POST /v1/eta`` and the OSRM ``GET /route/v1/driving``
@@ -166,13 +167,16 @@ class Server:
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
-            connection: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
+            connection: http.client.HTTPConnection | None = None,
+            retry_after: list | None = None) -> tuple[int, bytes]:
     own = connection is None
     connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"content-type": "application/json"} if body is not None else {}
     connection.request(method, path, body=body, headers=headers)
     response = connection.getresponse()
     data = response.read()
+    if retry_after is not None:
+        retry_after[:] = [response.getheader("retry-after")]
     if own:
         connection.close()
     return response.status, data
@@ -239,8 +243,9 @@ def osrm_request(origin, destination) -> tuple[str, str, None]:
 
 
 def run_load(port: int, workload: Workload, build, *, concurrency: int,
-             seconds: float) -> dict:
+             seconds: float, honour_retry_after: bool = True) -> dict:
     latencies: list[float] = []
+    answered: list[bool] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
     requests = [build(*workload.pair()) for _ in range(50_000)]
@@ -249,22 +254,26 @@ def run_load(port: int, workload: Workload, build, *, concurrency: int,
 
     def worker() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine, my_errors = [], {}
+        mine, my_ok, my_errors, retry_after = [], [], {}, [None]
         while time.perf_counter() < stop_at:
             method, path, body = requests[next(counter) % len(requests)]
             started = time.perf_counter()
             try:
-                status, data = request(port, method, path, body, connection)
+                status, data = request(port, method, path, body, connection, retry_after)
             except OSError as exc:
                 status = type(exc).__name__
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             mine.append(time.perf_counter() - started)
+            my_ok.append(status == 200)
             if status != 200:
                 code = f"{status}:{json.loads(data).get('code')}" if isinstance(
                     status, int) else status
                 my_errors[code] = my_errors.get(code, 0) + 1
+            if status == 503 and retry_after[0] and honour_retry_after:  # wait as told
+                time.sleep(min(float(retry_after[0]), max(0.0, stop_at - time.perf_counter())))
         with lock:
             latencies.extend(mine)
+            answered.extend(my_ok)
             for key, value in my_errors.items():
                 errors[key] = errors.get(key, 0) + value
 
@@ -276,10 +285,14 @@ def run_load(port: int, workload: Workload, build, *, concurrency: int,
         thread.join()
     elapsed = time.perf_counter() - began
     values = np.array(latencies) * 1000
+    ok = values[np.array(answered, dtype=bool)]
     return {"concurrency": concurrency, "requests": len(values),
             "requests_per_s": round(len(values) / elapsed, 1),
             "p50_ms": round(float(np.percentile(values, 50)), 2),
             "p99_ms": round(float(np.percentile(values, 99)), 2),
+            # answered (200) requests only: what load shedding protects (503s return at once)
+            "ok_per_s": round(len(ok) / elapsed, 1),
+            "ok_p99_ms": round(float(np.percentile(ok, 99)), 2) if len(ok) else None,
             "errors": sum(errors.values()), "error_kinds": errors}
 
 
@@ -314,13 +327,15 @@ def bench_graph(name: str, graph_dir: Path, args, env: dict[str, str] | None = N
                                 ("GET /route/v1/driving", osrm_request)):
             for concurrency in args.concurrency:
                 row = run_load(server.port, workload, build, concurrency=concurrency,
-                               seconds=args.seconds)
+                               seconds=args.seconds,
+                               honour_retry_after=not args.ignore_retry_after)
                 row["endpoint"] = endpoint
                 result["load"].append(row)
                 print(f"  {name:9} {model[-14:]:14} {endpoint:22} c={concurrency:<3}"
                       f" p50 {row['p50_ms']:7.2f} ms"
                       f"  p99 {row['p99_ms']:7.2f} ms  {row['requests_per_s']:7.1f} req/s"
-                      f"  errors {row['errors']}", flush=True)
+                      f"  errors {row['errors']} {row['error_kinds'] or ''}"
+                      f"  ok p99 {row['ok_p99_ms']} ms", flush=True)
         if not args.skip_table:
             result["table"] = table_seconds(server.port, workload)
             print(f"  {name:9} table 100x100: cold {result['table']['cold_s']} s, warm "
@@ -329,7 +344,8 @@ def bench_graph(name: str, graph_dir: Path, args, env: dict[str, str] | None = N
         status, body = request(server.port, "GET", "/metrics")
         result["server_metrics"] = {
             line.split()[0]: float(line.split()[1]) for line in body.decode().splitlines()
-            if line.startswith("nareta_model_") and not line.startswith("nareta_model_info")}
+            if line.startswith(("nareta_model_", "nareta_http_shed", "nareta_http_body_timeouts"))
+            and not line.startswith("nareta_model_info")}
         result["rss_growth_pct"] = round(100 * (result["rss_end_mb"] / rss_start - 1), 1)
         print(f"  {name:9} RSS {rss_start:.0f} -> {result['rss_end_mb']:.0f} MB "
               f"({result['rss_growth_pct']:+.1f} %)", flush=True)
@@ -351,6 +367,9 @@ def main() -> int:
     parser.add_argument("--city-models", default=f"{SHIPPED_MODEL},freeflow",
                         help="comma-separated NARETA_MODEL_DIR values served on the city "
                              "(default: the shipped ETA model and free flow)")
+    parser.add_argument("--ignore-retry-after", action="store_true",
+                        help="clients resend at once after a 503 (default: they wait the "
+                             "Retry-After seconds, as a polite client does)")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-table", action="store_true")
     parser.add_argument("--synthetic-nodes", type=int, default=50_000)
@@ -361,6 +380,7 @@ def main() -> int:
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     results = {"seconds_per_level": args.seconds, "repeat_share": args.repeat_share,
+               "clients_honour_retry_after": not args.ignore_retry_after,
                "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
                "graphs": []}
     with tempfile.TemporaryDirectory() as scratch:

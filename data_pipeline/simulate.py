@@ -44,6 +44,7 @@ from data_pipeline.sumo_net import (
     sumo_home,
     write_osm_xml,
 )
+from data_pipeline.traffic import write_feed
 from nareta.artifacts import check_output_dir, library_versions
 from nareta.errors import InputError, NaretaError
 
@@ -87,17 +88,35 @@ class SimulationConfig:
     reroute_period_s: float = 120.0
     #: share of inserted vehicles teleported or unfinished above which the run fails
     gridlock_share: float = 0.05
+    #: multiplies every period's rate (days that differ: 0.6x .. 1.4x of the profile)
+    demand_scale: float = 1.0
+    #: random incidents (a lane, or a one-lane road, closed for 20-60 min) per simulated day
+    incidents: int = 0
+    #: length of the traffic-feed windows (SUMO edgeData mean speeds)
+    feed_window_s: float = 300.0
 
     def periods(self) -> list[DemandPeriod]:
         total = self.hours * 3600.0
+        rate = self.rate_per_hour * self.demand_scale
         if self.profile == "flat":
-            return [DemandPeriod(0.0, total, self.rate_per_hour)]
+            return [DemandPeriod(0.0, total, rate)]
         third = total / 3.0
         factors = (1.0, self.peak_factor, self.shoulder_factor)
         return [
-            DemandPeriod(i * third, (i + 1) * third, self.rate_per_hour * factor)
+            DemandPeriod(i * third, (i + 1) * third, rate * factor)
             for i, factor in enumerate(factors)
         ]
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A closure SUMO applied (recorded in the manifest)."""
+
+    edge_id: str
+    kind: str  # "lane" (one lane of a multi-lane edge) | "road" (the whole edge)
+    begin_s: float
+    end_s: float
+    segments: tuple[int, ...]
 
 
 @dataclass
@@ -180,7 +199,14 @@ _STEP = re.compile(rb"Step #(\d+(?:\.\d+)?)")
 
 
 def _run_sumo(
-    net: Path, trip_files: list[Path], config: SimulationConfig, work: Path, *, progress: bool
+    net: Path,
+    trip_files: list[Path],
+    config: SimulationConfig,
+    work: Path,
+    *,
+    progress: bool,
+    additional: list[Path] = (),  # type: ignore[assignment]
+    position: int = 0,
 ) -> None:
     end_s = config.hours * 3600.0 + config.drain_s
     command = [
@@ -212,6 +238,8 @@ def _run_sumo(
         "60",
         "--duration-log.statistics",
     ]
+    if additional:
+        command += ["-a", ",".join(str(path) for path in additional)]
     if config.reroute_period_s > 0:
         command += [
             "--device.rerouting.probability",
@@ -227,7 +255,8 @@ def _run_sumo(
         ]
     from tqdm import tqdm
 
-    bar = tqdm(total=int(end_s), unit="sim s", desc="sumo", disable=not progress, mininterval=2.0)
+    bar = tqdm(total=int(end_s), unit="sim s", desc=f"sumo {work.name}", disable=not progress,
+               mininterval=2.0, position=position)
     log = open(work / "sumo.log", "wb")  # noqa: SIM115
     try:
         process = subprocess.Popen(
@@ -312,6 +341,175 @@ def _read_statistics(work: Path, report: SimulationReport) -> None:
         report.unfinished = int(vehicles.get("running", "0")) + int(vehicles.get("waiting", "0"))
 
 
+@dataclass
+class PreparedNet:
+    """The SUMO net of an OSM file, pruned to edges that map onto the RoadGraph."""
+
+    net: Path
+    edges: dict[str, Any]
+    edge_chains: dict[str, tuple[int, ...]]
+    mapper: SegmentMapper
+    lanes: dict[str, int]
+    predecessors: dict[str, list[str]]
+
+
+@dataclass
+class DayResult:
+    """One simulated day: trips, the traffic feed SUMO measured, what happened."""
+
+    trips: Any  # pandas.DataFrame
+    feed: Any  # pandas.DataFrame (data_pipeline.traffic feed columns)
+    report: SimulationReport
+    config: SimulationConfig
+    incidents: list[Incident]
+
+
+def prepare_net(osm_path, graph, work: Path, report: SimulationReport, *, log=print) -> PreparedNet:
+    """OSM → netconvert → drop SUMO edges that do not map onto ``graph`` (once per run)."""
+    from data_pipeline.osm_reader import read_osm
+
+    clock = time.perf_counter()
+    osm_data = read_osm(osm_path)
+    write_osm_xml(osm_data, work / "drive.osm")
+    raw_net, joins_path = work / "raw.net.xml", work / "joins.xml"
+    build_net(work / "drive.osm", raw_net, joins_path=joins_path)
+    report.timings_s["netconvert"] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    mapper = SegmentMapper(graph)
+    joins = read_joins(joins_path)
+    edge_chains = _map_edges(raw_net, joins, mapper)
+    unmapped = [edge for edge, chain in edge_chains.items() if not chain]
+    net = work / "net.xml"
+    build_net(
+        work / "drive.osm", net, joins_path=joins_path, remove_edges=unmapped, base_net=raw_net
+    )
+    edges = read_edges(net)
+    report.sumo_edges = len(edge_chains)
+    report.sumo_edges_mapped = len(edge_chains) - len(unmapped)
+    log(
+        f"SUMO net: {len(edge_chains)} edges, {report.sumo_edges_mapped} map onto the "
+        f"RoadGraph; simulating on {len(edges)}"
+    )
+    lanes, predecessors = _net_topology(net)
+    report.timings_s["mapping_net"] = round(time.perf_counter() - clock, 2)
+    return PreparedNet(net, edges, edge_chains, mapper, lanes, predecessors)
+
+
+def _net_topology(net: Path) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Lane count per normal edge and the edges with a connection into each edge."""
+    lanes: dict[str, int] = {}
+    predecessors: dict[str, list[str]] = {}
+    for _, element in ET.iterparse(net, events=("end",)):
+        if element.tag == "edge" and element.get("function") in (None, "normal"):
+            lanes[element.get("id", "")] = len(element.findall("lane"))
+        elif element.tag == "connection":
+            source, target = element.get("from", ""), element.get("to", "")
+            if not source.startswith(":") and not target.startswith(":"):
+                bucket = predecessors.setdefault(target, [])
+                if source not in bucket:
+                    bucket.append(source)
+        if element.tag in ("edge", "connection"):
+            element.clear()
+    return lanes, predecessors
+
+
+def draw_incidents(prepared: PreparedNet, config: SimulationConfig) -> list[Incident]:
+    """``config.incidents`` random closures of 20-60 min starting in the first 70 % of the
+    day, on mapped edges of at least 80 m that other edges lead into. A multi-lane edge
+    loses one lane, a one-lane edge is closed."""
+    if config.incidents <= 0:
+        return []
+    rng = np.random.default_rng(config.seed * 7919 + 17)
+    candidates = sorted(
+        edge_id
+        for edge_id, edge in prepared.edges.items()
+        if edge.length_m >= 80.0 and prepared.predecessors.get(edge_id)
+        and prepared.edge_chains.get(edge_id)
+    )
+    if not candidates:
+        return []
+    horizon = config.hours * 3600.0
+    incidents = []
+    for edge_id in rng.choice(candidates, size=min(config.incidents, len(candidates)),
+                              replace=False).tolist():
+        begin = float(rng.uniform(0.1, 0.7) * horizon)
+        duration = float(rng.uniform(20.0, 60.0) * 60.0)
+        kind = "lane" if prepared.lanes.get(edge_id, 1) >= 2 else "road"
+        incidents.append(Incident(edge_id, kind, round(begin), round(begin + duration),
+                                  tuple(int(s) for s in prepared.edge_chains[edge_id])))
+    return incidents
+
+
+def _incident_file(incidents: list[Incident], prepared: PreparedNet, work: Path) -> Path:
+    """SUMO rerouters: the closure applies on the edge, drivers approaching it re-plan."""
+    lines = ["<additional>"]
+    for index, incident in enumerate(incidents):
+        watched = [incident.edge_id, *prepared.predecessors.get(incident.edge_id, [])]
+        lines.append(f'  <rerouter id="incident{index}" edges="{" ".join(watched)}">')
+        lines.append(f'    <interval begin="{incident.begin_s:.0f}" end="{incident.end_s:.0f}">')
+        if incident.kind == "lane":
+            lines.append(f'      <closingLaneReroute id="{incident.edge_id}_0"/>')
+        else:
+            lines.append(f'      <closingReroute id="{incident.edge_id}"/>')
+        lines.append("    </interval>")
+        lines.append("  </rerouter>")
+    lines.append("</additional>")
+    path = work / "incidents.add.xml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _edge_data_file(config: SimulationConfig, work: Path) -> Path:
+    path = work / "edgedata.add.xml"
+    path.write_text(
+        "<additional>\n"
+        f'  <edgeData id="feed" file="edgedata.xml" '
+        f'period="{config.feed_window_s:.0f}" excludeEmpty="true"/>\n'
+        "</additional>\n"
+    )
+    return path
+
+
+def simulate_day(
+    prepared: PreparedNet,
+    config: SimulationConfig,
+    work: Path,
+    *,
+    progress: bool = True,
+    position: int = 0,
+) -> DayResult:
+    """Demand, SUMO and the trip table + traffic feed of one day (``config``'s seed,
+    demand scale and incidents) on a prepared net."""
+    import pandas as pd
+
+    start = parse_start(config.start)
+    report = SimulationReport()
+    work.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
+    trip_files = [
+        _random_trips(prepared.net, period, index, config, work)
+        for index, period in enumerate(config.periods())
+    ]
+    report.timings_s["demand"] = round(time.perf_counter() - clock, 2)
+    incidents = draw_incidents(prepared, config)
+    additional = [_edge_data_file(config, work)]
+    if incidents:
+        additional.append(_incident_file(incidents, prepared, work))
+    clock = time.perf_counter()
+    _run_sumo(prepared.net, trip_files, config, work, progress=progress,
+              additional=additional, position=position)
+    report.timings_s["sumo"] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    _read_statistics(work, report)
+    teleported, report.teleports = _read_teleported(work)
+    report.teleported_vehicles = len(teleported)
+    table = _trip_table(prepared.net, prepared.edges, prepared.edge_chains, prepared.mapper,
+                        teleported, start, work, report)
+    feed = edge_data_feed(work / "edgedata.xml", prepared, start, config.feed_window_s)
+    report.timings_s["trip_table"] = round(time.perf_counter() - clock, 2)
+    return DayResult(pd.DataFrame(table), feed, report, config, incidents)
+
+
 def simulate(
     osm_path: str | os.PathLike[str],
     graph,
@@ -321,73 +519,108 @@ def simulate(
     progress: bool = True,
     log=print,
 ) -> tuple[Any, SimulationReport]:
-    """Simulate traffic on the OSM file's drive network and return the trip table
-    (a ``pandas.DataFrame``) with driven routes as ``graph`` segment indices."""
-    import pandas as pd
+    """Simulate one day of traffic on the OSM file's drive network and return the trip
+    table (a ``pandas.DataFrame``) with driven routes as ``graph`` segment indices."""
+    result = simulate_days(osm_path, graph, configs=[config], work_dir=work_dir,
+                           progress=progress, log=log)[0]
+    return result.trips, result.report
 
-    from data_pipeline.osm_reader import read_osm
 
-    if config.profile not in PROFILES:
-        raise InputError(f"profile {config.profile!r}: expected one of {', '.join(PROFILES)}")
-    if not config.hours > 0:
-        raise InputError(f"hours {config.hours}: must be > 0")
-    start = parse_start(config.start)
-    report = SimulationReport()
+def simulate_days(
+    osm_path: str | os.PathLike[str],
+    graph,
+    *,
+    configs: list[SimulationConfig],
+    work_dir: Path | None = None,
+    progress: bool = True,
+    log=print,
+    jobs: int | None = None,
+) -> list[DayResult]:
+    """Several days on one prepared net; the days' SUMO processes run in parallel
+    (``jobs`` at a time, default one per CPU). Each day fails on its own gridlock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for config in configs:
+        if config.profile not in PROFILES:
+            raise InputError(f"profile {config.profile!r}: expected one of {', '.join(PROFILES)}")
+        if not config.hours > 0:
+            raise InputError(f"hours {config.hours}: must be > 0")
+        if not config.demand_scale > 0:
+            raise InputError(f"demand scale {config.demand_scale}: must be > 0")
+        parse_start(config.start)
     owned = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="nareta-sumo-")) if owned else Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.timings_s[name] = round(now - clock, 2)
-        clock = now
-
     try:
-        osm_data = read_osm(osm_path)
-        write_osm_xml(osm_data, work / "drive.osm")
-        raw_net, joins_path = work / "raw.net.xml", work / "joins.xml"
-        build_net(work / "drive.osm", raw_net, joins_path=joins_path)
-        lap("netconvert")
+        net_report = SimulationReport()
+        prepared = prepare_net(osm_path, graph, work, net_report, log=log)
+        workers = max(1, min(len(configs), jobs or os.cpu_count() or 1))
 
-        mapper = SegmentMapper(graph)
-        joins = read_joins(joins_path)
-        edge_chains = _map_edges(raw_net, joins, mapper)
-        unmapped = [edge for edge, chain in edge_chains.items() if not chain]
-        net = work / "net.xml"
-        build_net(
-            work / "drive.osm", net, joins_path=joins_path, remove_edges=unmapped, base_net=raw_net
-        )
-        edges = read_edges(net)
-        report.sumo_edges = len(edge_chains)
-        report.sumo_edges_mapped = len(edge_chains) - len(unmapped)
-        log(
-            f"SUMO net: {len(edge_chains)} edges, {report.sumo_edges_mapped} map onto the "
-            f"RoadGraph; simulating on {len(edges)}"
-        )
-        lap("mapping_net")
+        def one(item: tuple[int, SimulationConfig]) -> DayResult:
+            index, config = item
+            day_work = work if len(configs) == 1 else work / f"day{index}"
+            return simulate_day(prepared, config, day_work, progress=progress,
+                                position=index % workers)
 
-        trip_files = [
-            _random_trips(net, period, index, config, work)
-            for index, period in enumerate(config.periods())
-        ]
-        lap("demand")
-        _run_sumo(net, trip_files, config, work, progress=progress)
-        lap("sumo")
-
-        _read_statistics(work, report)
-        teleported, report.teleports = _read_teleported(work)
-        report.teleported_vehicles = len(teleported)
-        table = _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report)
-        lap("trip_table")
+        # SUMO and randomTrips are processes of their own: threads keep them busy in parallel
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one, enumerate(configs)))
     finally:
         if owned:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
-    _check_gridlock(report, config)
-    return pd.DataFrame(table), report
+    for result in results:
+        result.report.sumo_edges = net_report.sumo_edges
+        result.report.sumo_edges_mapped = net_report.sumo_edges_mapped
+        result.report.timings_s = {**net_report.timings_s, **result.report.timings_s}
+        _check_gridlock(result.report, result.config)
+    return results
+
+
+def edge_data_feed(path: Path, prepared: PreparedNet, start: dt.datetime,
+                   window_s: float, *, min_sampled_s: float = 5.0):
+    """SUMO edgeData mean speeds → traffic-feed rows, one per (window, RoadGraph segment).
+
+    A SUMO edge maps onto a chain of segments and a segment may be covered by several
+    SUMO edges: a segment's speed is the length-weighted harmonic mean of the SUMO edges
+    on it (the speed that gives their summed travel time). Speeds below 1 km/h (a queue
+    that did not move in the window) are kept at 1 km/h."""
+    import pandas as pd
+
+    from data_pipeline.traffic import segment_feed_rows
+
+    length: dict[tuple[float, int], float] = {}
+    seconds: dict[tuple[float, int], float] = {}
+    samples: dict[tuple[float, int], float] = {}
+    if path.is_file():
+        begin = 0.0
+        for _, element in ET.iterparse(path, events=("start", "end")):
+            if element.tag == "interval" and element.get("begin") is not None:
+                begin = float(element.get("begin", "0"))
+            if element.tag != "edge" or element.get("speed") is None:
+                continue
+            sampled = float(element.get("sampledSeconds", "0"))
+            chain = prepared.edge_chains.get(element.get("id", ""))
+            edge = prepared.edges.get(element.get("id", ""))
+            if sampled < min_sampled_s or not chain or edge is None:
+                continue
+            speed_kph = max(float(element.get("speed", "0")) * 3.6, 1.0)
+            travel = float(element.get("traveltime", "0") or 0.0)
+            count = sampled / travel if travel > 0 else float(element.get("left", "0"))
+            weight = max(edge.length_m, 1.0)
+            for segment in chain:
+                key = (begin, int(segment))
+                length[key] = length.get(key, 0.0) + weight
+                seconds[key] = seconds.get(key, 0.0) + weight / speed_kph
+                samples[key] = samples.get(key, 0.0) + count
+    keys = sorted(length)
+    windows = [start + dt.timedelta(seconds=begin) for begin, _ in keys]
+    segments = np.array([segment for _, segment in keys], dtype=np.int64)
+    speeds = np.array([length[key] / seconds[key] for key in keys], dtype=np.float64)
+    counts = np.array([max(1, round(samples[key])) for key in keys], dtype=np.int64)
+    frame = segment_feed_rows(prepared.mapper.graph, segments, speeds, windows, counts)
+    return pd.DataFrame(frame)
 
 
 def _map_edges(
@@ -601,10 +834,90 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--start", default=DEFAULT_START, help="local clock time of simulation second 0 (ISO-8601)"
     )
     parser.add_argument(
+        "--days", type=int, default=1,
+        help="simulate this many weekdays (day i starts i weekdays after --start, seed + i)",
+    )
+    parser.add_argument(
+        "--demand-scales",
+        help="comma-separated demand scale per day (e.g. 0.6,1.0,1.4); default 1.0 for one "
+        "day, else drawn uniformly in 0.6..1.4 from the seed",
+    )
+    parser.add_argument(
+        "--incidents", type=int, default=None,
+        help="random closures (a lane or a one-lane road, 20-60 min) per day "
+        "(default 0 for one day, 1 for several)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="days simulated at once (default: CPU count)"
+    )
+    parser.add_argument(
         "--work-dir", type=Path, help="keep SUMO's intermediate files here (default: temporary)"
     )
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def feed_path_for(trips_path: Path) -> Path:
+    """Where ``nareta simulate`` writes the traffic feed of a trips file."""
+    return trips_path.with_name(trips_path.stem + ".traffic.parquet")
+
+
+def day_configs(args: argparse.Namespace) -> list[SimulationConfig]:
+    """One SimulationConfig per simulated day (consecutive weekdays from --start)."""
+    if args.days < 1:
+        raise InputError(f"--days {args.days}: must be at least 1")
+    if args.demand_scales:
+        try:
+            scales = [float(v) for v in args.demand_scales.split(",")]
+        except ValueError as exc:
+            raise InputError(f"--demand-scales {args.demand_scales!r}: expected numbers "
+                             "separated by commas") from exc
+        if len(scales) != args.days or not all(v > 0 for v in scales):
+            raise InputError(f"--demand-scales: give {args.days} positive value(s)")
+    elif args.days == 1:
+        scales = [1.0]
+    else:
+        rng = np.random.default_rng(args.seed)
+        scales = np.round(rng.uniform(0.6, 1.4, size=args.days), 3).tolist()
+    incidents = args.incidents if args.incidents is not None else (0 if args.days == 1 else 1)
+    first = parse_start(args.start)
+    day, configs = first, []
+    for index in range(args.days):
+        configs.append(SimulationConfig(
+            hours=args.hours, profile=args.profile, seed=args.seed + index,
+            start=day.isoformat(timespec="minutes"), rate_per_hour=args.rate,
+            peak_factor=args.peak_factor, reroute_period_s=args.reroute_period,
+            demand_scale=scales[index], incidents=incidents))
+        day += dt.timedelta(days=1)
+        while day.weekday() >= 5:
+            day += dt.timedelta(days=1)
+    return configs
+
+
+def _clock(config: SimulationConfig, seconds: float) -> str:
+    moment = parse_start(config.start) + dt.timedelta(seconds=seconds)
+    return moment.isoformat(timespec="seconds")
+
+
+def _report_json(report: SimulationReport) -> dict[str, Any]:
+    return {**asdict(report), "teleport_share": round(report.teleport_share, 5),
+            "mapping_rate": round(report.mapping_rate, 5)}
+
+
+def _total_report(reports: list[SimulationReport]) -> SimulationReport:
+    total = SimulationReport()
+    for report in reports:
+        for name in ("inserted", "loaded", "completed", "teleported_vehicles", "teleports",
+                     "unfinished", "mapped", "trips_written"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+    weight = max(sum(r.trips_written for r in reports), 1)
+    total.mean_duration_s = round(sum(r.mean_duration_s * r.trips_written
+                                      for r in reports) / weight, 1)
+    total.mean_waiting_s = round(sum(r.mean_waiting_s * r.trips_written
+                                     for r in reports) / weight, 1)
+    total.sumo_edges, total.sumo_edges_mapped = reports[0].sumo_edges, reports[0].sumo_edges_mapped
+    total.timings_s = dict(reports[0].timings_s)
+    return total
 
 
 def _load_or_build_graph(osm_file: Path, graph_dir: Path | None, log):
@@ -634,16 +947,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise OutputExistsError(f"output {out}: already exists; pass --force to replace it")
     check_output_dir(out.with_name(out.name + ".probe"), force=True)
-    config = SimulationConfig(
-        hours=args.hours,
-        profile=args.profile,
-        seed=args.seed,
-        start=args.start,
-        rate_per_hour=args.rate,
-        peak_factor=args.peak_factor,
-        reroute_period_s=args.reroute_period,
-    )
-    parse_start(config.start)
+    configs = day_configs(args)
     log = print if not args.no_progress else (lambda *a, **k: None)
     started = time.perf_counter()
     graph = _load_or_build_graph(osm_file, args.graph, log)
@@ -653,15 +957,30 @@ def run(args: argparse.Namespace) -> int:
         graph.save(graph_dir, force=args.force, seed=0)
         graph = RoadGraph.load(graph_dir)
         log(f"RoadGraph written to {graph_dir}")
-    table, report = simulate(
+    days = simulate_days(
         osm_file,
         graph,
-        config=config,
+        configs=configs,
         work_dir=args.work_dir,
         progress=not args.no_progress,
         log=log,
+        jobs=args.jobs,
     )
+    import pandas as pd
+
+    tables = []
+    for index, day in enumerate(days):
+        table = day.trips
+        table.insert(len(table.columns), "day", np.int32(index))
+        if len(days) > 1:
+            table["trip_id"] = [f"d{index}_{trip}" for trip in table["trip_id"]]
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    feed = pd.concat([day.feed for day in days], ignore_index=True)
+    report = _total_report([day.report for day in days])
+    config = configs[0]
     graph_manifest = getattr(graph, "manifest", None)
+    feed_path = feed_path_for(out)
     manifest = {
         "kind": TRIPS_KIND,
         "schema_version": TRIPS_SCHEMA_VERSION,
@@ -678,15 +997,32 @@ def run(args: argparse.Namespace) -> int:
             "files": graph_manifest.get("files") if graph_manifest else None,
         },
         "config": asdict(config),
-        "report": {
-            **asdict(report),
-            "teleport_share": round(report.teleport_share, 5),
-            "mapping_rate": round(report.mapping_rate, 5),
-        },
+        "report": _report_json(report),
+        "days": [
+            {
+                "day": index,
+                "start": day.config.start,
+                "seed": day.config.seed,
+                "demand_scale": day.config.demand_scale,
+                "incidents": [
+                    {**asdict(incident), "begin": _clock(day.config, incident.begin_s),
+                     "end": _clock(day.config, incident.end_s)}
+                    for incident in day.incidents
+                ],
+                "report": _report_json(day.report),
+                "feed_rows": len(day.feed),
+            }
+            for index, day in enumerate(days)
+        ],
+        "traffic_feed": feed_path.name,
         "route_kind": "segment",
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    write_feed(feed, feed_path, metadata={"kind": "traffic_feed", "trips": out.name,
+                                          "seed": config.seed,
+                                          "command_line": manifest["command_line"]})
     write_trips(table, out, manifest=manifest, force=args.force)
+    print(f"{len(feed)} traffic-feed rows written to {feed_path}")
     print(
         f"{report.trips_written} trips written to {out} "
         f"({report.completed} completed of {report.inserted} inserted; "

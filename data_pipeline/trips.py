@@ -2,7 +2,8 @@
 origins and destinations to the RoadGraph, and splitting by time and by area.
 
 Schema (see DESIGN.md): ``origin_lon, origin_lat, destination_lon, destination_lat,
-departure_time`` (ISO-8601 local time of the city, or epoch seconds), ``duration_s`` for
+departure_time`` (ISO-8601 local time of the city, or epoch seconds; parsed by
+:mod:`nareta.timeparse`, as every entry point does), ``duration_s`` for
 training data, optional ``trip_id``, optional ``route`` (segment indices).
 
 Bad rows are never dropped silently: every rejected row is counted under its reason in
@@ -11,6 +12,7 @@ Bad rows are never dropped silently: every rejected row is counted under its rea
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections import Counter
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from nareta.errors import InputError
+from nareta.timeparse import parse_departure_times, to_local_clock
 
 COORDINATE_COLUMNS = ("origin_lon", "origin_lat", "destination_lon", "destination_lat")
 REQUIRED_COLUMNS = (*COORDINATE_COLUMNS, "departure_time")
@@ -28,8 +31,6 @@ REQUIRED_COLUMNS = (*COORDINATE_COLUMNS, "departure_time")
 DEFAULT_MAX_DURATION_S = 6 * 3600.0
 DEFAULT_MIN_DURATION_S = 1.0
 DEFAULT_MAX_SNAP_DISTANCE_M = 200.0
-#: Departure times given as numbers above this are epoch milliseconds, not seconds.
-_EPOCH_MS_THRESHOLD = 1e11
 
 
 class NoUsableTripsError(InputError):
@@ -112,38 +113,22 @@ def read_trips(
     return table
 
 
-def parse_departure_times(values: pd.Series, *, timezone: str | None = None) -> pd.Series:
-    """Departure times (ISO-8601 strings, datetimes or epoch seconds / milliseconds) as
-    naive local clock times; ``NaT`` where unparseable. Epoch values and ISO strings with
-    a UTC offset are converted to ``timezone`` (UTC if none) and the zone dropped."""
-    target = timezone or "UTC"
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert(target).dt.tz_localize(None)
-        return parsed.astype("datetime64[ns]")
-    numeric = pd.to_numeric(values, errors="coerce")
-    is_number = numeric.notna()
-    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-    if is_number.any():
-        seconds = numeric[is_number].astype(float)
-        seconds = seconds.where(seconds < _EPOCH_MS_THRESHOLD, seconds / 1000.0)
-        stamps = pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
-        result[is_number] = stamps.dt.tz_convert(target).dt.tz_localize(None)
-    text = values[~is_number]
-    text = text[text.notna()].astype(str)
-    if len(text):
-        for index, item in text.items():
-            try:
-                stamp = pd.Timestamp(item)
-            except (ValueError, TypeError):
-                continue
-            if stamp is pd.NaT:
-                continue
-            if stamp.tzinfo is not None:
-                stamp = stamp.tz_convert(target).tz_localize(None)
-            result[index] = stamp
-    return result
+def local_departure_times(values: pd.Series, *, timezone: str | None = None) -> pd.Series:
+    """Departure times parsed by the one parser (:mod:`nareta.timeparse`) as naive local
+    clock times, ``NaT`` where missing or invalid. Epoch values and ISO strings with an
+    offset are converted to ``timezone`` (UTC if none) and the zone dropped."""
+    return _local_clock(parse_departure_times(values).times, values.index, timezone)
+
+
+def _local_clock(times: list[dt.datetime | None], index: pd.Index,
+                 timezone: str | None) -> pd.Series:
+    converted: dict[dt.datetime, dt.datetime] = {}
+    clock = []
+    for time in times:
+        if time is not None and time not in converted:
+            converted[time] = to_local_clock(time, timezone)
+        clock.append(None if time is None else converted[time])
+    return pd.Series(pd.to_datetime(clock), index=index, dtype="datetime64[ns]")
 
 
 def _parse_route(value) -> np.ndarray | None:
@@ -213,8 +198,10 @@ def validate_trips(
         )
     reject(out_of_range, "coordinate out of range (|lon| > 180 or |lat| > 90)")
 
-    departure = parse_departure_times(frame["departure_time"], timezone=timezone)
-    reject(departure.isna().to_numpy(), "unparseable departure_time")
+    parsed = parse_departure_times(frame["departure_time"])
+    reject(parsed.missing, "missing departure_time")
+    reject(parsed.invalid, "invalid departure_time (ISO-8601 or epoch seconds, 1970..2100)")
+    departure = _local_clock(parsed.times, frame.index, timezone)
 
     if "duration_s" in frame.columns:
         duration = pd.to_numeric(frame["duration_s"], errors="coerce").to_numpy(float)

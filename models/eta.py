@@ -39,6 +39,7 @@ import dataclasses
 import datetime as dt
 import math
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ from torch import Tensor, nn
 
 from data_pipeline.road_graph import RoadGraph
 from models.frontier import frontier_run
+from models.live import LIVE_FEATURES, key_parts
 from models.processor import NEG_INF, Processor, WeightEncoder, load_pretrained, scatter_max
 from models.travel_time import OriginRun
 from nareta.artifacts import artifact_hash, atomic_artifact_dir, read_manifest, write_manifest
@@ -82,6 +84,12 @@ class EtaConfig:
     #: a learned log-time offset per segment of the training graph (L2-regularised in
     #: training), like the learned-scalar baseline's; zero on any other graph (transfer)
     segment_offsets: bool = True
+    #: live traffic features per segment (models.live.LIVE_FEATURES) beside the historical
+    #: ones; the feed's implied log time factor enters with a learned gain (init 1)
+    traffic: bool = False
+    #: feed the clock's harmonics to the turn MLP too (off for models trained across days:
+    #: the turn MLP then cannot carry a time trend into hours it never saw)
+    turn_time: bool = True
 
 
 # --------------------------------------------------------------------------- features
@@ -182,11 +190,15 @@ class RoadEncoder(nn.Module):
         super().__init__()
         hidden = config.encoder_hidden
         self.config = config
-        self.segment_mlp = nn.Sequential(nn.Linear(segment_dim + TIME_FEATURES, hidden),
+        live = len(LIVE_FEATURES) if config.traffic else 0
+        self.segment_mlp = nn.Sequential(nn.Linear(segment_dim + TIME_FEATURES + live, hidden),
                                          nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.segment_factor = nn.Linear(hidden, 1)
+        turn_time = TIME_FEATURES if config.turn_time else 0
         self.turn_mlp = nn.Sequential(
-            nn.Linear(2 * hidden + turn_dim + TIME_FEATURES, hidden), nn.ReLU())
+            nn.Linear(2 * hidden + turn_dim + turn_time, hidden), nn.ReLU())
+        if config.traffic:  # the feed's own log time factor, scaled (starts as the feed says)
+            self.live_gain = nn.Parameter(torch.ones(()))
         self.turn_penalty = nn.Linear(hidden, 1)
         self.residual = nn.Linear(hidden, latent, bias=False)
         for head in (self.segment_factor, self.residual):
@@ -197,11 +209,15 @@ class RoadEncoder(nn.Module):
 
     def forward(self, segment_x: Tensor, turn_x: Tensor, turn_index: Tensor,
                 free_flow: Tensor, time_x: Tensor, time_scale: float,
-                segment_offset: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                segment_offset: Tensor | None = None, live_x: Tensor | None = None,
+                live_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         num_segments = segment_x.shape[0]
         tau = time_x.expand(num_segments, -1)  # [E, 5]
-        g = self.segment_mlp(torch.cat([segment_x, tau], -1))  # [E, C]
+        inputs = [segment_x, tau] if live_x is None else [segment_x, tau, live_x]  # [E, F+5+L]
+        g = self.segment_mlp(torch.cat(inputs, -1))  # [E, C]
         factor = self.segment_factor(g).squeeze(-1)  # [E]
+        if live_prior is not None:
+            factor = factor + self.live_gain * live_prior
         if segment_offset is not None:
             factor = factor + segment_offset
         factor = factor.clamp(-self.config.max_log_factor,
@@ -212,8 +228,10 @@ class RoadEncoder(nn.Module):
             penalty = segment_time.new_zeros(turn_x.shape[0])
             return segment_time, penalty, residual
         a, b = turn_index
-        k = self.turn_mlp(torch.cat([g[a], g[b], turn_x,
-                                     time_x.expand(turn_x.shape[0], -1)], -1))  # [T, C]
+        turn_inputs = [g[a], g[b], turn_x]
+        if self.config.turn_time:
+            turn_inputs.append(time_x.expand(turn_x.shape[0], -1))
+        k = self.turn_mlp(torch.cat(turn_inputs, -1))  # [T, C]
         penalty = (self.config.turn_penalty_scale_s / time_scale
                    * nn.functional.softplus(self.turn_penalty(k).squeeze(-1)))  # [T]
         residual = self.residual(k) if self.config.residual else None  # [T, H]
@@ -280,8 +298,9 @@ class EtaModel(nn.Module):
         self.decoder = EtaDecoder(processor)
         self.segment_offset = nn.Parameter(torch.zeros(graph.num_segments),
                                            requires_grad=self.config.segment_offsets)
+        self._cache_lock = threading.Lock()
         self.attach(graph)
-        self._cache: dict[int, Latents] = {}
+        self._cache: dict[Any, Latents] = {}
 
     def train(self, mode: bool = True) -> EtaModel:
         """Train/eval mode for encoder and decoder; the processor always stays in eval."""
@@ -316,15 +335,40 @@ class EtaModel(nn.Module):
         offsets = [self.segment_offset] if self.config.segment_offsets else []
         return [*self.encoder.parameters(), *self.decoder.parameters(), *offsets]
 
-    def latents(self, bucket: int) -> Latents:
-        """Encoder outputs for one departure-time bucket (cached when not training)."""
-        if not self.training and bucket in self._cache:
-            return self._cache[bucket]
+    @property
+    def uses_traffic(self) -> bool:
+        """The encoder reads live traffic features (run keys carry a traffic state)."""
+        return self.config.traffic
+
+    def _live_inputs(self, state) -> tuple[Tensor | None, Tensor | None]:
+        """Live features ``[E, L]`` and the feed's log time factor ``[E]``; without a state
+        every segment is 'not observed' and the prior is zero (the historical model)."""
+        if not self.config.traffic:
+            return None, None
+        if state is None:
+            live = torch.zeros(self.graph.num_segments, len(LIVE_FEATURES))
+            live[:, LIVE_FEATURES.index("age")] = 1.0
+            return live, torch.zeros(self.graph.num_segments)
+        if state.features.shape != (self.graph.num_segments, len(LIVE_FEATURES)):
+            raise ArtifactError("the traffic state was built for another road graph")
+        return (torch.from_numpy(state.features),
+                torch.from_numpy(state.prior_log_factor.astype(np.float32)))
+
+    def latents(self, key) -> Latents:
+        """Encoder outputs for one run key: a departure-time bucket, or a
+        :class:`models.live.RunKey` (bucket + traffic state); cached when not training."""
+        if not self.training:
+            with self._cache_lock:
+                cached = self._cache.get(key)
+            if cached is not None:
+                return cached
+        bucket, state = key_parts(key)
         time_x = torch.from_numpy(time_features(bucket, self.config.bucket_minutes))
         offset = self.segment_offset if self.config.segment_offsets else None
+        live_x, live_prior = self._live_inputs(state)
         segment_time, penalty, residual = self.encoder(
             self.segment_x, self.turn_x, self.turn_index, self.free_flow, time_x,
-            self.time_scale, offset)
+            self.time_scale, offset, live_x, live_prior)
         if self.config.graph_mode == "turn":
             weight = segment_time[self.turn_index[1]] + penalty  # [T]
             edge_index = self.turn_index
@@ -339,9 +383,10 @@ class EtaModel(nn.Module):
             edge_latent = self.weight_encoder(weight)  # [K, H]
         result = Latents(segment_time, penalty, edge_latent, edge_index)
         if not self.training:
-            if len(self._cache) >= 64:
-                self._cache.clear()
-            self._cache[bucket] = result
+            with self._cache_lock:
+                if len(self._cache) >= 64:
+                    self._cache.clear()
+                self._cache[key] = result
         return result
 
     def run(self, roots: Tensor, edge_latent: Tensor, edge_index: Tensor, num_keys: int,
@@ -398,14 +443,16 @@ class EtaModel(nn.Module):
     def num_keys(self) -> int:
         return self.graph.num_segments if self.graph_mode == "turn" else self.graph.num_nodes
 
-    def _plan(self, bucket: int) -> dict[str, Any]:
-        """Per-bucket NumPy constants for :meth:`run_from` (an LRU of a few buckets)."""
+    def _plan(self, bucket) -> dict[str, Any]:
+        """Per-run-key NumPy constants for :meth:`run_from` (an LRU of a few keys, shared
+        by the server's threads behind one lock)."""
         from models.executor import ChannelSearch, Csr
 
-        plans = self.__dict__.setdefault("_plans", OrderedDict())
-        if not self.training and bucket in plans:
-            plans.move_to_end(bucket)
-            return plans[bucket]
+        with self._cache_lock:
+            plans = self.__dict__.setdefault("_plans", OrderedDict())
+            if not self.training and bucket in plans:
+                plans.move_to_end(bucket)
+                return plans[bucket]
         with torch.no_grad():
             latents = self.latents(bucket)
             layer = self.processor.layer
@@ -414,10 +461,11 @@ class EtaModel(nn.Module):
             sender_matrix = (None if layer.sender_offset is None
                              else layer.sender_matrix.detach().float().numpy())
             readout = self.decoder.readout.weight.detach().double().numpy()[0]  # [H]
-        if self.__dict__.get("_csr_graph") is not self.graph:
-            index = latents.edge_index.numpy()
-            self._csr = Csr.build(index[0], index[1], self.num_keys)
-            self._csr_graph = self.graph
+        with self._cache_lock:
+            if self.__dict__.get("_csr_graph") is not self.graph:
+                index = latents.edge_index.numpy()
+                self._csr = Csr.build(index[0], index[1], self.num_keys)
+                self._csr_graph = self.graph
         edge_cost = -edge_term.astype(np.float64)
         channel = self.supports_channel_search and bool((edge_cost >= 0).all())
         plan = {
@@ -429,9 +477,10 @@ class EtaModel(nn.Module):
             "search": ChannelSearch(self._csr, edge_cost) if channel else None,
         }
         if not self.training:
-            plans[bucket] = plan
-            while len(plans) > 8:
-                plans.popitem(last=False)
+            with self._cache_lock:
+                plans[bucket] = plan
+                while len(plans) > 8:
+                    plans.popitem(last=False)
         return plan
 
     def _decode(self, plan: dict[str, Any], state: np.ndarray, limits: np.ndarray,
@@ -651,10 +700,12 @@ class EtaModel(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from models.registry import find_processor
+
         manifest = read_manifest(directory, kind=KIND, schema_versions=(SCHEMA_VERSION,))
         recorded = manifest["processor"]
         processor_path = (Path(processor_dir) if processor_dir
-                          else Path(directory) / recorded["path"])
+                          else find_processor(directory, recorded))
         processor, weight_encoder, processor_manifest = load_pretrained(processor_path)
         if artifact_hash(processor_manifest) != recorded["hash"]:
             raise ArtifactError(

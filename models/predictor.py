@@ -24,6 +24,13 @@ import numpy as np
 
 from data_pipeline.road_graph import RoadGraph
 from data_pipeline.snap import Snapper
+from models.live import (
+    RunKey,
+    TrafficSnapshot,
+    TrafficStore,
+    local_datetime,
+    local_seconds,
+)
 from models.travel_time import (
     OriginRun,
     TravelTimeModel,
@@ -75,6 +82,18 @@ class _Leg:
     via: int = -1
 
 
+@dataclass(frozen=True)
+class TrafficUse:
+    """Which traffic a live-traffic model's answer used: the snapshot and the local clock
+    time at which its newest observation ended (``live``), or why it fell back to the
+    historical model (no feed, or none recent enough)."""
+
+    live: bool
+    reason: str
+    as_of: dt.datetime | None = None
+    snapshot: str | None = None
+
+
 @dataclass
 class EtaResult:
     eta_s: float
@@ -82,6 +101,7 @@ class EtaResult:
     origin: Waypoint
     destination: Waypoint
     departure_time: dt.datetime | None = None
+    traffic: TrafficUse | None = None  # None: the model takes no live traffic
 
 
 @dataclass
@@ -100,6 +120,7 @@ class MatrixResult:
     distances_m: np.ndarray  # [O, D]; nan where no route
     origins: list[Waypoint]
     destinations: list[Waypoint]
+    traffic: TrafficUse | None = None
 
 
 @dataclass
@@ -114,6 +135,7 @@ class IsochroneResult:
     piece_start: np.ndarray  # [K] share of the segment's length, in [0, 1]
     piece_end: np.ndarray  # [K]
     departure_time: dt.datetime | None = None
+    traffic: TrafficUse | None = None
 
 
 @dataclass
@@ -122,6 +144,7 @@ class PairsResult:
     distances_m: np.ndarray  # [P]; nan where no route
     origins: list[Waypoint]
     destinations: list[Waypoint]
+    traffic: TrafficUse | None = None
 
 
 @dataclass
@@ -202,15 +225,21 @@ class Predictor:
     max_snap_distance_m
         Points farther than this from every road raise :class:`NoSegmentError`.
     cache_runs, cache_mb
-        The LRU of (origin key, time bucket) runs keeps at most this many runs and this many
-        megabytes of them.
+        The LRU of (origin key, run key) runs keeps at most this many runs and this many
+        megabytes of them. A run key is the departure-time bucket, plus, for models that
+        take live traffic, the traffic state's key (snapshot hash + departure window).
+    traffic
+        A :class:`models.live.TrafficStore`; empty by default (historical answers).
     """
 
     def __init__(self, graph: RoadGraph, model: TravelTimeModel, *,
                  max_snap_distance_m: float = 250.0, cache_runs: int = 512,
-                 cache_mb: float = 32.0):
+                 cache_mb: float = 32.0, traffic: TrafficStore | None = None):
         self.graph = graph
         self.model = model
+        #: the live traffic snapshot (models that take live traffic use it; runs are
+        #: cached per (origin, RunKey): a new snapshot never serves a stale answer)
+        self.traffic = traffic or TrafficStore()
         self.max_snap_distance_m = max_snap_distance_m
         self.snapper = Snapper(graph)
         self.mode = getattr(model, "graph_mode", "node")
@@ -247,6 +276,37 @@ class Predictor:
         graph = RoadGraph.load(graph_dir)
         model = load_travel_time_model(model_dir or "freeflow", graph)
         return cls(graph, model, **options)
+
+    # ------------------------------------------------------------------ traffic
+    @property
+    def uses_traffic(self) -> bool:
+        return bool(getattr(self.model, "uses_traffic", False))
+
+    def set_traffic(self, snapshot: TrafficSnapshot | None) -> None:
+        """Replace the live snapshot (atomically; cached runs of the old one are never
+        reused since run keys name the snapshot)."""
+        if snapshot is not None and snapshot.graph.identity != self.graph.identity:
+            raise InputError("the traffic snapshot was mapped onto another road graph")
+        self.traffic.replace(snapshot)
+
+    def run_key(self, departure_time: dt.datetime | None):
+        """(run key, TrafficUse or None) for a departure. Without a departure time a live
+        model departs at the snapshot's newest observation ("now" on the feed's clock)."""
+        if not self.uses_traffic:
+            return self.model.time_bucket(departure_time), None
+        snapshot = self.traffic.snapshot
+        if departure_time is None and snapshot is not None and np.isfinite(snapshot.as_of_s):
+            departure_time = local_datetime(snapshot.as_of_s)
+        bucket = self.model.time_bucket(departure_time)
+        if departure_time is None:
+            return bucket, TrafficUse(False, "no traffic feed loaded")
+        t = local_seconds(departure_time, getattr(getattr(self.model, "config", None),
+                                                  "timezone", None))
+        state, reason = self.traffic.state_for(t)
+        if state is None:
+            return bucket, TrafficUse(False, reason)
+        use = TrafficUse(True, "live", local_datetime(state.as_of_s), snapshot.key)
+        return RunKey(bucket, state.key, state), use
 
     # ------------------------------------------------------------------ snapping
     def snap(self, points: list[Point]) -> list[Waypoint]:
@@ -491,7 +551,7 @@ class Predictor:
     def eta(self, origin: Point, destination: Point,
             departure_time: dt.datetime | None = None) -> EtaResult:
         origin_point, destination_point = self.snap([origin, destination])
-        bucket = self.model.time_bucket(departure_time)
+        bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket,
                             self._end_keys([destination_point], times))
@@ -499,14 +559,14 @@ class Predictor:
         if not np.isfinite(total):
             raise NoRouteError("no route connects the origin to the destination")
         return EtaResult(float(total), float(metres), origin_point, destination_point,
-                         departure_time)
+                         departure_time, traffic)
 
     def route(self, origin: Point, destination: Point,
               departure_time: dt.datetime | None = None) -> RouteResult:
         """The route as segments with per-segment times, its geometry, and whether the
         Dijkstra fallback was needed (when the model's pointers do not form a path)."""
         origin_point, destination_point = self.snap([origin, destination])
-        bucket = self.model.time_bucket(departure_time)
+        bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         roots = [leg.key for leg in self._starts(origin_point, times)]
         trees = self._trees(roots, bucket, self._end_keys([destination_point], times))
@@ -551,6 +611,7 @@ class Predictor:
                                  for s, share in zip(segments, partial, strict=True)],
             coordinates=self._geometry(segments, start, end, origin_point, destination_point),
             fallback_used=fallback_reason is not None, fallback_reason=fallback_reason,
+            traffic=traffic,
         )
 
     def _end_keys(self, points: list[Waypoint], times: np.ndarray) -> np.ndarray:
@@ -672,7 +733,7 @@ class Predictor:
         if not (np.isfinite(max_seconds) and max_seconds > 0):
             raise InputError(f"max_seconds must be a positive number, got {max_seconds}")
         (point,) = self.snap([origin])
-        bucket = self.model.time_bucket(departure_time)
+        bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         starts = self._starts(point, times)
         trees = self._trees([leg.key for leg in starts], bucket, whole=True)
@@ -697,7 +758,7 @@ class Predictor:
             piece_segment=np.concatenate([segments, [s for s, _, _ in own]]).astype(np.int64),
             piece_start=np.concatenate([starts_share, [a for _, a, _ in own]]),
             piece_end=np.concatenate([ends_share, [b for _, _, b in own]]),
-            departure_time=departure_time,
+            departure_time=departure_time, traffic=traffic,
         )
 
     def matrix(self, origins: list[Point], destinations: list[Point],
@@ -708,7 +769,7 @@ class Predictor:
             raise InputError("a matrix needs at least one origin and one destination")
         snapped = self.snap([*origins, *destinations])
         origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
-        bucket = self.model.time_bucket(departure_time)
+        bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
         trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
@@ -720,7 +781,7 @@ class Predictor:
                                                  trees, times)
                 if np.isfinite(total):
                     durations[i, j], distances[i, j] = total, metres
-        return MatrixResult(durations, distances, origin_points, destination_points)
+        return MatrixResult(durations, distances, origin_points, destination_points, traffic)
 
     def eta_pairs(self, origins: list[Point], destinations: list[Point],
                   departure_time: dt.datetime | None = None) -> PairsResult:
@@ -734,7 +795,7 @@ class Predictor:
                              f"destinations ({len(destinations)})")
         snapped = self.snap([*origins, *destinations])
         origin_points, destination_points = snapped[: len(origins)], snapped[len(origins):]
-        bucket = self.model.time_bucket(departure_time)
+        bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         wanted: dict[int, list[np.ndarray]] = {}
         for origin_point, destination_point in zip(origin_points, destination_points,
@@ -753,4 +814,4 @@ class Predictor:
                                              times)
             if np.isfinite(total):
                 durations[i], distances[i] = total, metres
-        return PairsResult(durations, distances, origin_points, destination_points)
+        return PairsResult(durations, distances, origin_points, destination_points, traffic)

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from nareta.errors import InputError
+from nareta.errors import DepartureTimeError, InputError
+from nareta.timeparse import parse_departure_time
 
 
 def _point(text: str) -> tuple[float, float]:
@@ -47,17 +48,13 @@ def _route_fields(result) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.table import parse_departure_time
     from models.predictor import Predictor
     from nareta.defaults import resolve_artifacts
 
-    departure = None
-    if args.departure_time:
-        try:
-            departure = parse_departure_time(args.departure_time)
-        except ValueError as exc:
-            raise InputError(f"--departure-time {args.departure_time!r}: expected ISO-8601 "
-                             "(2026-11-18T08:15) or epoch seconds") from exc
+    try:
+        departure = parse_departure_time(args.departure_time)
+    except DepartureTimeError as exc:
+        raise InputError(f"--departure-time: {exc}") from None
     graph_dir, model = resolve_artifacts(args.graph, args.model)
     predictor = Predictor.load(graph_dir, model)
     if args.route:

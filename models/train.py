@@ -46,6 +46,9 @@ class TrainConfig:
     #: weight of the route hint: the encoder's own segment + turn times summed along each
     #: trip's driven route should match its duration (0 turns it off)
     route_weight: float = 1.0
+    #: "random": a random share validates; "latest": the latest departures do (early
+    #: stopping then rewards what carries forward in time, not what interpolates)
+    validation: str = "random"
 
 
 @dataclass
@@ -56,13 +59,63 @@ class TripBatchData:
     origin_position: np.ndarray  # [M] by length along origin_segment
     destination_segment: np.ndarray
     destination_position: np.ndarray
-    bucket: np.ndarray
+    bucket: np.ndarray  # run-key ids: time buckets, or indices into ``keys``
     duration_s: np.ndarray
+    #: with live traffic, the run key (models.live.RunKey) of each id in ``bucket``
+    keys: list | None = None
+
+    def run_key(self, bucket: int):
+        """What the model runs on for id ``bucket``: a time bucket or a RunKey."""
+        return self.keys[int(bucket)] if self.keys is not None else int(bucket)
 
 
-def trip_arrays(graph: RoadGraph, frame: pd.DataFrame, bucket_minutes: int) -> TripBatchData:
+#: training mixes feed conditions per departure window so that the model learns the
+#: historical fallback and the smoothing: (share of windows, coverage); 0 = no feed
+FEED_MIX = ((0.2, 0.0), (0.5, 1.0), (0.3, 0.5))
+
+
+def traffic_keys(model: EtaModel, traffic, frame: pd.DataFrame, *, seed: int,
+                 mix: tuple[tuple[float, float], ...] = FEED_MIX,
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, list]:
+    """Run keys for trips with a live feed: each trip sees the state of its departure
+    window (windows ended before it departs), under a feed condition drawn per window
+    from ``mix`` (``rows``, if given, always see the full feed: validation)."""
+    from models.live import RunKey
+
+    departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
+    buckets = [model.time_bucket(d) for d in departures]
+    local_s = frame["departure_s"].to_numpy(np.float64)
+    slots = np.floor(local_s / traffic.window_s).astype(np.int64)
+    shares = np.array([share for share, _ in mix])
+    full = np.zeros(len(frame), dtype=bool)
+    if rows is not None:
+        full[rows] = True
+    ids: dict[RunKey, int] = {}
+    keys: list = []
+    out = np.zeros(len(frame), dtype=np.int64)
+    for row in range(len(frame)):
+        coverage = 1.0
+        if not full[row]:
+            draw = np.random.default_rng([seed, int(slots[row])]).random()
+            coverage = mix[int(np.searchsorted(np.cumsum(shares) / shares.sum(), draw))][1]
+        if coverage <= 0.0:
+            key = RunKey(buckets[row])
+        else:
+            state = traffic.state_at(float(local_s[row]), coverage=coverage,
+                                     seed=int(slots[row]))
+            key = RunKey(buckets[row], state.key, state)
+        if key not in ids:
+            ids[key] = len(keys)
+            keys.append(key)
+        out[row] = ids[key]
+    return out, keys
+
+
+def trip_arrays(graph: RoadGraph, frame: pd.DataFrame, bucket_minutes: int,
+                *, keys: tuple[np.ndarray, list] | None = None) -> TripBatchData:
     """Choose each trip's driving direction at both ends: the driven route's first / last
-    segment when the trip has a route, else the snapped segment."""
+    segment when the trip has a route, else the snapped segment. ``keys``: run-key ids
+    and keys from :func:`traffic_keys` (live traffic); else time buckets."""
     origin = frame["origin_segment"].to_numpy(np.int64).copy()
     origin_pos = frame["origin_fraction"].to_numpy(float).copy()
     dest = frame["destination_segment"].to_numpy(np.int64).copy()
@@ -77,6 +130,9 @@ def trip_arrays(graph: RoadGraph, frame: pd.DataFrame, bucket_minutes: int) -> T
                 origin[i], origin_pos[i] = o_twin[i], 1 - origin_pos[i]
             if int(route[-1]) == d_twin[i] >= 0:
                 dest[i], dest_pos[i] = d_twin[i], 1 - dest_pos[i]
+    if keys is not None:
+        return TripBatchData(origin, origin_pos, dest, dest_pos, keys[0],
+                             frame["duration_s"].to_numpy(float), keys[1])
     departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
     buckets = np.array([time_bucket(d, bucket_minutes) for d in departures], dtype=np.int64)
     return TripBatchData(origin, origin_pos, dest, dest_pos, buckets,
@@ -95,7 +151,7 @@ class RouteSupervision:
                  rows: np.ndarray):
         from models.baselines import _route_design, _torch_sparse
 
-        self.by_bucket: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.by_bucket: dict[Any, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.count = 0
         if "route" not in frame.columns:
             return
@@ -106,7 +162,7 @@ class RouteSupervision:
         for bucket in np.unique(data.bucket[rows]):
             chosen = rows[data.bucket[rows] == bucket]
             target = torch.from_numpy(np.log(data.duration_s[chosen])).float()
-            self.by_bucket[int(bucket)] = (_torch_sparse(segments[chosen]),
+            self.by_bucket[data.run_key(bucket)] = (_torch_sparse(segments[chosen]),
                                           _torch_sparse(turns[chosen]), target)
             self.count += len(chosen)
 
@@ -199,7 +255,7 @@ class CorridorBatcher:
                 ) -> tuple[torch.Tensor, np.ndarray]:
         """Predicted seconds for every trip of the batch (one processor run over the union
         of corridors) and the trip rows, in the same order; unreached trips are dropped."""
-        latents = self.model.latents(bucket)
+        latents = self.model.latents(data.run_key(bucket))
         key_ids, edge_ids, local_from, local_to, roots, end_positions, rows = \
             [], [], [], [], [], [], []
         offset = 0
@@ -422,11 +478,24 @@ def _load_checkpoint(directory: Path, model: EtaModel, optimiser: torch.optim.Op
     return progress, best
 
 
+def _validation_split(frame: pd.DataFrame, train: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    n_val = max(1, int(len(frame) * train.validation_share))
+    if train.validation == "latest":
+        order = np.argsort(frame["departure_s"].to_numpy(np.float64), kind="stable")[::-1]
+    elif train.validation == "random":
+        order = np.random.default_rng(train.seed).permutation(len(frame))
+    else:
+        raise InputError(f"validation {train.validation!r}: expected 'random' or 'latest'")
+    return order[:n_val], order[n_val:]
+
+
 def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             config: EtaConfig | None = None, train: TrainConfig | None = None,
-            progress: bool = True, log=print, checkpoint_dir: Path | None = None
-            ) -> tuple[EtaModel, dict[str, Any]]:
-    """Train encoder and decoder on snapped trips ``frame``; the processor stays frozen."""
+            progress: bool = True, log=print, checkpoint_dir: Path | None = None,
+            traffic=None) -> tuple[EtaModel, dict[str, Any]]:
+    """Train encoder and decoder on snapped trips ``frame``; the processor stays frozen.
+    ``traffic`` (a models.live.TrafficSnapshot covering the trips' days) trains a model
+    with live features (``config.traffic``)."""
     from tqdm import tqdm
 
     config, train = config or EtaConfig(), train or TrainConfig()
@@ -435,12 +504,14 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     rng = random.Random(train.seed)
     processor, weight_encoder, processor_manifest = load_pretrained(processor_dir)
     model = EtaModel(graph, processor, weight_encoder, processor_manifest, config=config)
-    data = trip_arrays(graph, frame, config.bucket_minutes)
     if len(frame) < 2:
         raise InputError("training needs at least 2 trips")
-    order = np.random.default_rng(train.seed).permutation(len(frame))
-    n_val = max(1, int(len(frame) * train.validation_share))
-    val_rows, train_rows = order[:n_val], order[n_val:]
+    if config.traffic and traffic is None:
+        raise InputError("a model with live traffic features needs a traffic feed to train on")
+    val_rows, train_rows = _validation_split(frame, train)
+    keys = (traffic_keys(model, traffic, frame, seed=train.seed, rows=val_rows)
+            if config.traffic else None)
+    data = trip_arrays(graph, frame, config.bucket_minutes, keys=keys)
     batcher = CorridorBatcher(model, train)
     groups = batcher.groups(data, train_rows)
     hints = RouteSupervision(model, frame, data, train_rows)
@@ -457,7 +528,8 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     parameters = model.trainable_parameters()
     settings = {k: v for k, v in asdict(train).items() if k not in ("epochs", "max_minutes")}
     fingerprint = json.dumps([asdict(config), settings, len(frame),
-                              float(np.sum(data.duration_s))])
+                              float(np.sum(data.duration_s)),
+                              traffic.key if traffic is not None else None])
     first_epoch = 0
     resumed = _load_checkpoint(checkpoint_dir, model, optimiser, fingerprint) \
         if checkpoint_dir is not None else None
@@ -557,6 +629,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-trips", type=int, default=None,
                         help="train on a random subset of this many trips")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--traffic", type=Path, default=None,
+                        help="traffic feed (file or directory, see README 'Traffic feed') "
+                             "covering the trips' days: trains a model with live traffic "
+                             "features (no clock harmonics in the turn MLP; early stopping "
+                             "on the latest departures)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="per-epoch checkpoints; a rerun resumes from them "
@@ -577,12 +654,23 @@ def run(args: argparse.Namespace) -> int:
     frame = table.frame
     if args.max_trips is not None and args.max_trips < len(frame):
         frame = frame.sample(n=args.max_trips, random_state=args.seed).reset_index(drop=True)
-    train = TrainConfig(seed=args.seed, epochs=args.epochs, max_minutes=args.max_minutes)
+    live = args.traffic is not None
+    traffic = None
+    if live:
+        from data_pipeline.traffic import load_feed
+        from models.live import TrafficSnapshot
+
+        observations, feed_report = load_feed(args.traffic, graph, timezone=args.timezone)
+        print(feed_report.summary())
+        traffic = TrafficSnapshot(graph, observations, source=str(args.traffic))
+    train = TrainConfig(seed=args.seed, epochs=args.epochs, max_minutes=args.max_minutes,
+                        validation="latest" if live else "random")
     checkpoint_dir = args.checkpoint_dir or args.out.with_name(args.out.name + ".ckpt")
-    model, report = fit_eta(graph, frame, args.processor,
-                            config=EtaConfig(graph_mode=args.graph_mode, timezone=args.timezone),
-                            train=train,
-                            progress=not args.no_progress, checkpoint_dir=checkpoint_dir)
+    config = EtaConfig(graph_mode=args.graph_mode, timezone=args.timezone, traffic=live,
+                       turn_time=not live)
+    model, report = fit_eta(graph, frame, args.processor, config=config, train=train,
+                            progress=not args.no_progress, checkpoint_dir=checkpoint_dir,
+                            traffic=traffic)
     if not report.pop("is_main_rank"):
         return 0  # under torchrun only rank 0 writes the artifact
     model.save(args.out, processor_dir=args.processor, seed=args.seed, force=args.force,

@@ -9,6 +9,8 @@ baselines implement it, so the HTTP service and batch scoring use one code path.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -241,4 +243,52 @@ class FreeFlowTurnModel(FreeFlowModel):
         if targets is not None:
             return self._search[1].run(origins, targets, pointers)
         times, predecessors = _whole(self._search[0], origins)
+        return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)
+
+
+class LiveScalarModel(FreeFlowTurnModel):
+    """Baseline "live scalar": Dijkstra on the turn graph over per-segment times from the
+    latest observed speed where the feed has one, free flow elsewhere (what OSRM computes
+    with a ``--segment-speed-file``). Run keys carry the traffic state
+    (:class:`models.live.RunKey`); without one it is free flow on turns."""
+
+    name = "live-scalar"
+    uses_traffic = True
+
+    def __init__(self, graph: RoadGraph):
+        super().__init__(graph)
+        self.identity = f"live-scalar:{graph.identity}"
+        self._searches: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def segment_times_s(self, bucket) -> np.ndarray:
+        from models.live import LIVE_FEATURES, key_parts
+
+        _, state = key_parts(bucket)
+        if state is None:
+            return self._times
+        observed = state.features[:, LIVE_FEATURES.index("observed")] > 0
+        log_ratio = state.features[:, LIVE_FEATURES.index("log_ratio")].astype(np.float64)
+        return np.where(observed, self._times * np.exp(-log_ratio), self._times)
+
+    def run_from(self, origins: np.ndarray, bucket, *,
+                 targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
+        with self._lock:
+            search = self._searches.get(bucket)
+            if search is not None:
+                self._searches.move_to_end(bucket)
+        if search is None:
+            times = self.segment_times_s(bucket)
+            turn_from, turn_to = self.graph["turn_from"], self.graph["turn_to"]
+            search = (_line_matrix(self.graph, times, None), _TargetSearch(
+                turn_from, turn_to, times[turn_to], self.graph["length_m"][turn_to],
+                self.graph.num_segments, parent_is_sender=True))
+            with self._lock:
+                self._searches[bucket] = search
+                while len(self._searches) > 8:
+                    self._searches.popitem(last=False)
+        origins = np.asarray(origins, dtype=np.int64)
+        if targets is not None:
+            return search[1].run(origins, targets, pointers)
+        times, predecessors = _whole(search[0], origins)
         return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)

@@ -38,6 +38,7 @@ SHIPPED_MODEL = REPO / "artifacts_shipped" / "eta_baltimore"
 NAMED_MODELS: dict[str, str] = {
     "freeflow": "models.travel_time:FreeFlowModel",
     "freeflow-turns": "models.travel_time:FreeFlowTurnModel",
+    "live-scalar": "models.travel_time:LiveScalarModel",
 }
 
 

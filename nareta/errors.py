@@ -30,6 +30,15 @@ class OutputNotWritableError(InputError):
     """The output location cannot be written."""
 
 
+class OutputLockedError(InputError):
+    """Another live process is writing the same output (``nareta score``)."""
+
+
+class DepartureTimeError(InputError):
+    """A departure time that is neither ISO-8601 nor epoch seconds in range. (An
+    ``InputError``, hence a ``ValueError``: pydantic reports it as a validation error.)"""
+
+
 class OfflineError(NaretaError):
     """An operation needs the internet and this machine cannot reach it."""
 

@@ -42,7 +42,9 @@ def transfer_model(model_dir: str | os.PathLike[str], graph_dir: str | os.PathLi
     model = EtaModel.load(model_dir, graph, allow_other_graph=True)
     if timezone is not None:
         model.config = dataclasses.replace(model.config, timezone=timezone)
-    processor_dir = (Path(model_dir) / source["processor"]["path"]).resolve()
+    from models.registry import find_processor
+
+    processor_dir = find_processor(model_dir, source["processor"]).resolve()
     record: dict[str, Any] = {
         "model": str(Path(model_dir).resolve()),
         "model_identity": artifact_hash(source),

@@ -3,25 +3,30 @@ Predictor once (verifying the artifacts and answering one query) before serving.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import __file__ as _fastapi_offline_init
 
+from models.live import TrafficStore
 from models.predictor import Predictor
 from nareta import __version__
+from nareta.errors import InputError
 from service.config import Settings
 from service.deps import api_key_check
 from service.errors import install_error_handlers
 from service.geometry import network_geojson
+from service.limits import MatrixWorkBudget
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
-from service.routes import native, ops, osrm
+from service.routes import native, ops, osrm, traffic
+from service.traffic import FeedState, load_file, watch_file
 
 logger = logging.getLogger("nareta.service")
 #: Swagger UI 5 assets (swagger-ui-bundle.js, swagger-ui.css, favicon.png)
@@ -33,7 +38,8 @@ def load_predictor(settings: Settings) -> Predictor:
     (which also compiles every kernel the queries use before the server reports ready)."""
     predictor = Predictor.load(settings.graph_dir, settings.model_dir,
                                max_snap_distance_m=settings.max_snap_distance_m,
-                               cache_runs=settings.cache_runs, cache_mb=settings.cache_mb)
+                               cache_runs=settings.cache_runs, cache_mb=settings.cache_mb,
+                               traffic=TrafficStore(max_age_s=settings.traffic_max_age_s))
     graph = predictor.graph
     source, target = int(graph["edge_source"][0]), int(graph["edge_target"][0])
     a = (float(graph["node_lon"][source]), float(graph["node_lat"][source]))
@@ -45,10 +51,35 @@ def load_predictor(settings: Settings) -> Predictor:
     return predictor
 
 
+def osrm_traffic_headers(request: Request, response: Response) -> None:
+    """OSRM answers keep OSRM's body; a model that takes live traffic says which snapshot it
+    used in headers: ``X-Nareta-Traffic`` (``live`` or ``historical; <reason>``) and
+    ``X-Nareta-Traffic-As-Of`` (ISO local time, only when live). OSRM queries carry no
+    departure time, so they depart at the snapshot's newest observation."""
+    predictor = getattr(request.app.state, "predictor", None)
+    if predictor is None or not predictor.uses_traffic:
+        return
+    _, use = predictor.run_key(None)
+    response.headers["X-Nareta-Traffic"] = "live" if use.live else f"historical; {use.reason}"
+    if use.live and use.as_of is not None:
+        response.headers["X-Nareta-Traffic-As-Of"] = use.as_of.isoformat(timespec="seconds")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    predictor = load_predictor(settings)
+    # ``nareta serve`` loads (and so checks) the artifacts before it listens; else load here
+    predictor = app.state.predictor or load_predictor(settings)
+    watcher = None
+    if settings.traffic_path is not None:
+        if not predictor.uses_traffic:
+            raise InputError(f"--traffic {settings.traffic_path}: the model "
+                             f"({predictor.model.name}) takes no live traffic")
+        load_file(predictor, app.state.traffic, settings.traffic_path)
+        if settings.traffic_reload_s > 0:
+            watcher = asyncio.create_task(watch_file(predictor, app.state.traffic,
+                                                     settings.traffic_path,
+                                                     settings.traffic_reload_s))
     app.state.network_geojson = network_geojson(predictor.graph)
     app.state.predictor = predictor
     app.state.metrics.model_info.labels(predictor.model.name, predictor.model.identity,
@@ -58,11 +89,15 @@ async def lifespan(app: FastAPI):
                 predictor.graph.identity[:12], predictor.graph.num_nodes,
                 predictor.graph.num_segments)
     yield
+    if watcher is not None:
+        watcher.cancel()
     app.state.metrics.ready.set(0)
     app.state.predictor = None
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, predictor: Predictor | None = None) -> FastAPI:
+    """The app; ``predictor``, when given, is served instead of loading one in the lifespan
+    (``nareta serve`` loads it first so that bad artifacts stop it before it listens)."""
     app = FastAPI(title="nareta", version=__version__, lifespan=lifespan,
                   description="Road-network ETA and routing (native API and OSRM v1 "
                               "compatible route / table services).",
@@ -79,18 +114,28 @@ def create_app(settings: Settings) -> FastAPI:
                                    swagger_favicon_url="/docs-assets/favicon.png")
 
     app.state.settings = settings
-    app.state.predictor = None
+    app.state.predictor = predictor
+    app.state.traffic = FeedState()
     app.state.metrics = Metrics(app.state)
+    app.state.matrix_budget = MatrixWorkBudget(settings.max_matrix_work_cells,
+                                               retry_after_s=settings.retry_after_s)
     install_error_handlers(app)
     protected = [Depends(api_key_check(settings))] if settings.api_key else []
     app.include_router(native.router, dependencies=protected)
-    app.include_router(osrm.router, dependencies=protected)
+    app.include_router(osrm.router, dependencies=[*protected, Depends(osrm_traffic_headers)])
+    app.include_router(traffic.router, dependencies=protected)
     app.include_router(ops.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
-                       metrics=app.state.metrics, access_log=settings.access_log)
+                       metrics=app.state.metrics, access_log=settings.access_log,
+                       max_in_flight=settings.max_in_flight,
+                       max_queued=settings.max_queued,
+                       queue_timeout_s=settings.queue_timeout_s,
+                       body_timeout_s=settings.body_timeout_s,
+                       retry_after_s=settings.retry_after_s,
+                       path_limits={"/v1/traffic": settings.max_traffic_body_bytes})
     return app
 
 

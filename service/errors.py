@@ -23,11 +23,13 @@ OSRM_PREFIXES = ("/route/", "/table/")
 class ServiceError(Exception):
     """An error with its HTTP status and OSRM-style code."""
 
-    def __init__(self, status_code: int, code: str, message: str):
+    def __init__(self, status_code: int, code: str, message: str,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def _is_osrm(request: Request) -> bool:
@@ -35,10 +37,12 @@ def _is_osrm(request: Request) -> bool:
 
 
 def error_response(status_code: int, code: str, message: str, detail=None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+                   headers: dict[str, str] | None = None, report=None) -> JSONResponse:
     body = {"code": code, "message": message}
     if detail is not None:
         body["detail"] = detail
+    if report is not None:
+        body["report"] = report
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
@@ -82,7 +86,8 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    return error_response(exc.status_code, exc.code, exc.message)
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers,
+                          report=getattr(exc, "report", None))
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -103,7 +108,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
     from service.schemas import ErrorResponse
 
     described = {400: "invalid value, no segment near a point, or no route",
-                 401: "missing or wrong API key", 413: "request too big",
-                 422: "malformed request body", 503: "not ready"}
+                 401: "missing or wrong API key", 409: "the served model takes no live "
+                 "traffic", 413: "request too big",
+                 422: "malformed request body",
+                 503: "not ready, or overloaded (then with Retry-After)"}
     return {status: {"model": ErrorResponse, "description": described[status]}
             for status in statuses}

@@ -1,10 +1,23 @@
-"""One pure-ASGI middleware: request ids, the body-size limit, metrics and JSON access logs.
+"""One pure-ASGI middleware: request ids, the body-size limit and read timeout, load
+shedding, metrics and JSON access logs.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so it adds microseconds, not a task per request.
+
+Load shedding: at most ``max_in_flight`` requests are worked on at once in this process;
+the next ones wait (a coroutine each, no thread) at most ``queue_timeout_s`` for a slot, in
+arrival order, and at most ``max_queued`` of them; the others are answered 503
+``Overloaded`` with ``Retry-After`` instead of queueing without bound (c=1000 gave a p99 of
+4.3 s with nothing shed). The short wait matters: with an immediate 503, clients that retry
+at once turned the server's time into answering 503s (answered requests fell from ~800/s to
+~50/s at c=1000 in benchmarks/service.py); waiting, they are held back while the slots turn
+over. The probes (``/health``, ``/ready``, ``/metrics``) are never shed. A request's body is
+read here before it queues, under ``body_timeout_s``: a client trickling its body is cut off
+with 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -14,22 +27,37 @@ from service.metrics import Metrics
 
 access_logger = logging.getLogger("nareta.access")
 
+#: Paths that are never shed (probes and scrapes must answer under load).
+UNSHED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
-async def _send_error(send, status: int, code: str, message: str, request_id: str) -> None:
+
+async def _send_error(send, status: int, code: str, message: str, request_id: str,
+                      extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = json.dumps({"code": code, "message": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
-                            (b"x-request-id", request_id.encode())]})
+                            (b"x-request-id", request_id.encode()), *extra_headers]})
     await send({"type": "http.response.body", "body": body})
 
 
 class RequestMiddleware:
-    def __init__(self, app, *, max_body_bytes: int, metrics: Metrics, access_log: bool):
+    def __init__(self, app, *, max_body_bytes: int, metrics: Metrics, access_log: bool,
+                 max_in_flight: int = 64, max_queued: int = 1024,
+                 queue_timeout_s: float = 0.5, body_timeout_s: float = 15.0,
+                 retry_after_s: int = 1, path_limits: dict[str, int] | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = path_limits or {}  # exact path -> its own body-size limit
         self.metrics = metrics
         self.access_log = access_log
+        self.max_in_flight = max_in_flight
+        self.max_queued = max_queued
+        self.queue_timeout_s = queue_timeout_s
+        self.queued = 0  # touched only on the event loop: no lock needed
+        self._slots: asyncio.Semaphore | None = None  # made on the server's loop
+        self.body_timeout_s = body_timeout_s
+        self.retry_after = str(retry_after_s).encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -39,7 +67,8 @@ class RequestMiddleware:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         state = {"status": 500}
-        too_big = (f"request body over {self.max_body_bytes} bytes; "
+        limit = self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
+        too_big = (f"request body over {limit} bytes; "
                    "send a smaller body or split the request")
 
         async def send_wrapper(message):
@@ -50,29 +79,33 @@ class RequestMiddleware:
                                       (b"x-request-id", request_id.encode())]
             await send(message)
 
+        async def refuse(status: int, code: str, message: str, *extra_headers) -> None:
+            state["status"] = status
+            await _send_error(send, status, code, message, request_id, extra_headers)
+
+        counted = False
         try:
             declared = headers.get(b"content-length")
             if declared is not None and (not declared.isdigit()
-                                         or int(declared) > self.max_body_bytes):
-                state["status"] = 413
-                await _send_error(send, 413, "TooBig", too_big, request_id)
+                                         or int(declared) > limit):
+                await refuse(413, "TooBig", too_big)
                 return
             downstream = receive
             if scope["method"] in ("POST", "PUT", "PATCH"):
-                chunks, size, more = [], 0, True
-                while more:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self.max_body_bytes:
-                        state["status"] = 413
-                        await _send_error(send, 413, "TooBig", too_big, request_id)
-                        return
-                    chunks.append(chunk)
-                    more = message.get("more_body", False)
-                body = b"".join(chunks)
+                try:
+                    async with asyncio.timeout(self.body_timeout_s):
+                        body = await self._read_body(receive, limit)
+                except TimeoutError:
+                    self.metrics.body_timeouts.inc()
+                    await refuse(408, "RequestTimeout",
+                                 f"request body not received within {self.body_timeout_s:g} s",
+                                 (b"connection", b"close"))
+                    return
+                if body is None:  # client went away
+                    return
+                if len(body) > limit:
+                    await refuse(413, "TooBig", too_big)
+                    return
                 replayed = False
 
                 async def downstream():
@@ -82,8 +115,21 @@ class RequestMiddleware:
                         return {"type": "http.request", "body": body, "more_body": False}
                     return await receive()
 
+            if scope["path"] not in UNSHED_PATHS:
+                if not await self._acquire_slot():
+                    self.metrics.shed.inc()
+                    await refuse(503, "Overloaded",
+                                 f"this server is working on {self.max_in_flight} requests "
+                                 "and no slot freed in time; retry after the Retry-After "
+                                 "seconds", (b"retry-after", self.retry_after))
+                    return
+                counted = True
+                self.metrics.in_flight.inc()
             await self.app(scope, downstream, send_wrapper)
         finally:
+            if counted:
+                self._slots.release()
+                self.metrics.in_flight.dec()
             seconds = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -91,8 +137,47 @@ class RequestMiddleware:
             if self.access_log:
                 client = scope.get("client")
                 access_logger.info(json.dumps({
-                    "event": "request", "request_id": request_id, "method": scope["method"],
-                    "path": scope["path"], "route": template, "status": state["status"],
+                    "event": "request", "request_id": request_id,
+                    "method": scope["method"][:16], "path": scope["path"][:256],
+                    "route": template, "status": state["status"],
                     "duration_ms": round(seconds * 1000, 3),
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 }))
+
+    async def _acquire_slot(self) -> bool:
+        """Take one of the ``max_in_flight`` slots, waiting at most ``queue_timeout_s``
+        behind at most ``max_queued`` others; False: shed this request."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            return True
+        if self.queued >= self.max_queued or self.queue_timeout_s <= 0:
+            return False
+        self.queued += 1
+        self.metrics.queued.inc()
+        try:
+            async with asyncio.timeout(self.queue_timeout_s):
+                await self._slots.acquire()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.queued -= 1
+            self.metrics.queued.dec()
+
+    async def _read_body(self, receive, limit: int) -> bytes | None:
+        """The whole body (stops early, returning what it has, once it passes the size
+        limit); ``None`` when the client disconnects."""
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > limit:
+                break
+            more = message.get("more_body", False)
+        return b"".join(chunks)

@@ -7,67 +7,37 @@ Coordinates are WGS84 degrees. Every error the service returns is an
 from __future__ import annotations
 
 import datetime as dt
-import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from nareta.timeparse import (
+    DEPARTURE_TIME_HELP,
+    EPOCH_MAX_S,
+    EPOCH_MIN_S,
+    parse_departure_time,
+)
 
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False,
                                    description="WGS84 longitude, degrees in [-180, 180]")]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False,
                                   description="WGS84 latitude, degrees in [-90, 90]")]
-#: The earliest and latest departure times accepted (epoch seconds).
-EPOCH_MIN, EPOCH_MAX = 0.0, 4_102_444_800.0  # 1970-01-01 .. 2100-01-01
 #: What an omitted departure time means (``models.eta.DEFAULT_DEPARTURE``; a test keeps
 #: the two equal).
 DEFAULT_DEPARTURE_HELP = (
     "omitted = 2026-11-18T12:00 local time of the city (a weekday at noon: the time the "
     "learned ETA model assumes; free-flow models give the same answer at any time)"
 )
-DEPARTURE_TIME_HELP = (
-    "ISO-8601 date-time (local time of the city when no offset is given) or epoch seconds, "
-    f"between 1970-01-01 and 2100-01-01; {DEFAULT_DEPARTURE_HELP}"
-)
-
-
-def parse_departure_time(value: Any) -> dt.datetime | None:
-    """ISO-8601 text or epoch seconds -> datetime; ValueError saying what is allowed."""
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"departure_time must be {DEPARTURE_TIME_HELP}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-        if not math.isfinite(seconds) or not EPOCH_MIN <= seconds <= EPOCH_MAX:
-            raise ValueError(f"departure_time {value} is out of range; {DEPARTURE_TIME_HELP}")
-        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            pass
-        else:
-            return parse_departure_time(seconds)
-        try:
-            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"departure_time {value!r} is not valid; it must be "
-                             f"{DEPARTURE_TIME_HELP}") from None
-        if not 1970 <= parsed.year < 2100:
-            raise ValueError(f"departure_time {value!r} is out of range; {DEPARTURE_TIME_HELP}")
-        return parsed
-    raise ValueError(f"departure_time must be {DEPARTURE_TIME_HELP}")
 
 
 DepartureTime = Annotated[
     dt.datetime | None,
-    BeforeValidator(parse_departure_time),
+    BeforeValidator(parse_departure_time),  # the one parser (nareta.timeparse)
     WithJsonSchema({
         "anyOf": [{"type": "string", "format": "date-time"},
-                  {"type": "number", "minimum": EPOCH_MIN, "maximum": EPOCH_MAX},
+                  {"type": "number", "minimum": EPOCH_MIN_S, "exclusiveMaximum": EPOCH_MAX_S},
                   {"type": "null"}],
-        "description": DEPARTURE_TIME_HELP,
+        "description": f"{DEPARTURE_TIME_HELP}; {DEFAULT_DEPARTURE_HELP}",
     }),
 ]
 
@@ -112,6 +82,14 @@ class ErrorDetail(BaseModel):
     type: str
 
 
+class FeedReportResponse(BaseModel):
+    """What happened to a traffic feed's rows."""
+
+    rows: int = Field(description="rows received")
+    used: int = Field(description="rows mapped onto the road graph and used")
+    rejected: dict[str, int] = Field(description="rows left out, counted by reason")
+
+
 class ErrorResponse(BaseModel):
     """Every error: OSRM's ``{code, message}`` (``InvalidQuery``, ``InvalidValue``,
     ``InvalidUrl``, ``NoSegment``, ``NoRoute``, ``TooBig``, ``Unauthorized``, ...)."""
@@ -119,6 +97,23 @@ class ErrorResponse(BaseModel):
     code: str
     message: str
     detail: list[ErrorDetail] | None = None
+    report: FeedReportResponse | None = Field(
+        default=None, description="POST /v1/traffic: the rows' counts by reason")
+
+
+class TrafficStatus(BaseModel):
+    """Which traffic an answer used (models that take live traffic only)."""
+
+    live: bool = Field(description="true: the live snapshot; false: the historical model")
+    reason: str = Field(description="'live', or why the answer fell back to the historical "
+                                    "model (no feed loaded, or none recent enough)")
+    as_of: dt.datetime | None = Field(
+        description="local time at which the newest observation used ended")
+    snapshot: str | None = Field(description="key of the snapshot used")
+
+
+TRAFFIC_AS_OF_HELP = ("local time (ISO-8601) of the newest traffic observation the answer "
+                      "used; null: no live traffic (historical model or a model without it)")
 
 
 # ---------------------------------------------------------------------- native API
@@ -136,6 +131,9 @@ class EtaResponse(BaseModel):
     departure_time: dt.datetime | None = Field(
         description=f"as given in the request (null when omitted: {DEFAULT_DEPARTURE_HELP})")
     model: str
+    traffic_as_of: dt.datetime | None = Field(default=None, description=TRAFFIC_AS_OF_HELP)
+    traffic: TrafficStatus | None = Field(
+        default=None, description="null when the model takes no live traffic")
 
 
 class RouteRequest(EtaRequest):
@@ -164,6 +162,9 @@ class MatrixResponse(BaseModel):
     origins: list[WaypointResponse]
     destinations: list[WaypointResponse]
     model: str
+    traffic_as_of: dt.datetime | None = Field(default=None, description=TRAFFIC_AS_OF_HELP)
+    traffic: TrafficStatus | None = Field(
+        default=None, description="null when the model takes no live traffic")
 
 
 class IsochroneRequest(_Request):
@@ -191,6 +192,68 @@ class IsochroneResponse(BaseModel):
     max_seconds: float
     reachable_nodes: int
     model: str
+    traffic_as_of: dt.datetime | None = Field(default=None, description=TRAFFIC_AS_OF_HELP)
+    traffic: TrafficStatus | None = Field(
+        default=None, description="null when the model takes no live traffic")
+
+
+# ---------------------------------------------------------------------- traffic
+
+
+class TrafficRow(BaseModel):
+    """One observation: the feed's columns (other keys are ignored, as in feed files; bad
+    values are counted by reason, not refused)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    window_start: str | float | None = Field(
+        default=None, description="ISO-8601 local time (or with an offset) or epoch seconds")
+    osm_way_id: str | int | float | None = None
+    osm_start_node_id: str | int | float | None = None
+    osm_end_node_id: str | int | float | None = None
+    speed_kph_mean: str | float | None = Field(default=None,
+                                               description="km/h, 0 < speed <= 250")
+    sample_count: str | int | float | None = None
+
+
+class TrafficRequest(_Request):
+    rows: list[TrafficRow] = Field(description="observations; at most the server's "
+                                               "NARETA_MAX_TRAFFIC_ROWS")
+    now: DepartureTime = Field(
+        default=None, description="the feed's 'now' (ISO-8601 or epoch s): windows starting "
+        "later are rejected; omitted = the server's wall clock (+60 s), for real-time feeds. "
+        "A replayed feed sends its replay time.")
+    mode: Literal["replace", "merge"] = Field(
+        default="replace", description="replace the current snapshot with these rows, or "
+        "merge them into it (newer rows win per window and segment; windows older than the "
+        "max age + 15 min are dropped)")
+
+
+class TrafficSnapshotResponse(BaseModel):
+    key: str = Field(description="content hash of the snapshot (cached runs are keyed by it)")
+    as_of: dt.datetime | None = Field(description="local time at which the newest window ended")
+    first_window: dt.datetime | None
+    window_s: float
+    rows: int = Field(description="(window, segment) observations")
+    windows: int
+    observed_segments: int
+    source: str | None = Field(description="'file PATH' or 'POST /v1/traffic'")
+    loaded_utc: str | None
+    report: FeedReportResponse | None
+
+
+class TrafficResponse(BaseModel):
+    model_uses_traffic: bool
+    max_age_s: float = Field(description="older observations are ignored (historical model)")
+    snapshot: TrafficSnapshotResponse | None
+    now: TrafficStatus | None = Field(
+        description="what a query without a departure time uses now")
+
+
+class TrafficPostResponse(TrafficResponse):
+    report: FeedReportResponse
+    mode: Literal["replace", "merge"]
+    feed_now: dt.datetime = Field(description="the 'now' windows were checked against")
 
 
 # ---------------------------------------------------------------------- operations

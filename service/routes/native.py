@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from models.predictor import Waypoint
+from models.predictor import TrafficUse, Waypoint
 from nareta.errors import TooBigError
 from service.deps import PredictorDep, SettingsDep
 from service.errors import error_responses
 from service.geometry import isochrone_features, without_repeats
+from service.limits import check_matrix_work
 from service.schemas import (
     EtaRequest,
     EtaResponse,
@@ -22,6 +23,7 @@ from service.schemas import (
     MatrixResponse,
     RouteRequest,
     RouteResponse,
+    TrafficStatus,
     WaypointResponse,
 )
 
@@ -38,6 +40,14 @@ def _cell(value: float) -> float | None:
     return round(float(value), 2) if math.isfinite(value) else None
 
 
+def _traffic(use: TrafficUse | None) -> dict:
+    """``traffic_as_of`` (null unless the answer used live traffic) and ``traffic`` (null
+    when the model takes none)."""
+    return {"traffic_as_of": use.as_of if use is not None and use.live else None,
+            "traffic": None if use is None else TrafficStatus(
+                live=use.live, reason=use.reason, as_of=use.as_of, snapshot=use.snapshot)}
+
+
 @router.post("/eta", response_model=EtaResponse, summary="Travel time between two points")
 def eta(body: EtaRequest, predictor: PredictorDep) -> EtaResponse:
     result = predictor.eta((body.origin.lon, body.origin.lat),
@@ -45,7 +55,8 @@ def eta(body: EtaRequest, predictor: PredictorDep) -> EtaResponse:
     return EtaResponse(eta_s=round(result.eta_s, 2), distance_m=round(result.distance_m, 2),
                        origin=_waypoint(result.origin),
                        destination=_waypoint(result.destination),
-                       departure_time=body.departure_time, model=predictor.model.name)
+                       departure_time=body.departure_time, model=predictor.model.name,
+                       **_traffic(result.traffic))
 
 
 @router.post("/route", response_model=RouteResponse,
@@ -61,24 +72,30 @@ def route(body: RouteRequest, predictor: PredictorDep) -> RouteResponse:
                                          for lon, lat in without_repeats(result.coordinates)]),
         segment_ids=result.segments,
         segment_times_s=[round(t, 3) for t in result.segment_times_s],
-        fallback_used=result.fallback_used, fallback_reason=result.fallback_reason)
+        fallback_used=result.fallback_used, fallback_reason=result.fallback_reason,
+        **_traffic(result.traffic))
 
 
 @router.post("/matrix", response_model=MatrixResponse,
              summary="Durations and distances between every origin and destination")
-def matrix(body: MatrixRequest, predictor: PredictorDep, settings: SettingsDep) -> MatrixResponse:
+def matrix(body: MatrixRequest, predictor: PredictorDep, settings: SettingsDep,
+           request: Request) -> MatrixResponse:
     destinations = body.destinations if body.destinations is not None else body.origins
     limit = settings.max_matrix_size
     if len(body.origins) > limit or len(destinations) > limit:
         raise TooBigError(f"{len(body.origins)} origins x {len(destinations)} destinations; "
                           f"at most {limit} of each are allowed")
-    result = predictor.matrix([(p.lon, p.lat) for p in body.origins],
-                              [(p.lon, p.lat) for p in destinations], body.departure_time)
+    check_matrix_work(len(body.origins), len(destinations), settings)
+    with request.app.state.matrix_budget.hold(len(body.origins) * len(destinations),
+                                              timeout_s=settings.queue_timeout_s):
+        result = predictor.matrix([(p.lon, p.lat) for p in body.origins],
+                                  [(p.lon, p.lat) for p in destinations], body.departure_time)
     return MatrixResponse(
         durations_s=[[_cell(v) for v in row] for row in result.durations_s.tolist()],
         distances_m=[[_cell(v) for v in row] for row in result.distances_m.tolist()],
         origins=[_waypoint(p) for p in result.origins],
-        destinations=[_waypoint(p) for p in result.destinations], model=predictor.model.name)
+        destinations=[_waypoint(p) for p in result.destinations], model=predictor.model.name,
+        **_traffic(result.traffic))
 
 
 @router.post("/isochrone", response_model=IsochroneResponse,
@@ -95,4 +112,4 @@ def isochrone(body: IsochroneRequest, predictor: PredictorDep,
     return IsochroneResponse.model_validate({
         "features": features, "origin": _waypoint(result.origin).model_dump(),
         "max_seconds": body.max_seconds, "reachable_nodes": reachable,
-        "model": predictor.model.name})
+        "model": predictor.model.name, **_traffic(result.traffic)})

@@ -1,4 +1,4 @@
-"""Reading OD tables and parsing departure times."""
+"""Reading OD tables and their departure times (the parser: tests/nareta/test_timeparse)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.table import departure_times, parse_departure_time, read_od_table
+from batch.table import departure_times, read_od_table
 from nareta.errors import InputError
-
-
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2024-05-01T08:30:00", dt.datetime(2024, 5, 1, 8, 30)),
-    ("2024-05-01 08:30", dt.datetime(2024, 5, 1, 8, 30)),
-    ("2024-05-01T08:30:00+02:00",
-     dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))),
-    ("2024-05-01T06:30:00Z", dt.datetime(2024, 5, 1, 6, 30, tzinfo=dt.UTC)),
-    (1714552200, dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.UTC)),
-    (1714552200.0, dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.UTC)),
-    ("1714552200", dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.UTC)),
-    (pd.Timestamp("2024-05-01 08:30"), dt.datetime(2024, 5, 1, 8, 30)),
-    (None, None), (float("nan"), None), ("", None), (pd.NaT, None),
-])
-def test_parse_departure_time(value, expected):
-    assert parse_departure_time(value) == expected
-
-
-@pytest.mark.parametrize("value", ["yesterday", "2024-13-01T00:00", float("inf"), 1e300, True])
-def test_parse_departure_time_rejects(value):
-    with pytest.raises(ValueError):
-        parse_departure_time(value)
 
 
 def test_departure_times_default_and_invalid():

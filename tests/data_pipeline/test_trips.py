@@ -4,7 +4,7 @@ import pytest
 
 from data_pipeline.trips import (
     NoUsableTripsError,
-    parse_departure_times,
+    local_departure_times,
     read_trips,
     snap_trips,
     split_by_area,
@@ -55,7 +55,7 @@ def test_bad_rows_are_counted_by_reason_not_silently_dropped():
     assert reasons["coordinate out of range (|lon| > 180 or |lat| > 90)"] == 1
     assert reasons["negative duration_s"] == 1
     assert reasons["missing or non-numeric duration_s"] == 1
-    assert reasons["unparseable departure_time"] == 1
+    assert reasons["invalid departure_time (ISO-8601 or epoch seconds, 1970..2100)"] == 1
     assert any(reason.startswith("absurd duration_s") for reason in reasons)
     assert "rejected" in table.summary()
 
@@ -73,15 +73,17 @@ def test_nothing_usable_is_a_clear_refusal():
 
 
 def test_departure_times_iso_epoch_and_offsets():
-    parsed = parse_departure_times(
+    parsed = local_departure_times(
         pd.Series(["2026-11-18T07:00:00", 1795503600, "2026-11-18T07:00:00+01:00", None])
     )
     assert parsed.iloc[0] == pd.Timestamp("2026-11-18 07:00:00")
     assert parsed.iloc[1] == pd.Timestamp(1795503600, unit="s")
     assert parsed.iloc[2] == pd.Timestamp("2026-11-18 06:00:00")  # converted to UTC
     assert pd.isna(parsed.iloc[3])
-    ms = parse_departure_times(pd.Series([1795503600000]))
-    assert ms.iloc[0] == pd.Timestamp(1795503600, unit="s")
+    # epoch milliseconds are refused (out of range), as every entry point does
+    assert local_departure_times(pd.Series([1795503600000])).isna().all()
+    eastern = local_departure_times(pd.Series([1795503600]), timezone="America/New_York")
+    assert eastern.iloc[0] == pd.Timestamp(1795503600, unit="s") - pd.Timedelta(hours=5)
 
 
 def test_csv_and_parquet_round_trip(tmp_path):
