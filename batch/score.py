@@ -34,12 +34,11 @@ from batch.scoring import install_traffic, run_groups, score_frame
 from batch.table import coordinates, departure_times, read_od_table
 from models.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
+from nareta.defaults import resolve_artifacts, resolve_model
 from nareta.errors import DepartureTimeError, InputError, NaretaError
 from nareta.timeparse import parse_departure_time
 
 PLAN_SCHEMA_VERSION = 1
-#: --model values that name a built-in model rather than an artifact directory
-BASELINES = ("freeflow-turns", "live-scalar")
 
 
 @dataclass
@@ -136,8 +135,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     if workers < 0:
         raise InputError(f"--workers must be 0 (no Dask) or more, not {workers}")
     graph_dir = str(Path(graph_dir).resolve())
-    model_dir = (None if model_dir in (None, "freeflow") else str(model_dir)
-                 if str(model_dir) in BASELINES else str(Path(model_dir).resolve()))
+    model_dir = resolve_model(model_dir)
     frame = read_od_table(input_path)
     predictor = Predictor.load(graph_dir, model_dir)  # fails fast on bad artifacts
     traffic_info = None
@@ -157,7 +155,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         "rows": len(frame),
         "graph": graph_dir,
         "graph_identity": predictor.graph.identity,
-        "model": model_dir or "freeflow",
+        "model": model_dir,
         "model_identity": predictor.model.identity,
         "max_snap_distance_m": predictor.max_snap_distance_m,
         "default_departure_time": None if departure_time is None else departure_time.isoformat(),
@@ -177,8 +175,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     pending = [i for i in range(len(partitions)) if i not in done]
     planned_s = time.perf_counter() - started
 
-    bar = tqdm(total=sum(len(partitions[i]) for i in pending), unit="pairs", desc="scoring",
-               disable=None if progress is None else not progress, file=sys.stderr)
+    bar = _progress_bar(sum(len(partitions[i]) for i in pending), progress)
     failures: list[tuple[int, BaseException]] = []
     try:
         with bar:
@@ -227,6 +224,21 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
                        timings={"plan_s": planned_s})
 
 
+def _progress_bar(total: int, progress: bool | None) -> tqdm:
+    """The bar on stderr (``progress=None``: only when stderr is a terminal). A terminal that
+    reports its size as 0 x 0 (a fresh pseudo-terminal, as ``docker compose run`` or
+    ``script`` give) is taken as 80 x 24: tqdm hides every bar below row 0 of a 0-row
+    screen, so it would print nothing at all."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # not a terminal, or no file number
+        size = os.terminal_size((1, 1))
+    unknown = size.columns == 0 or size.lines == 0
+    return tqdm(total=total, unit="pairs", desc="scoring", file=sys.stderr,
+                disable=None if progress is None else not progress,
+                ncols=80 if unknown else None, nrows=24 if unknown else None)
+
+
 def _tidy(result: pd.DataFrame) -> pd.DataFrame:
     """A part in input order (rows of one part were sorted by origin for batching)."""
     return result.sort_values("input_row", kind="stable").reset_index(drop=True)
@@ -266,6 +278,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
     traffic_args = (traffic["path"], traffic["snapshot"]) if traffic else (None, None)
     cluster_started = time.perf_counter()
     cluster = None
+    bar.set_description("starting Dask workers")
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.CRITICAL)
@@ -282,6 +295,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
         except NaretaError as exc:
             raise NaretaError(f"a Dask worker cannot load the artifacts: {exc}") from exc
         cluster_start_s = time.perf_counter() - cluster_started
+        bar.set_description("scoring")
         scoring_started = time.perf_counter()
         job = uuid.uuid4().hex[:8]
         futures = {}
@@ -335,10 +349,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "trip_id]")
     parser.add_argument("--output", type=Path, required=True,
                         help="output directory of Parquet parts (e.g. out.parquet)")
-    parser.add_argument("--graph", type=Path, required=True, help="RoadGraph artifact directory")
+    parser.add_argument("--graph", type=Path, default=None,
+                        help="RoadGraph artifact directory (default: the bundled city)")
     parser.add_argument("--model", default=None,
-                        help="travel-time model artifact directory, or freeflow, "
-                             "freeflow-turns, live-scalar (default: free-flow)")
+                        help="model artifact directory, or freeflow, freeflow-turns, "
+                             "live-scalar (default: the shipped model if trained on --graph, "
+                             "else freeflow)")
     parser.add_argument("--traffic", type=Path, default=None,
                         help="traffic feed file or directory (a model that takes live "
                              "traffic): rows get traffic_as_of, the manifest the snapshot")
@@ -362,8 +378,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    graph_dir, model = resolve_artifacts(args.graph, args.model)
     report = score_table(
-        args.input, args.output, graph_dir=args.graph, model_dir=args.model,
+        args.input, args.output, graph_dir=graph_dir, model_dir=model,
         scheduler=args.scheduler, workers=args.workers, departure_time=args.departure_time,
         resume=args.resume, force=args.force, partition_rows=args.partition_rows,
         origins_per_batch=args.origins_per_batch, progress=False if args.quiet else None,

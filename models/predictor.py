@@ -32,9 +32,6 @@ from models.live import (
     local_seconds,
 )
 from models.travel_time import (
-    FreeFlowModel,
-    FreeFlowTurnModel,
-    LiveScalarModel,
     OriginRun,
     TravelTimeModel,
     dijkstra_tree,
@@ -111,6 +108,7 @@ class EtaResult:
 class RouteResult(EtaResult):
     segments: list[int] = field(default_factory=list)
     segment_times_s: list[float] = field(default_factory=list)  # first/last are partial
+    segment_distances_m: list[float] = field(default_factory=list)  # metres driven on each
     coordinates: list[Point] = field(default_factory=list)
     fallback_used: bool = False
     fallback_reason: str | None = None
@@ -273,17 +271,10 @@ class Predictor:
         """Load a RoadGraph and a model artifact (``None`` or ``"freeflow"``: the free-flow
         baseline; ``"freeflow-turns"``: the same on the turn graph, honouring turn
         restrictions). The model's manifest must name this graph, else ArtifactError."""
-        graph = RoadGraph.load(graph_dir)
-        if model_dir is None or str(model_dir) == "freeflow":
-            model: TravelTimeModel = FreeFlowModel(graph)
-        elif str(model_dir) == "freeflow-turns":
-            model = FreeFlowTurnModel(graph)
-        elif str(model_dir) == "live-scalar":
-            model = LiveScalarModel(graph)
-        else:
-            from models.registry import load_model
+        from nareta.defaults import load_travel_time_model
 
-            model = load_model(model_dir, graph)
+        graph = RoadGraph.load(graph_dir)
+        model = load_travel_time_model(model_dir or "freeflow", graph)
         return cls(graph, model, **options)
 
     # ------------------------------------------------------------------ traffic
@@ -616,6 +607,8 @@ class Predictor:
             eta_s=float(total), distance_m=float(metres), origin=origin_point,
             destination=destination_point, departure_time=departure_time,
             segments=segments, segment_times_s=[float(x) for x in scaled],
+            segment_distances_m=[float(self.graph["length_m"][s] * share)
+                                 for s, share in zip(segments, partial, strict=True)],
             coordinates=self._geometry(segments, start, end, origin_point, destination_point),
             fallback_used=fallback_reason is not None, fallback_reason=fallback_reason,
             traffic=traffic,

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("models.train", "train the ETA model's encoder and decoder on trips"),
     "eta": ("models.query_cli", "answer one ETA (or route) query"),
     "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
+    "transfer": ("nareta.transfer", "make an ETA model trained on one city usable on another"),
     "serve": ("service.cli", "run the HTTP API"),
     "score": ("batch.score", "score OD pairs in batch on Dask"),
     "traffic check": ("data_pipeline.traffic_cli:check",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from fastapi_offline import __file__ as _fastapi_offline_init
 
 from models.live import TrafficStore
 from models.predictor import Predictor
@@ -28,6 +29,8 @@ from service.routes import native, ops, osrm, traffic
 from service.traffic import FeedState, load_file, watch_file
 
 logger = logging.getLogger("nareta.service")
+#: Swagger UI 5 assets (swagger-ui-bundle.js, swagger-ui.css, favicon.png)
+SWAGGER_UI_DIR = Path(_fastapi_offline_init).parent / "static"
 
 
 def load_predictor(settings: Settings) -> Predictor:
@@ -99,15 +102,16 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> FastAP
                   description="Road-network ETA and routing (native API and OSRM v1 "
                               "compatible route / table services).",
                   docs_url=None, redoc_url=None)
-    # Swagger UI from the swagger-ui-bundle package, not a CDN: /docs works offline.
-    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    # Swagger UI 5 (reads OpenAPI 3.1, which FastAPI writes; 4.x cannot) from the
+    # fastapi-offline package's static files, not a CDN: /docs works offline.
+    app.mount("/docs-assets", StaticFiles(directory=str(SWAGGER_UI_DIR)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
         return get_swagger_ui_html(openapi_url=app.openapi_url, title="nareta API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+                                   swagger_favicon_url="/docs-assets/favicon.png")
 
     app.state.settings = settings
     app.state.predictor = predictor

@@ -12,9 +12,11 @@ from nareta.errors import InputError, NaretaError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR)")
+    parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR; default: "
+                                        "the bundled city, ingested once into the cache)")
     parser.add_argument("--model", help="model artifact, 'freeflow', 'freeflow-turns' or "
-                                        "'live-scalar' (env NARETA_MODEL_DIR)")
+                                        "'live-scalar' (env NARETA_MODEL_DIR; default: the "
+                                        "shipped model if trained on the graph, else freeflow)")
     parser.add_argument("--host", help="bind address (env NARETA_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env NARETA_PORT, default 8000)")
     parser.add_argument("--log-level", help="critical|error|warning|info|debug")
@@ -59,13 +61,19 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from models.predictor import Predictor
+    from nareta.defaults import resolve_artifacts
     from service.app import create_app, load_predictor
     from service.config import Settings
     from service.logs import log_config
     from service.server import TcpConfig, bind_tcp_socket
 
+    # unset (option and environment): the bundled city and the model that matches it (the
+    # server's start-up log names the model, so no line about it here)
+    graph, model = resolve_artifacts(args.graph or os.environ.get("NARETA_GRAPH_DIR") or None,
+                                     args.model or os.environ.get("NARETA_MODEL_DIR") or None,
+                                     say_model=False)
     overrides = {key: value for key, value in (
-        ("graph_dir", args.graph), ("model_dir", args.model), ("host", args.host),
+        ("graph_dir", graph), ("model_dir", model), ("host", args.host),
         ("port", args.port), ("log_level", args.log_level),
         ("workers", getattr(args, "workers", None)),
         ("traffic_path", getattr(args, "traffic", None)),

@@ -96,13 +96,15 @@ class Settings(BaseSettings):
     @field_validator("model_dir")
     @classmethod
     def _model_dir_exists(cls, value: str | None) -> str | None:
-        if value in (None, "", "freeflow"):
+        from nareta.defaults import resolve_model
+        from nareta.errors import NaretaError
+
+        if value in (None, ""):
             return None
-        if value in ("freeflow-turns", "live-scalar"):
-            return value
-        if not Path(value).is_dir():
-            raise ValueError(f"{value} is not a directory (leave unset for the free-flow model)")
-        return value
+        try:
+            return resolve_model(value)
+        except NaretaError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("traffic_path")
     @classmethod

@@ -18,6 +18,7 @@ from data_pipeline.road_graph import RoadGraph
 from models.predictor import RouteResult, Waypoint
 from service import polyline
 from service.errors import ServiceError
+from service.geometry import without_repeats
 
 Coordinates = list[tuple[float, float]]
 GEOMETRIES = ("polyline", "polyline6", "geojson")
@@ -136,15 +137,31 @@ def _bearing(value: float) -> int:
     return int(round(value)) % 360
 
 
+def _step_coordinates(graph: RoadGraph, result: RouteResult,
+                      groups: list[list[int]]) -> list[Coordinates]:
+    """The route's own geometry (clipped at the snapped points) cut where each step begins:
+    at the first point of the step's first segment, i.e. the junction it turns at."""
+    coordinates = result.coordinates
+    cuts = [0]
+    for group in groups[1:]:
+        piece = graph.segment_path(result.segments[group[0]])
+        junction = (float(graph["path_lon"][piece.start]), float(graph["path_lat"][piece.start]))
+        index = next((i for i in range(cuts[-1], len(coordinates))
+                      if coordinates[i] == junction), cuts[-1])
+        cuts.append(index)
+    cuts.append(len(coordinates) - 1)
+    return [without_repeats(coordinates[start:end + 1])
+            for start, end in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
 def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
     """OSRM steps: depart, a turn wherever the road bends by >= 30 degrees at a junction,
-    arrive. (RoadGraph has no street names yet, so ``name`` is "" as in OSRM for unnamed
-    roads.) Step geometry follows whole segments; the first and last are clipped to the
-    snapped points."""
+    arrive. A step's distance is the metres driven on its segments (the first and last only
+    in part), so the steps add up to the route; its geometry is the route's, cut at the
+    junctions. ``name`` is "" (as OSRM gives for unnamed roads): the RoadGraph does not keep
+    OSM street names."""
     bearing_in, bearing_out = graph["bearing_in_deg"], graph["bearing_out_deg"]
-    lengths = graph["length_m"]
     segments, times = result.segments, result.segment_times_s
-    origin = (result.origin.lon, result.origin.lat)
     destination = (result.destination.lon, result.destination.lat)
     groups: list[list[int]] = []  # indices into segments
     angles: list[float] = []
@@ -159,21 +176,10 @@ def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
             angles.append(angle)
         else:
             groups[-1].append(index)
-    total_distance = max(result.distance_m, 0.0)
-    raw_lengths = [float(lengths[s]) for s in segments]
-    scale = total_distance / sum(raw_lengths) if sum(raw_lengths) > 0 else 0.0
+    pieces = _step_coordinates(graph, result, groups)
     out: list[dict] = []
     for number, group in enumerate(groups):
-        coordinates: Coordinates = []
-        for index in group:
-            piece = graph.segment_path(segments[index])
-            points = list(zip(graph["path_lon"][piece].tolist(),
-                              graph["path_lat"][piece].tolist(), strict=True))
-            coordinates.extend(points if not coordinates else points[1:])
-        if number == 0:
-            coordinates[0] = origin
-        if number == len(groups) - 1:
-            coordinates[-1] = destination
+        coordinates = pieces[number]
         first = segments[group[0]]
         location = coordinates[0]
         previous = segments[groups[number - 1][-1]] if number else None
@@ -185,7 +191,7 @@ def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
         if number:
             maneuver["modifier"] = _modifier(angles[number - 1])
         duration = sum(times[i] for i in group)
-        distance = sum(raw_lengths[i] for i in group) * scale
+        distance = sum(result.segment_distances_m[i] for i in group)
         intersection = {"location": maneuver["location"], "bearings": [after],
                         "entry": [True], "out": 0}
         if number:

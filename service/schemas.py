@@ -22,6 +22,12 @@ Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False,
                                    description="WGS84 longitude, degrees in [-180, 180]")]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False,
                                   description="WGS84 latitude, degrees in [-90, 90]")]
+#: What an omitted departure time means (``models.eta.DEFAULT_DEPARTURE``; a test keeps
+#: the two equal).
+DEFAULT_DEPARTURE_HELP = (
+    "omitted = 2026-11-18T12:00 local time of the city (a weekday at noon: the time the "
+    "learned ETA model assumes; free-flow models give the same answer at any time)"
+)
 
 
 DepartureTime = Annotated[
@@ -31,7 +37,7 @@ DepartureTime = Annotated[
         "anyOf": [{"type": "string", "format": "date-time"},
                   {"type": "number", "minimum": EPOCH_MIN_S, "exclusiveMaximum": EPOCH_MAX_S},
                   {"type": "null"}],
-        "description": f"{DEPARTURE_TIME_HELP}; omitted = the model's default (free flow)",
+        "description": f"{DEPARTURE_TIME_HELP}; {DEFAULT_DEPARTURE_HELP}",
     }),
 ]
 
@@ -122,7 +128,8 @@ class EtaResponse(BaseModel):
     distance_m: float
     origin: WaypointResponse
     destination: WaypointResponse
-    departure_time: dt.datetime | None
+    departure_time: dt.datetime | None = Field(
+        description=f"as given in the request (null when omitted: {DEFAULT_DEPARTURE_HELP})")
     model: str
     traffic_as_of: dt.datetime | None = Field(default=None, description=TRAFFIC_AS_OF_HELP)
     traffic: TrafficStatus | None = Field(

@@ -16,17 +16,17 @@ from data_pipeline.simulate import (
 from data_pipeline.sumo_net import SegmentMapper, junction_osm_nodes
 from data_pipeline.trips import read_trips
 from nareta.errors import InputError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, shared_extract
 from tests.graph_fixtures import road_graph_from_paths
 
 pytest.importorskip("sumo")
 
 
 @pytest.fixture(scope="module")
-def helsinki(shared_osm_dir, tmp_path_factory):
+def helsinki(tmp_path_factory):
     from data_pipeline.ingest import ingest_osm
 
-    osm = shared_osm_dir / "helsinki.osm.pbf"
+    osm = shared_extract("helsinki")
     graph_dir = tmp_path_factory.mktemp("graphs") / "helsinki"
     ingest_osm(osm).graph.save(graph_dir)
     return osm, graph_dir
