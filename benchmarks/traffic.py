@@ -63,10 +63,9 @@ def _osm(city: str, args) -> Path:
     raise SystemExit(f"{city}.osm.pbf not found in data/osm or {args.shared_osm}")
 
 
-def simulate(city: str, args) -> Path:
-    """Ingest and simulate the city's days (cached by settings); returns its folder."""
+def simulation_command(city: str, args) -> tuple[Path, list[str], dict]:
+    """(folder, the `nareta simulate` command, the settings its cache stamp records)."""
     folder = Path(args.cache_dir) / city
-    folder.mkdir(parents=True, exist_ok=True)
     spec = CITY_SIMULATION[city]
     command = [sys.executable, "-m", "nareta.cli", "simulate", str(_osm(city, args)),
                "--graph", str(folder / "graph"), "--out", str(folder / "trips.parquet"),
@@ -75,9 +74,16 @@ def simulate(city: str, args) -> Path:
                "--demand-scales", spec["scales"], "--incidents", str(INCIDENTS),
                "--seed", str(spec["seed"]), "--jobs", "2", "--force",
                "--work-dir", str(folder / "work")]
+    settings = {"command": [str(Path(c).name) if "/" in c else c for c in command[3:]],
+                "version": 1}
+    return folder, command, settings
+
+
+def simulate(city: str, args) -> Path:
+    """Ingest and simulate the city's days (cached by settings); returns its folder."""
+    folder, command, settings = simulation_command(city, args)
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / "simulation.json"
-    settings = {"command": command[3:], "version": 1}
-    settings["command"] = [str(Path(c).name) if "/" in c else c for c in settings["command"]]
     if stamp.is_file() and json.loads(stamp.read_text()) == settings and \
             (folder / "trips.traffic.parquet").is_file():
         return folder

@@ -60,7 +60,6 @@ def _check_traffic(predictor, settings) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from models.predictor import Predictor
     from nareta.defaults import resolve_artifacts
     from service.app import create_app, load_predictor
     from service.config import Settings
@@ -112,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     config = TcpConfig("service.app:app_from_environment", factory=True,
                         workers=settings.workers, **options)
     sock = config.bind_socket()
-    _check_traffic(Predictor.load(settings.graph_dir, settings.model_dir), settings)
+    _check_traffic(load_predictor(settings), settings)
     for key, value in overrides.items():
         os.environ[f"NARETA_{key.upper()}"] = str(value)
     Multiprocess(config, sockets=[sock]).run()
