@@ -270,6 +270,8 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
     started = time.perf_counter()
     model, training = train_live(city, graph, frame, snapshot, masks["train"], args, args.seed)
     live_models[city] = model
+    if args.train_only:
+        return {}
     train_seconds = training.get("train_seconds")
 
     predictors = {
@@ -289,7 +291,8 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
             predictors["nar_shipped"] = Predictor(graph, EtaModel.load(SHIPPED, graph))
         except Exception as exc:  # noqa: BLE001 - another graph build: report, go on
             print(f"shipped model not comparable: {exc}")
-    if city != "baltimore" and "baltimore" in live_models:
+    baltimore_model = Path(args.cache_dir) / "baltimore" / f"nar_live_seed{args.seed}"
+    if city != "baltimore" and (baltimore_model / "manifest.json").is_file():
         transfer = EtaModel.load(Path(args.cache_dir) / "baltimore" / f"nar_live_seed{args.seed}",
                                  graph, allow_other_graph=True)
         predictors["nar_live_zero_shot"] = Predictor(graph, transfer)
@@ -428,11 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-osm", default=str(REPO.parent / "shared" / "osm"))
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only simulate and train (cached), no evaluation")
     args = parser.parse_args(argv)
     live_models: dict = {}
     results = {}
     for city in args.cities:
         results[city] = evaluate_city(city, args, live_models)
+    if args.train_only:
+        return 0
     table = _table(results)
     print(table)
     targets = _targets(results)

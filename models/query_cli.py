@@ -33,6 +33,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--route", action="store_true",
                         help="also print the route: its segments with their times and "
                              "distances, and its coordinates")
+    parser.add_argument("--traffic", type=Path, default=None,
+                        help="traffic feed (file or directory) for a model that takes live "
+                             "traffic; the answer says which snapshot it used")
 
 
 def _route_fields(result) -> dict:
@@ -47,6 +50,16 @@ def _route_fields(result) -> dict:
             "coordinates": [[round(lon, 6), round(lat, 6)] for lon, lat in coordinates]}
 
 
+def _traffic_fields(result) -> dict:
+    """What a live-traffic model used (nothing for models that take no traffic)."""
+    if result.traffic is None:
+        return {}
+    as_of = result.traffic.as_of
+    return {"traffic": "live" if result.traffic.live else "historical",
+            "traffic_as_of": as_of.isoformat() if as_of else None,
+            "traffic_reason": result.traffic.reason}
+
+
 def run(args: argparse.Namespace) -> int:
     from models.predictor import Predictor
     from nareta.defaults import resolve_artifacts
@@ -57,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--departure-time: {exc}") from None
     graph_dir, model = resolve_artifacts(args.graph, args.model)
     predictor = Predictor.load(graph_dir, model)
+    if args.traffic is not None:
+        if not predictor.uses_traffic:
+            raise InputError(f"--traffic {args.traffic}: the model ({predictor.model.name}) "
+                             "takes no live traffic")
+        timezone = getattr(getattr(predictor.model, "config", None), "timezone", None)
+        snapshot, _ = predictor.traffic.load(predictor.graph, args.traffic, timezone=timezone)
+        predictor.set_traffic(snapshot)
     if args.route:
         result = predictor.route(args.origin, args.destination, departure)
         extra = _route_fields(result)
@@ -67,5 +87,6 @@ def run(args: argparse.Namespace) -> int:
                       "distance_m": round(result.distance_m, 1),
                       "departure_time": departure.isoformat() if departure else None,
                       "origin_snap_m": round(result.origin.distance_m, 1),
-                      "destination_snap_m": round(result.destination.distance_m, 1), **extra}))
+                      "destination_snap_m": round(result.destination.distance_m, 1),
+                      **_traffic_fields(result), **extra}))
     return 0
