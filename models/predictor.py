@@ -255,20 +255,40 @@ class Predictor:
         return cls(graph, model, **options)
 
     # ------------------------------------------------------------------ snapping
-    def snap(self, points: list[Point]) -> list[Waypoint]:
-        """Snap points; raises NoSegmentError naming the first point too far from a road."""
+    def snap(self, points: list[Point | Waypoint], *,
+             max_distance_m: float | list[float] | None = None,
+             missing_ok: bool = False) -> list[Waypoint]:
+        """Snap points; raises NoSegmentError naming the first point too far from a road.
+        A point that is a :class:`Waypoint` already is kept as it is (callers that snap
+        with their own limits pass the waypoints on). ``max_distance_m``: one limit or one
+        per point (``inf``: none); default the predictor's. ``missing_ok``: return a point
+        too far from every road as a Waypoint with ``segment == -1`` instead of raising."""
         if not points:
             return []
+        if all(isinstance(point, Waypoint) for point in points):
+            return list(points)
+        limit = self.max_snap_distance_m if max_distance_m is None else max_distance_m
+        if any(isinstance(point, Waypoint) for point in points):
+            todo = [i for i, point in enumerate(points) if not isinstance(point, Waypoint)]
+            limits = np.broadcast_to(np.asarray(limit, dtype=np.float64), (len(points),))
+            snapped = self.snap([points[i] for i in todo], max_distance_m=limits[todo].tolist(),
+                                missing_ok=missing_ok)
+            out = list(points)
+            for i, point in zip(todo, snapped, strict=True):
+                out[i] = point
+            return out
         array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         snaps = self.snapper.snap(array[:, 0], array[:, 1],
-                                  max_distance_m=self.max_snap_distance_m)
+                                  max_distance_m=np.asarray(limit, dtype=np.float64))
         missing = np.flatnonzero(~snaps.found)
-        if missing.size:
+        if missing.size and not missing_ok:
             index = int(missing[0])
+            limit_m = float(np.broadcast_to(limit, (len(array),))[index])
+            where = (f"{snaps.distance_m[index]:.0f} m from the nearest road"
+                     if np.isfinite(snaps.distance_m[index]) else "off the map")
             raise NoSegmentError(
-                f"point {index} ({array[index, 0]:.6f}, {array[index, 1]:.6f}) is "
-                f"{snaps.distance_m[index]:.0f} m from the nearest road; the limit is "
-                f"{self.max_snap_distance_m:.0f} m", index=index)
+                f"point {index} ({array[index, 0]:.6f}, {array[index, 1]:.6f}) is {where}; "
+                f"the limit is {limit_m:.0f} m", index=index)
         return [Waypoint(float(snaps.lon[i]), float(snaps.lat[i]), float(snaps.distance_m[i]),
                          int(snaps.segment[i]), int(snaps.twin[i]), float(snaps.fraction[i]))
                 for i in range(len(array))]

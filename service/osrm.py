@@ -3,17 +3,29 @@
 Follows https://project-osrm.org/docs/v5.24.0/api/ : coordinates ``lon,lat;lon,lat`` (or
 ``polyline(...)`` / ``polyline6(...)``), option values separated by ``;``, numbers rounded
 as OSRM rounds them (0.1 s, 0.1 m), ``geometry`` as polyline, polyline6 or GeoJSON.
+
+Options are checked as osrm-routed checks them: an option no service takes is 400
+``InvalidQuery``; an OSRM option nareta does not implement (``bearings``, ``hints``,
+``approaches``, ``exclude``, ``snapping=any``, ``continue_straight=true`` with via points,
+``waypoints`` other than all of them, ``nodes`` / ``datasources`` annotations) is 400
+``InvalidOptions`` rather than silently ignored.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 import shapely
+from osmnx.distance import great_circle
+from starlette.datastructures import QueryParams
+from starlette.responses import Response
 
+from data_pipeline.ingest import EARTH_RADIUS_M
 from data_pipeline.road_graph import RoadGraph
 from models.predictor import RouteResult, Waypoint
 from service import polyline
@@ -23,6 +35,21 @@ Coordinates = list[tuple[float, float]]
 GEOMETRIES = ("polyline", "polyline6", "geojson")
 OVERVIEWS = ("simplified", "full", "false")
 SIMPLIFY_TOLERANCE_DEG = 5e-5  # ~5 m: what OSRM's overview=simplified keeps at city zoom
+
+#: Options of every OSRM service, then of each service (OSRM v5 API).
+GENERAL_OPTIONS = ("bearings", "radiuses", "generate_hints", "hints", "approaches", "exclude",
+                   "snapping", "skip_waypoints")
+SERVICE_OPTIONS = {
+    "route": (*GENERAL_OPTIONS, "alternatives", "steps", "annotations", "geometries",
+              "overview", "continue_straight", "waypoints"),
+    "table": (*GENERAL_OPTIONS, "sources", "destinations", "annotations", "fallback_speed",
+              "fallback_coordinate", "scale_factor"),
+    "nearest": (*GENERAL_OPTIONS, "number"),
+}
+#: Route annotations nareta gives (``annotations=true`` gives these), one value per road
+#: segment driven.
+ROUTE_ANNOTATIONS = ("duration", "distance", "speed", "weight")
+OSRM_ROUTE_ANNOTATIONS = (*ROUTE_ANNOTATIONS, "nodes", "datasources")
 
 
 def invalid(code: str, message: str) -> ServiceError:
@@ -62,6 +89,117 @@ def parse_coordinates(text: str, *, at_most: int) -> Coordinates:
     return points
 
 
+def unsupported(name: str, why: str) -> ServiceError:
+    return invalid("InvalidOptions", f"{name} is not supported by nareta ({why}); "
+                   "leave it out")
+
+
+def check_options(params: QueryParams, service: str, count: int) -> None:
+    """Reject options the service does not take (``InvalidQuery``), options given twice,
+    and OSRM options nareta does not implement (``InvalidOptions``)."""
+    allowed = SERVICE_OPTIONS[service]
+    for name in params:
+        if name not in allowed:
+            raise invalid("InvalidQuery", f"query string malformed: {name[:40]!r} is not an "
+                          f"option of the {service} service; its options are "
+                          f"{', '.join(allowed)}")
+        if len(params.getlist(name)) > 1:
+            raise invalid("InvalidQuery", f"query string malformed: {name} is given twice")
+    for name in ("bearings", "hints"):
+        if any(split_list(params.get(name, ""))):
+            raise unsupported(name, "snapping ignores headings" if name == "bearings"
+                              else "hints from a previous answer are not read")
+    if any(item not in ("", "unrestricted") for item in split_list(params.get("approaches",
+                                                                               ""))):
+        raise unsupported("approaches=curb", "a stop may be on either side of the road")
+    if params.get("exclude"):
+        raise unsupported("exclude", "every road class is always allowed")
+    snapping = params.get("snapping")
+    if snapping not in (None, "default"):
+        if snapping == "any":
+            raise unsupported("snapping=any", "points snap to the routable graph only")
+        raise invalid("InvalidValue", f"snapping must be default or any, got {snapping[:40]!r}")
+    continue_straight = params.get("continue_straight")
+    if continue_straight not in (None, "true", "false", "default"):
+        raise invalid("InvalidValue", "continue_straight must be true, false or default, got "
+                      f"{continue_straight[:40]!r}")
+    if continue_straight == "true" and count > 2:
+        raise unsupported("continue_straight=true", "each leg is routed on its own, so a "
+                          "route may turn around at a via point")
+    waypoints = params.get("waypoints")
+    if waypoints is not None and waypoints != ";".join(str(i) for i in range(count)):
+        raise unsupported("waypoints", "every coordinate is a waypoint; give all of "
+                          f"0..{count - 1} or leave it out")
+
+
+def split_list(value: str) -> list[str]:
+    """OSRM's ``;``-separated per-coordinate lists."""
+    return value.split(";") if value else []
+
+
+def parse_per_coordinate(name: str, value: str | None, count: int) -> list[str]:
+    """A ``;``-separated list with one entry per coordinate (or ``count`` empty entries)."""
+    if value is None:
+        return [""] * count
+    items = value.split(";")
+    if len(items) != count:
+        raise invalid("InvalidOptions", f"{name} has {len(items)} entries for {count} "
+                      "coordinates; give one per coordinate (empty for the default)")
+    return items
+
+
+def parse_radiuses(value: str | None, count: int) -> list[float]:
+    """Snap limits in metres per coordinate: a number >= 0, or ``unlimited`` / empty (no
+    limit: a point snaps to the nearest road however far, as in OSRM)."""
+    radii = []
+    for index, item in enumerate(parse_per_coordinate("radiuses", value, count)):
+        if item in ("", "unlimited"):
+            radii.append(math.inf)
+            continue
+        try:
+            radius = float(item)
+        except ValueError:
+            radius = math.nan
+        if not (math.isfinite(radius) and radius >= 0):
+            raise invalid("InvalidQuery", f"radiuses entry {index} {item[:40]!r} must be a "
+                          "number of metres >= 0 or 'unlimited'")
+        radii.append(radius)
+    return radii
+
+
+def parse_positive(name: str, value: str | None, *, at_most: float = math.inf
+                   ) -> float | None:
+    """An optional positive finite number (OSRM's fallback_speed, scale_factor)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise invalid("InvalidQuery", f"{name} must be a number, got {value[:40]!r}") from None
+    if not (math.isfinite(number) and 0 < number <= at_most):
+        raise invalid("InvalidOptions", f"{name} must be > 0 (and finite), got {value[:40]!r}")
+    return number
+
+
+def parse_route_annotations(value: str | None) -> tuple[str, ...]:
+    """``true`` / ``false`` or a list of duration, distance, speed, weight (nodes and
+    datasources are OSRM's but not nareta's)."""
+    if value is None or value == "false":
+        return ()
+    if value == "true":
+        return ROUTE_ANNOTATIONS
+    items = value.split(",")
+    for item in items:
+        if item not in OSRM_ROUTE_ANNOTATIONS:
+            raise invalid("InvalidValue", f"annotations must be true, false or a list of "
+                          f"{', '.join(OSRM_ROUTE_ANNOTATIONS)}; got {value[:40]!r}")
+        if item not in ROUTE_ANNOTATIONS:
+            raise unsupported(f"annotations={item}", "the graph keeps no per-node data "
+                              "sources" if item == "datasources" else
+                              "annotations are per road segment, not per OSM node")
+    return tuple(dict.fromkeys(items))
+
+
 def parse_choice(name: str, value: str | None, choices: tuple[str, ...], default: str) -> str:
     if value is None:
         return default
@@ -96,13 +234,37 @@ def parse_indices(name: str, value: str | None, count: int) -> list[int]:
 
 
 def hint(point: Waypoint) -> str:
-    """Opaque per-waypoint hint, as OSRM returns (ignored when sent back)."""
+    """Opaque per-waypoint hint, as OSRM returns (sending it back is not supported)."""
     return base64.urlsafe_b64encode(struct.pack("<if", point.segment, point.fraction)).decode()
 
 
-def waypoint(point: Waypoint) -> dict:
-    return {"hint": hint(point), "distance": round(point.distance_m, 6), "name": "",
-            "location": (round(point.lon, 6), round(point.lat, 6))}
+def waypoint(point: Waypoint, *, hints: bool = True,
+             query: tuple[float, float] | None = None) -> dict:
+    """OSRM's waypoint. A point with no road within its radius (``segment < 0``, table
+    only) reports the nearest road and its distance (beyond the radius), or the query
+    point itself when it lies off the map."""
+    if not math.isfinite(point.distance_m) and query is not None:
+        return {"distance": None, "name": "", "location": (round(query[0], 6),
+                                                            round(query[1], 6))}
+    body = {"hint": hint(point)} if hints and point.segment >= 0 else {}
+    body.update({"distance": round(point.distance_m, 6), "name": "",
+                 "location": (round(point.lon, 6), round(point.lat, 6))})
+    return body
+
+
+def crow_fly_m(origins: Sequence[tuple[float, float]],
+               destinations: Sequence[tuple[float, float]]) -> np.ndarray:
+    """``[O, D]`` great-circle metres between (lon, lat) points."""
+    a = np.asarray(origins, dtype=np.float64).reshape(-1, 2)
+    b = np.asarray(destinations, dtype=np.float64).reshape(-1, 2)
+    return np.asarray(great_circle(a[:, None, 1], a[:, None, 0], b[None, :, 1], b[None, :, 0],
+                                   earth_radius=EARTH_RADIUS_M), dtype=np.float64)
+
+
+def json_response(body: dict) -> Response:
+    """Encode once, compactly (no per-request pydantic model: the schemas document it)."""
+    return Response(json.dumps(body, separators=(",", ":"), allow_nan=False).encode(),
+                    media_type="application/json")
 
 
 def encode_geometry(coordinates: Coordinates, geometries: str):
@@ -206,3 +368,38 @@ def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
                                    "entry": [True], "in": 0}],
                 "weight": 0.0, "duration": 0.0, "distance": 0.0})
     return out
+
+
+def leg_annotation(graph: RoadGraph, result: RouteResult, fields: tuple[str, ...]) -> dict:
+    """OSRM's per-leg ``annotation``, one value per road segment driven (OSRM gives one per
+    pair of consecutive geometry points; nareta's graph is segments): durations are the
+    route's per-segment times, distances the driven share of each segment's length, both
+    summing to the leg's totals."""
+    segments = result.segments
+    raw = [float(graph["length_m"][s]) for s in segments]
+
+    def position(point: Waypoint, segment: int) -> float | None:
+        if segment == point.segment:
+            return point.fraction
+        return 1.0 - point.fraction if segment == point.twin else None
+
+    if segments:
+        start = position(result.origin, segments[0])
+        end = position(result.destination, segments[-1])
+        if len(segments) == 1 and start is not None and end is not None and end >= start:
+            raw[0] *= end - start
+        else:
+            raw[0] *= 1.0 - start if start is not None else 1.0
+            raw[-1] *= end if end is not None else 1.0
+    total = sum(raw)
+    scale = result.distance_m / total if total > 0 else 0.0
+    distances = [value * scale for value in raw]
+    durations = list(result.segment_times_s)
+    columns = {
+        "duration": [round(value, 1) for value in durations],
+        "weight": [round(value, 1) for value in durations],
+        "distance": [round(value, 2) for value in distances],
+        "speed": [round(d / t, 1) if t > 0 else 0.0
+                  for d, t in zip(distances, durations, strict=True)],
+    }
+    return {name: columns[name] for name in fields}
