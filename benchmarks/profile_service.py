@@ -28,8 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import service as bench  # noqa: E402  (benchmarks/service.py)
 
-#: Stacks of threads waiting for work, not doing any: left out of the shares.
+#: Stacks of threads waiting for work, not doing any: left out of the shares (a stack
+#: ending in the event loop's runner is uvloop waiting in C; in anyio's worker, the
+#: thread waiting for its next job).
 IDLE = ("wait (threading", "select (selectors", "_worker (concurrent", "_run_once")
+IDLE_LEAVES = ("Runner.run (asyncio/runners.py)", "WorkerThread.run (anyio/_backends/_asyncio.py)")
 BUSY = ("predictor", "routes/", "starlette", "fastapi", "uvicorn/protocols")
 
 
@@ -48,10 +51,11 @@ def summarise(collapsed: Path, top: int) -> dict:
             continue
         stack, count_text = line.rsplit(" ", 1)
         count = int(count_text)
-        if any(k in stack for k in IDLE) and not any(k in stack for k in BUSY):
+        frames = [_frame(frame) for frame in stack.split(";")]
+        if frames[-1] in IDLE_LEAVES or (any(k in stack for k in IDLE)
+                                         and not any(k in stack for k in BUSY)):
             continue
         busy += count
-        frames = [_frame(frame) for frame in stack.split(";")]
         for frame in set(frames):
             inclusive[frame] += count
         own[frames[-1]] += count

@@ -528,9 +528,11 @@ class Predictor:
                          departure_time)
 
     def route(self, origin: Point, destination: Point,
-              departure_time: dt.datetime | None = None) -> RouteResult:
-        """The route as segments with per-segment times, its geometry, and whether the
-        Dijkstra fallback was needed (when the model's pointers do not form a path)."""
+              departure_time: dt.datetime | None = None, *,
+              geometry: bool = True) -> RouteResult:
+        """The route as segments with per-segment times, its geometry (left empty with
+        ``geometry=False``), and whether the Dijkstra fallback was needed (when the model's
+        pointers do not form a path)."""
         origin_point, destination_point = self.snap([origin, destination])
         bucket = self.model.time_bucket(departure_time)
         times = self.model.segment_times_s(bucket)
@@ -573,7 +575,8 @@ class Predictor:
             eta_s=float(total), distance_m=float(metres), origin=origin_point,
             destination=destination_point, departure_time=departure_time,
             segments=segments, segment_times_s=[float(x) for x in scaled],
-            coordinates=self._geometry(segments, start, end, origin_point, destination_point),
+            coordinates=self._geometry(segments, start, end, origin_point, destination_point)
+            if geometry else [],
             fallback_used=fallback_reason is not None, fallback_reason=fallback_reason,
         )
 

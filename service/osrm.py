@@ -46,6 +46,44 @@ SERVICE_OPTIONS = {
               "fallback_coordinate", "scale_factor"),
     "nearest": (*GENERAL_OPTIONS, "number"),
 }
+#: What each option means here (the OpenAPI description of the query parameters).
+OPTION_HELP = {
+    "bearings": "not supported: only empty entries (`;`) are accepted",
+    "radiuses": "snap limit per coordinate in metres, or `unlimited` / empty (the default: "
+                "no limit, as OSRM)",
+    "generate_hints": "true (default) or false: whether waypoints carry a `hint`",
+    "hints": "not supported: only empty entries are accepted",
+    "approaches": "`unrestricted` or empty per coordinate (`curb` is not supported)",
+    "exclude": "not supported: leave it out",
+    "snapping": "`default` (`any` is not supported)",
+    "skip_waypoints": "true or false (default): leave the waypoints out of the answer",
+    "alternatives": "true, false or a number; nareta answers one route",
+    "steps": "true or false (default): turn-by-turn steps",
+    "annotations": "route: true, false or a list of duration, distance, speed, weight (one "
+                   "value per road segment); table: duration (default), distance or both",
+    "geometries": "polyline (default), polyline6 or geojson",
+    "overview": "simplified (default), full or false",
+    "continue_straight": "default, false, or true with two coordinates only",
+    "waypoints": "all coordinate indices (`0;1;...`) or leave it out",
+    "sources": "`all` (default) or coordinate indices `0;2`",
+    "destinations": "`all` (default) or coordinate indices `1;3`",
+    "fallback_speed": "metres per second > 0: cells with no route get the crow-fly distance "
+                      "at this speed",
+    "fallback_coordinate": "input (default) or snapped: where fallback distances start",
+    "scale_factor": "number > 0 multiplying every duration",
+    "number": "how many nearest roads, 1 to 100 (default 1)",
+}
+
+
+def openapi_parameters(service: str) -> dict:
+    """``openapi_extra`` documenting a service's options: the handlers read them from the
+    query string themselves (parsing about twenty declared parameters per request cost
+    more than the free-flow query's search)."""
+    return {"parameters": [
+        {"name": name, "in": "query", "required": False, "description": OPTION_HELP[name],
+         "schema": {"type": "string"}} for name in SERVICE_OPTIONS[service]]}
+
+
 #: Route annotations nareta gives (``annotations=true`` gives these), one value per road
 #: segment driven.
 ROUTE_ANNOTATIONS = ("duration", "distance", "speed", "weight")

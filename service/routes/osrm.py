@@ -12,10 +12,9 @@ API keeps its own limit, ``NARETA_MAX_SNAP_DISTANCE_M``). Bodies are encoded onc
 from __future__ import annotations
 
 import math
-from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from models.predictor import Waypoint
@@ -26,7 +25,6 @@ from service.geometry import without_repeats
 from service.schemas import OsrmNearestResponse, OsrmRouteResponse, OsrmTableResponse
 
 router = APIRouter(tags=["osrm"], responses=error_responses(400, 401, 503))
-Option = Annotated[str | None, Query()]
 #: Most roads one ``nearest`` request may ask for.
 MAX_NEAREST = 100
 
@@ -36,32 +34,33 @@ def _hints(generate_hints: str | None) -> bool:
 
 
 @router.get("/route/v1/driving/{coordinates}", response_model=OsrmRouteResponse,
-            response_model_exclude_none=True, summary="OSRM route service")
-def route(request: Request, coordinates: str, predictor: PredictorDep, settings: SettingsDep,
-          overview: Option = None, geometries: Option = None, steps: Option = None,
-          alternatives: Option = None, annotations: Option = None,
-          continue_straight: Option = None, hints: Option = None, radiuses: Option = None,
-          bearings: Option = None, generate_hints: Option = None, approaches: Option = None,
-          exclude: Option = None, snapping: Option = None, skip_waypoints: Option = None,
-          waypoints: Option = None) -> Response:
+            response_model_exclude_none=True, summary="OSRM route service",
+            openapi_extra=osrm.openapi_parameters("route"))
+def route(request: Request, coordinates: str, predictor: PredictorDep,
+          settings: SettingsDep) -> Response:
     points = osrm.parse_coordinates(coordinates, at_most=settings.max_route_waypoints)
     if len(points) < 2:
         raise osrm.invalid("InvalidValue", "a route needs at least two coordinates")
+    option = request.query_params.get
     osrm.check_options(request.query_params, "route", len(points))
-    overview_value = osrm.parse_choice("overview", overview, osrm.OVERVIEWS, "simplified")
-    geometry_format = osrm.parse_choice("geometries", geometries, osrm.GEOMETRIES, "polyline")
-    with_steps = osrm.parse_bool("steps", steps, False)
-    fields = osrm.parse_route_annotations(annotations)
-    with_hints = _hints(generate_hints)
-    skip = osrm.parse_bool("skip_waypoints", skip_waypoints, False)
+    overview = osrm.parse_choice("overview", option("overview"), osrm.OVERVIEWS, "simplified")
+    geometry_format = osrm.parse_choice("geometries", option("geometries"), osrm.GEOMETRIES,
+                                        "polyline")
+    with_steps = osrm.parse_bool("steps", option("steps"), False)
+    fields = osrm.parse_route_annotations(option("annotations"))
+    with_hints = _hints(option("generate_hints"))
+    skip = osrm.parse_bool("skip_waypoints", option("skip_waypoints"), False)
+    alternatives = option("alternatives")
     if alternatives is not None and alternatives not in ("true", "false") and not (
             alternatives.isdigit()):
         raise osrm.invalid("InvalidValue", "alternatives must be true, false or a number")
-    snapped = predictor.snap(points, max_distance_m=osrm.parse_radiuses(radiuses, len(points)))
+    snapped = predictor.snap(points, max_distance_m=osrm.parse_radiuses(option("radiuses"),
+                                                                        len(points)))
     legs, geometry = [], []
     total_duration = total_distance = 0.0
     for index in range(len(points) - 1):
-        result = predictor.route(snapped[index], snapped[index + 1])
+        result = predictor.route(snapped[index], snapped[index + 1],
+                                 geometry=overview != "false")
         leg_steps = osrm.steps(predictor.graph, result, geometry_format) if with_steps else []
         leg = {"steps": leg_steps, "summary": "", "weight": round(result.eta_s, 1),
                "duration": round(result.eta_s, 1), "distance": round(result.distance_m, 1)}
@@ -70,13 +69,13 @@ def route(request: Request, coordinates: str, predictor: PredictorDep, settings:
         legs.append(leg)
         total_duration += result.eta_s
         total_distance += result.distance_m
-        if overview_value != "false":
+        if overview != "false":
             geometry.extend(result.coordinates if not geometry else result.coordinates[1:])
     route_body = {"legs": legs, "weight_name": "duration", "weight": round(total_duration, 1),
                   "duration": round(total_duration, 1), "distance": round(total_distance, 1)}
-    if overview_value != "false":
+    if overview != "false":
         route_body["geometry"] = osrm.encode_geometry(
-            osrm.overview_coordinates(without_repeats(geometry), overview_value), geometry_format)
+            osrm.overview_coordinates(without_repeats(geometry), overview), geometry_format)
     body: dict = {"code": "Ok", "routes": [route_body]}
     if not skip:
         body["waypoints"] = [osrm.waypoint(point, hints=with_hints) for point in snapped]
@@ -84,36 +83,35 @@ def route(request: Request, coordinates: str, predictor: PredictorDep, settings:
 
 
 @router.get("/table/v1/driving/{coordinates}", response_model=OsrmTableResponse,
-            response_model_exclude_none=True, summary="OSRM table service")
-def table(request: Request, coordinates: str, predictor: PredictorDep, settings: SettingsDep,
-          sources: Option = None, destinations: Option = None, annotations: Option = None,
-          fallback_speed: Option = None, fallback_coordinate: Option = None,
-          scale_factor: Option = None, hints: Option = None, radiuses: Option = None,
-          bearings: Option = None, generate_hints: Option = None, approaches: Option = None,
-          exclude: Option = None, snapping: Option = None,
-          skip_waypoints: Option = None) -> Response:
+            response_model_exclude_none=True, summary="OSRM table service",
+            openapi_extra=osrm.openapi_parameters("table"))
+def table(request: Request, coordinates: str, predictor: PredictorDep,
+          settings: SettingsDep) -> Response:
     """Durations / distances between sources and destinations: ``null`` where no route
     joins a pair or where a coordinate has no road within its radius (unless
     ``fallback_speed`` fills the cell with the crow-fly estimate, as OSRM does)."""
     limit = settings.max_matrix_size
     points = osrm.parse_coordinates(coordinates, at_most=2 * limit)
+    option = request.query_params.get
     osrm.check_options(request.query_params, "table", len(points))
-    source_indices = osrm.parse_indices("sources", sources, len(points))
-    destination_indices = osrm.parse_indices("destinations", destinations, len(points))
+    source_indices = osrm.parse_indices("sources", option("sources"), len(points))
+    destination_indices = osrm.parse_indices("destinations", option("destinations"),
+                                             len(points))
     if len(source_indices) > limit or len(destination_indices) > limit:
         raise osrm.invalid("TooBig", f"{len(source_indices)} sources x "
                            f"{len(destination_indices)} destinations; at most {limit} of each")
+    annotations = option("annotations")
     wanted = (annotations or "duration").split(",")
     if not wanted or any(item not in ("duration", "distance") for item in wanted):
         raise osrm.invalid("InvalidValue", "annotations must be duration, distance or "
-                           f"duration,distance; got {annotations!r}")
-    speed = osrm.parse_positive("fallback_speed", fallback_speed)
-    fallback_from = osrm.parse_choice("fallback_coordinate", fallback_coordinate,
+                           f"duration,distance; got {annotations[:40]!r}")
+    speed = osrm.parse_positive("fallback_speed", option("fallback_speed"))
+    fallback_from = osrm.parse_choice("fallback_coordinate", option("fallback_coordinate"),
                                       ("input", "snapped"), "input")
-    scale = osrm.parse_positive("scale_factor", scale_factor)
-    with_hints = _hints(generate_hints)
-    skip = osrm.parse_bool("skip_waypoints", skip_waypoints, False)
-    radii = osrm.parse_radiuses(radiuses, len(points))
+    scale = osrm.parse_positive("scale_factor", option("scale_factor"))
+    with_hints = _hints(option("generate_hints"))
+    skip = osrm.parse_bool("skip_waypoints", option("skip_waypoints"), False)
+    radii = osrm.parse_radiuses(option("radiuses"), len(points))
 
     snapped = predictor.snap(points, max_distance_m=radii, missing_ok=True)
     durations = np.full((len(source_indices), len(destination_indices)), np.nan)
@@ -160,27 +158,26 @@ def table(request: Request, coordinates: str, predictor: PredictorDep, settings:
 
 
 @router.get("/nearest/v1/driving/{coordinates}", response_model=OsrmNearestResponse,
-            response_model_exclude_none=True, summary="OSRM nearest service")
-def nearest(request: Request, coordinates: str, predictor: PredictorDep,
-            number: Option = None, hints: Option = None, radiuses: Option = None,
-            bearings: Option = None, generate_hints: Option = None, approaches: Option = None,
-            exclude: Option = None, snapping: Option = None,
-            skip_waypoints: Option = None) -> Response:
+            response_model_exclude_none=True, summary="OSRM nearest service",
+            openapi_extra=osrm.openapi_parameters("nearest"))
+def nearest(request: Request, coordinates: str, predictor: PredictorDep) -> Response:
     """The ``number`` nearest roads to one coordinate, nearest first, each with the OSM
     ids of the two nodes of the road piece it lies on."""
     points = osrm.parse_coordinates(coordinates, at_most=100)
     if len(points) != 1:
         raise osrm.invalid("InvalidOptions", f"nearest takes one coordinate, got {len(points)}")
+    option = request.query_params.get
     osrm.check_options(request.query_params, "nearest", 1)
+    number = option("number")
     count = 1
     if number is not None:
         if not number.isdigit() or not 1 <= int(number) <= MAX_NEAREST:
             raise osrm.invalid("InvalidOptions", f"number must be an integer from 1 to "
                                f"{MAX_NEAREST}, got {number[:40]!r}")
         count = int(number)
-    (radius,) = osrm.parse_radiuses(radiuses, 1)
-    with_hints = _hints(generate_hints)
-    skip = osrm.parse_bool("skip_waypoints", skip_waypoints, False)
+    (radius,) = osrm.parse_radiuses(option("radiuses"), 1)
+    with_hints = _hints(option("generate_hints"))
+    skip = osrm.parse_bool("skip_waypoints", option("skip_waypoints"), False)
     ((lon, lat),) = points
     snaps, ends = predictor.snapper.nearest(lon, lat, count=count)
     keep = snaps.distance_m <= radius
