@@ -485,11 +485,16 @@ class Predictor:
 
     # ------------------------------------------------------------------ queries
     def _best(self, origin: Waypoint, destination: Waypoint, bucket: int,
-              trees: dict[int, _Tree], times: np.ndarray):
-        """The cheapest (start leg, end leg) combination, or a direct ride on one segment."""
+              trees: dict[int, _Tree], times: np.ndarray, *,
+              starts: list[_Leg] | None = None, ends: list[_Leg] | None = None):
+        """The cheapest (start leg, end leg) combination, or a direct ride on one segment.
+        ``starts`` / ``ends``: the origin's and destination's legs, if the caller has them
+        (a matrix builds each point's legs once, not once per cell)."""
         best = (np.inf, np.nan, None, None)
-        for start in self._starts(origin, times):
-            for end in self._ends(destination, times):
+        starts = self._starts(origin, times) if starts is None else starts
+        ends = self._ends(destination, times) if ends is None else ends
+        for start in starts:
+            for end in ends:
                 if start.segment == end.segment >= 0 and start.position <= end.position:
                     share = end.position - start.position
                     total = share * times[start.segment]
@@ -741,10 +746,12 @@ class Predictor:
         trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
         durations = np.full((len(origins), len(destinations)), np.nan)
         distances = np.full_like(durations, np.nan)
+        ends = [self._ends(p, times) for p in destination_points]
         for i, origin_point in enumerate(origin_points):
+            starts = self._starts(origin_point, times)
             for j, destination_point in enumerate(destination_points):
                 total, metres, _, _ = self._best(origin_point, destination_point, bucket,
-                                                 trees, times)
+                                                 trees, times, starts=starts, ends=ends[j])
                 if np.isfinite(total):
                     durations[i, j], distances[i, j] = total, metres
         return MatrixResult(durations, distances, origin_points, destination_points)
