@@ -35,15 +35,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from osrm_reference import OSRM_WHEEL, prepare_osrm, routed_command  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_OSM = REPO / "data" / "osm" / "baltimore.osm.pbf"
 SHIPPED_MODEL = "artifacts_shipped/eta_baltimore"
-OSRM_WHEEL = "osrm-bindings==26.10.0"
 WRK_MISSING = ("wrk is not installed; this benchmark drives both servers with it. Install it "
                "with `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS).")
 TARGETS = {"p50_c1_ratio_max": 5.0, "rps_c8_ratio_min": 0.25, "table_ratio_max": 3.0,
@@ -239,43 +240,9 @@ def nareta(name: str, graph_dir: Path, model: str, workers: int, log: Path,
                   env=env, log=log)
 
 
-def prepare_osrm(cache: Path, pbf: Path) -> tuple[Path, Path]:
-    """(osrm bin directory, .osrm base path): the wheel fetched and unpacked once, the
-    extract + contract redone when the .pbf changes."""
-    bin_dir = cache / "wheel" / "osrm" / "bin"
-    if not (bin_dir / "osrm-routed").exists():
-        wheels = sorted(cache.glob("osrm_bindings-*.whl"))
-        if not wheels:
-            print(f"fetching {OSRM_WHEEL} into {cache}", flush=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                            "--only-binary=:all:", "--python-version", "3.12", OSRM_WHEEL,
-                            "-d", str(cache)], check=True)
-            wheels = sorted(cache.glob("osrm_bindings-*.whl"))
-        with zipfile.ZipFile(wheels[-1]) as wheel:
-            wheel.extractall(cache / "wheel")
-        for tool in bin_dir.iterdir():
-            tool.chmod(0o755)
-    data = cache / pbf.stem.removesuffix(".osm")
-    data.mkdir(parents=True, exist_ok=True)
-    copy = data / pbf.name
-    base = data / (pbf.name.removesuffix(".osm.pbf") + ".osrm")
-    if not copy.exists() or copy.read_bytes() != pbf.read_bytes() or not Path(
-            f"{base}.hsgr").exists():
-        shutil.copyfile(pbf, copy)
-        profile = cache / "wheel" / "osrm" / "share" / "profiles" / "car.lua"
-        for command in ([bin_dir / "osrm-extract", "-p", profile, "-t", "2", copy],
-                        [bin_dir / "osrm-contract", "-t", "2", base]):
-            print(f"  {Path(command[0]).name} ...", flush=True)
-            with open(data / f"{Path(command[0]).name}.log", "wb") as log:
-                subprocess.run([str(part) for part in command], check=True, stdout=log,
-                               stderr=subprocess.STDOUT, cwd=data)
-    return bin_dir, base
-
-
 def osrm_routed(bin_dir: Path, base: Path, threads: int, log: Path) -> Server:
-    return Server("osrm-routed (CH)", [str(bin_dir / "osrm-routed"), "--algorithm", "ch",
-                                       "-i", "127.0.0.1", "-p", "{port}", "-t", str(threads),
-                                       str(base)],
+    return Server("osrm-routed (CH)",
+                  routed_command(bin_dir, base, port="{port}", threads=threads),
                   probe="/nearest/v1/driving/-76.61,39.29", log=log)
 
 
