@@ -744,17 +744,87 @@ class Predictor:
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
         trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
-        durations = np.full((len(origins), len(destinations)), np.nan)
+        durations, distances = self._cells(origin_points, destination_points, bucket, trees,
+                                           times)
+        return MatrixResult(durations, distances, origin_points, destination_points)
+
+    def _cells(self, origin_points: list[Waypoint], destination_points: list[Waypoint],
+               bucket: int, trees: dict[int, _Tree | _PartialTree], times: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """``[O, D]`` durations and distances (nan where no route): what :meth:`_best`
+        answers for every cell, one origin at a time across all destinations. The same
+        sums in the same order and dtypes (float64 seconds, the graph's float32 metres),
+        the first cheapest (start, end) leg pair as ``_best`` picks it; cells ``_best``
+        treats specially (start and end on one segment: a direct ride or a loop) or whose
+        metres it would keep in float64 (both points on a node, a partial tree) are
+        answered by ``_best`` itself. ``tests/models/test_predictor_matrix.py`` checks
+        bit-equality with the per-cell loop."""
+        count = len(destination_points)
+        durations = np.full((len(origin_points), count), np.nan)
         distances = np.full_like(durations, np.nan)
         ends = [self._ends(p, times) for p in destination_points]
+        if times.dtype != np.float64 or not ends:
+            for i, origin_point in enumerate(origin_points):
+                starts = self._starts(origin_point, times)
+                for j, destination_point in enumerate(destination_points):
+                    self._cell(durations, distances, i, j, origin_point, destination_point,
+                               bucket, trees, times, starts, ends[j])
+            return durations, distances
+        length_dtype = self.graph["length_m"].dtype
+        width = max(len(legs) for legs in ends)
+        end_key = np.zeros((count, width), dtype=np.int64)
+        end_time = np.full((count, width), np.inf)  # padding is never the cheapest
+        end_length = np.zeros((count, width), dtype=length_dtype)
+        on_segment: dict[int, list[int]] = {}  # segment -> destinations with an end on it
+        at_node = []  # destinations with an end leg standing on a node
+        for j, legs in enumerate(ends):
+            for column, leg in enumerate(legs):
+                end_key[j, column], end_time[j, column] = leg.key, leg.time_s
+                end_length[j, column] = leg.length_m
+                if leg.segment >= 0:
+                    on_segment.setdefault(leg.segment, []).append(j)
+                else:
+                    at_node.append(j)
+        keys = end_key.ravel().tolist()
+        rows = np.arange(count)
         for i, origin_point in enumerate(origin_points):
             starts = self._starts(origin_point, times)
-            for j, destination_point in enumerate(destination_points):
-                total, metres, _, _ = self._best(origin_point, destination_point, bucket,
-                                                 trees, times, starts=starts, ends=ends[j])
-                if np.isfinite(total):
-                    durations[i, j], distances[i, j] = total, metres
-        return MatrixResult(durations, distances, origin_points, destination_points)
+            total = np.empty((count, len(starts), width))  # [D, S, W]
+            metres = np.empty((count, len(starts), width), dtype=length_dtype)
+            for index, start in enumerate(starts):
+                tree = trees[start.key]
+                if isinstance(tree, _Tree):
+                    tree_time, tree_length = tree.time_s[end_key], tree.length_m[end_key]
+                else:  # python floats, cast as numpy casts them when adding to a scalar
+                    tree_time = np.array([tree.time_s[k] for k in keys]).reshape(count, width)
+                    tree_length = np.array([tree.length_m[k] for k in keys],
+                                           dtype=length_dtype).reshape(count, width)
+                total[:, index] = (start.time_s + tree_time) + end_time
+                metres[:, index] = (start.length_m + tree_length) + end_length
+            flat = total.reshape(count, -1)  # start-major, as _best loops
+            flat = np.where(np.isnan(flat), np.inf, flat)
+            best = np.argmin(flat, axis=1)
+            cheapest = flat[rows, best]
+            found = np.isfinite(cheapest)
+            durations[i, found] = cheapest[found]
+            distances[i, found] = metres.reshape(count, -1)[rows, best][found]
+            special = {j for start in starts if start.segment >= 0
+                       for j in on_segment.get(start.segment, ())}
+            if any(start.segment < 0 for start in starts):
+                special.update(at_node)
+            for j in special:
+                durations[i, j] = distances[i, j] = np.nan
+                self._cell(durations, distances, i, j, origin_point, destination_points[j],
+                           bucket, trees, times, starts, ends[j])
+        return durations, distances
+
+    def _cell(self, durations: np.ndarray, distances: np.ndarray, i: int, j: int,
+              origin: Waypoint, destination: Waypoint, bucket: int, trees: dict,
+              times: np.ndarray, starts: list[_Leg], ends: list[_Leg]) -> None:
+        total, metres, _, _ = self._best(origin, destination, bucket, trees, times,
+                                         starts=starts, ends=ends)
+        if np.isfinite(total):
+            durations[i, j], distances[i, j] = total, metres
 
     def eta_pairs(self, origins: list[Point], destinations: list[Point],
                   departure_time: dt.datetime | None = None) -> PairsResult:
