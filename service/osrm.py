@@ -5,10 +5,13 @@ Follows https://project-osrm.org/docs/v5.24.0/api/ : coordinates ``lon,lat;lon,l
 as OSRM rounds them (0.1 s, 0.1 m), ``geometry`` as polyline, polyline6 or GeoJSON.
 
 Options are checked as osrm-routed checks them: an option no service takes is 400
-``InvalidQuery``; an OSRM option nareta does not implement (``bearings``, ``hints``,
-``approaches``, ``exclude``, ``snapping=any``, ``continue_straight=true`` with via points,
-``waypoints`` other than all of them, ``nodes`` / ``datasources`` annotations) is 400
-``InvalidOptions`` rather than silently ignored.
+``InvalidQuery``; an OSRM option nareta does not implement (``bearings``, ``approaches``,
+``exclude``, ``snapping=any``, ``continue_straight=true`` with via points, ``waypoints``
+other than all of them, ``nodes`` / ``datasources`` annotations) is 400 ``InvalidOptions``
+rather than silently ignored. ``hints`` nareta issued are accepted (OSRM clients such as
+Leaflet Routing Machine send them back): a hint only spares OSRM the snapping, and nareta
+re-snaps the coordinate, which gives the waypoint the hint names; a hint nareta did not
+issue is ``InvalidOptions``.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ OPTION_HELP = {
     "radiuses": "snap limit per coordinate in metres, or `unlimited` / empty (the default: "
                 "no limit, as OSRM)",
     "generate_hints": "true (default) or false: whether waypoints carry a `hint`",
-    "hints": "not supported: only empty entries are accepted",
+    "hints": "hints from an earlier nareta answer (or empty entries): accepted, the "
+             "coordinate is snapped again",
     "approaches": "`unrestricted` or empty per coordinate (`curb` is not supported)",
     "exclude": "not supported: leave it out",
     "snapping": "`default` (`any` is not supported)",
@@ -143,10 +147,8 @@ def check_options(params: QueryParams, service: str, count: int) -> None:
                           f"{', '.join(allowed)}")
         if len(params.getlist(name)) > 1:
             raise invalid("InvalidQuery", f"query string malformed: {name} is given twice")
-    for name in ("bearings", "hints"):
-        if any(split_list(params.get(name, ""))):
-            raise unsupported(name, "snapping ignores headings" if name == "bearings"
-                              else "hints from a previous answer are not read")
+    if any(split_list(params.get("bearings", ""))):
+        raise unsupported("bearings", "snapping ignores headings")
     if any(item not in ("", "unrestricted") for item in split_list(params.get("approaches",
                                                                                ""))):
         raise unsupported("approaches=curb", "a stop may be on either side of the road")
@@ -168,6 +170,22 @@ def check_options(params: QueryParams, service: str, count: int) -> None:
     if waypoints is not None and waypoints != ";".join(str(i) for i in range(count)):
         raise unsupported("waypoints", "every coordinate is a waypoint; give all of "
                           f"0..{count - 1} or leave it out")
+
+
+def check_hints(value: str | None, count: int, segments: int) -> None:
+    """``hints``: one entry per coordinate, each empty or a hint nareta issued for this
+    graph (see :func:`hint`)."""
+    for index, item in enumerate(parse_per_coordinate("hints", value, count)):
+        if not item:
+            continue
+        try:
+            segment, fraction = struct.unpack("<if", base64.urlsafe_b64decode(item))
+        except (ValueError, struct.error):
+            segment, fraction = -1, math.nan
+        if not (0 <= segment < segments and 0.0 <= fraction <= 1.0):
+            raise invalid("InvalidOptions", f"hint {index} {item[:40]!r} was not issued by "
+                          "this nareta graph; send the hints of an earlier answer or leave "
+                          "them out")
 
 
 def split_list(value: str) -> list[str]:
@@ -272,7 +290,7 @@ def parse_indices(name: str, value: str | None, count: int) -> list[int]:
 
 
 def hint(point: Waypoint) -> str:
-    """Opaque per-waypoint hint, as OSRM returns (sending it back is not supported)."""
+    """Opaque per-waypoint hint, as OSRM returns; accepted back in ``hints``."""
     return base64.urlsafe_b64encode(struct.pack("<if", point.segment, point.fraction)).decode()
 
 

@@ -43,6 +43,7 @@ def route(request: Request, coordinates: str, predictor: PredictorDep,
         raise osrm.invalid("InvalidValue", "a route needs at least two coordinates")
     option = request.query_params.get
     osrm.check_options(request.query_params, "route", len(points))
+    osrm.check_hints(option("hints"), len(points), predictor.graph.num_segments)
     overview = osrm.parse_choice("overview", option("overview"), osrm.OVERVIEWS, "simplified")
     geometry_format = osrm.parse_choice("geometries", option("geometries"), osrm.GEOMETRIES,
                                         "polyline")
@@ -94,6 +95,7 @@ def table(request: Request, coordinates: str, predictor: PredictorDep,
     points = osrm.parse_coordinates(coordinates, at_most=2 * limit)
     option = request.query_params.get
     osrm.check_options(request.query_params, "table", len(points))
+    osrm.check_hints(option("hints"), len(points), predictor.graph.num_segments)
     source_indices = osrm.parse_indices("sources", option("sources"), len(points))
     destination_indices = osrm.parse_indices("destinations", option("destinations"),
                                              len(points))
@@ -168,6 +170,7 @@ def nearest(request: Request, coordinates: str, predictor: PredictorDep) -> Resp
         raise osrm.invalid("InvalidOptions", f"nearest takes one coordinate, got {len(points)}")
     option = request.query_params.get
     osrm.check_options(request.query_params, "nearest", 1)
+    osrm.check_hints(option("hints"), 1, predictor.graph.num_segments)
     number = option("number")
     count = 1
     if number is not None:

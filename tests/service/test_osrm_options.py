@@ -5,6 +5,9 @@ OSRM options nareta does not implement. All over a real ``nareta serve``."""
 
 from __future__ import annotations
 
+import base64
+import struct
+
 import numpy as np
 import pytest
 
@@ -155,7 +158,6 @@ def test_skip_waypoints_and_generate_hints(client):
 
 @pytest.mark.parametrize(("url", "params"), [
     (ROUTE, {"bearings": "0,20;"}),
-    (ROUTE, {"hints": "abc;def"}),
     (ROUTE, {"approaches": "curb;"}),
     (ROUTE, {"exclude": "motorway"}),
     (ROUTE, {"snapping": "any"}),
@@ -178,6 +180,21 @@ def test_unimplemented_options_are_refused(client, url, params):
 ])
 def test_neutral_values_of_those_options_are_accepted(client, params):
     assert ok(client.get(ROUTE, params=params))["routes"]
+
+
+def test_hints_of_an_earlier_answer_are_accepted(client):
+    """Clients (Leaflet Routing Machine) send the waypoints' hints back with the next
+    request; the answer is the one without them. Hints nareta did not issue are refused."""
+    first = ok(client.get(ROUTE))
+    hints = ";".join(waypoint["hint"] for waypoint in first["waypoints"])
+    again = ok(client.get(ROUTE, params={"hints": hints}))
+    assert again == first
+    table = ok(client.get(TABLE, params={"hints": hints + ";"}))
+    assert table["durations"] == ok(client.get(TABLE))["durations"]
+    no_such_segment = base64.urlsafe_b64encode(struct.pack("<if", 10**9, 0.5)).decode()
+    for bad in ("abc;def", f"{no_such_segment};", hints):  # garbage, bad segment, 2 for 3
+        url = TABLE if bad == hints else ROUTE
+        error(client.get(url, params={"hints": bad}), "InvalidOptions")
 
 
 def test_unknown_and_repeated_options_are_invalid_queries(client):
