@@ -317,10 +317,41 @@ def crow_fly_m(origins: Sequence[tuple[float, float]],
                                    earth_radius=EARTH_RADIUS_M), dtype=np.float64)
 
 
+class RawJson(str):
+    """Text already encoded as JSON, spliced into a body by :func:`json_response`."""
+
+
+def matrix_json(matrix: np.ndarray) -> RawJson:
+    """A ``[rows, columns]`` matrix as JSON, each value rounded to 0.1 (as OSRM rounds),
+    ``null`` where not finite: the text ``json.dumps`` writes for ``round(value, 1)``
+    (printf's ``%.1f`` rounds the same binary value the same way, and the shortest repr of
+    a one-decimal double is that text below 1e16), about five times faster: a 100x100 table
+    spent more time here than in its search."""
+    finite = np.isfinite(matrix)
+    if (np.abs(matrix[finite]) >= 1e15).any():
+        return RawJson(json.dumps([[round(v, 1) if math.isfinite(v) else None for v in row]
+                                   for row in matrix.tolist()], separators=(",", ":")))
+    one_decimal = "%.1f".__mod__
+    rows = []
+    for row, row_finite in zip(matrix.tolist(), finite.all(axis=1).tolist(), strict=True):
+        if row_finite:
+            rows.append("[" + ",".join(map(one_decimal, row)) + "]")
+        else:
+            rows.append("[" + ",".join(one_decimal(v) if math.isfinite(v) else "null"
+                                       for v in row) + "]")
+    return RawJson("[" + ",".join(rows) + "]")
+
+
 def json_response(body: dict) -> Response:
-    """Encode once, compactly (no per-request pydantic model: the schemas document it)."""
-    return Response(json.dumps(body, separators=(",", ":"), allow_nan=False).encode(),
-                    media_type="application/json")
+    """Encode once, compactly (no per-request pydantic model: the schemas document it);
+    :class:`RawJson` values go in as they are."""
+    def encode(value) -> str:
+        if isinstance(value, RawJson):
+            return value
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+    text = "{" + ",".join(f"{encode(key)}:{encode(value)}" for key, value in body.items()) + "}"
+    return Response(text.encode(), media_type="application/json")
 
 
 def encode_geometry(coordinates: Coordinates, geometries: str):

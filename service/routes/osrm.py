@@ -143,14 +143,10 @@ def table(request: Request, coordinates: str, predictor: PredictorDep,
     if scale is not None:
         durations = durations * scale
 
-    def cells(matrix: np.ndarray) -> list[list[float | None]]:
-        return [[round(v, 1) if math.isfinite(v) else None for v in row]
-                for row in matrix.tolist()]
-
     if "duration" in wanted:
-        body["durations"] = cells(durations)
+        body["durations"] = osrm.matrix_json(durations)
     if "distance" in wanted:
-        body["distances"] = cells(distances)
+        body["distances"] = osrm.matrix_json(distances)
     if not skip:
         body["sources"] = [osrm.waypoint(snapped[i], hints=with_hints, query=points[i])
                            for i in source_indices]
