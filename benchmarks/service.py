@@ -9,12 +9,13 @@ tools run on their own: osrm-extract with car.lua and osrm-contract on the bundl
 with free flow, then loads each with wrk and a Lua script cycling through the same OD pairs
 (random points on random roads of the bundled city): ``GET /route/v1/driving/...?
 overview=false`` at each concurrency, the servers and levels interleaved, ``--repeats``
-rounds, medians reported. Then a 100x100 ``/table`` on fresh points for each (median of 5),
-nareta's ``GET /health`` at c=8 (the HTTP stack's ceiling), and a parity check of the two
-servers' answers. wrk's socket errors are reported apart from non-2xx answers: osrm-routed
-closes a keep-alive connection after some hundreds of requests, which wrk counts as a read
-error before it reconnects. Prints a table with p50 / requests/s and ratios to OSRM, and writes
-``benchmarks/results/service.json`` (with the git commit and command line).
+rounds, medians reported. Then a 100x100 ``/table`` on fresh points for each (median of
+``--table-sets``, the servers interleaved), nareta's ``GET /health`` at c=8 (the HTTP
+stack's ceiling), and a parity check of the two servers' answers. wrk's socket errors are
+reported apart from non-2xx answers: osrm-routed closes a keep-alive connection after some
+hundreds of requests, which wrk counts as a read error before it reconnects. Prints a table
+with p50 / requests/s and ratios to OSRM, and writes ``benchmarks/results/service.json``
+(with the git commit and command line).
 
 Targets (issue 12, learned model, bundled city): p50 at c=1 <= 5x OSRM's; requests/s at c=8
 >= 0.25x OSRM's; 100x100 table <= 3x OSRM's. ``--synthetic`` adds nareta (free flow) on a
@@ -292,20 +293,22 @@ def run_wrk(port: int, script: Path, *, concurrency: int, seconds: float) -> dic
             "p99_ms": raw["p99_us"] / 1000, "errors": raw["errors"], "non_2xx": raw["non_2xx"]}
 
 
-def table_ms(port: int, point_sets: list[np.ndarray]) -> dict:
-    """Median milliseconds of one ``/table`` per point set (fresh points each time, so no
-    cached run answers it)."""
-    timings = []
+def table_ms(servers: list[Server], point_sets: list[np.ndarray]) -> dict[str, dict]:
+    """Per server, the median milliseconds of one ``/table`` per point set (fresh points
+    each time, so no cached run answers it), the servers interleaved per point set."""
+    timings: dict[str, list[float]] = {server.name: [] for server in servers}
     for points in point_sets:
         path = "/table/v1/driving/" + ";".join(f"{lon:.6f},{lat:.6f}" for lon, lat in points)
-        started = time.perf_counter()
-        status, body = get(port, path)
-        timings.append((time.perf_counter() - started) * 1000)
-        if status != 200:
-            raise RuntimeError(f"table failed on port {port}: {body[:300]!r}")
-    return {"size": f"{len(point_sets[0])}x{len(point_sets[0])}",
-            "median_ms": round(statistics.median(timings), 1),
-            "runs_ms": [round(t, 1) for t in timings]}
+        for server in servers:
+            started = time.perf_counter()
+            status, body = get(server.port, path)
+            timings[server.name].append((time.perf_counter() - started) * 1000)
+            if status != 200:
+                raise RuntimeError(f"table failed on {server.name}: {body[:300]!r}")
+    size = f"{len(point_sets[0])}x{len(point_sets[0])}"
+    return {name: {"size": size, "median_ms": round(statistics.median(values), 1),
+                   "runs_ms": [round(t, 1) for t in values]}
+            for name, values in timings.items()}
 
 
 def parity(osrm_port: int, nareta_port: int, paths: list[str]) -> dict:
@@ -403,6 +406,8 @@ def main() -> int:
     parser.add_argument("--osrm-cache", type=Path, default=REPO / "runs" / "osrm",
                         help="where the OSRM wheel, its tools and the prepared data live")
     parser.add_argument("--table-size", type=int, default=100)
+    parser.add_argument("--table-sets", type=int, default=7,
+                        help="tables timed per server, each on fresh points")
     parser.add_argument("--synthetic", action="store_true",
                         help="also nareta free flow on a 50k-node synthetic grid")
     parser.add_argument("--synthetic-nodes", type=int, default=50_000)
@@ -429,9 +434,10 @@ def main() -> int:
             print("preparing osrm-routed (osrm-extract + osrm-contract, cached)", flush=True)
             bin_dir, base = prepare_osrm(args.osrm_cache, BUNDLED_OSM)
             city = city_graph(scratch / "city")
-            points = road_points(city, 2 * args.pairs + 5 * args.table_size, rng)
+            points = road_points(city, 2 * args.pairs + args.table_sets * args.table_size,
+                                 rng)
             pairs = points[: 2 * args.pairs].reshape(args.pairs, 2, 2)
-            table_sets = points[2 * args.pairs:].reshape(5, args.table_size, 2)
+            table_sets = points[2 * args.pairs:].reshape(args.table_sets, args.table_size, 2)
             results["median_trip_crow_fly_m"] = round(float(np.median(crow_fly_m(pairs))))
             paths = route_paths(pairs)
             script = wrk_script(paths, scratch, "city")
@@ -466,11 +472,11 @@ def main() -> int:
                 summary[server.name] = {
                     "levels": {c: medians(rows) for c, rows in runs[server.name].items()},
                     "runs": runs[server.name]}
-            for server in servers:
-                summary[server.name]["table"] = table_ms(server.port, list(table_sets))
-                summary[server.name]["table_ms"] = summary[server.name]["table"]["median_ms"]
-                print(f"  table {summary[server.name]['table']['size']} {server.name:24} "
-                      f"{summary[server.name]['table_ms']:.1f} ms", flush=True)
+            for name, table in table_ms(servers, list(table_sets)).items():
+                summary[name]["table"] = table
+                summary[name]["table_ms"] = table["median_ms"]
+                print(f"  table {table['size']} {name:24} {table['median_ms']:.1f} ms "
+                      f"(runs {table['runs_ms']})", flush=True)
             summary[f"{servers[1].name}: GET /health"] = {
                 "levels": {"8": medians(health_rows)}, "runs": {"8": health_rows}}
             free_flow = next((s for s in servers if s.name == "nareta, free flow"), None)
