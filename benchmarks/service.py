@@ -492,7 +492,9 @@ def main() -> int:
                 continue
             ratios: dict = {"levels": {}}
             for c, level in entry["levels"].items():
-                reference = summary[baseline]["levels"][c]
+                reference = summary[baseline]["levels"].get(c)
+                if reference is None:
+                    continue
                 ratios["levels"][c] = {
                     "p50": round(level["p50_ms"] / reference["p50_ms"], 2),
                     "requests_per_s": round(level["requests_per_s"]
