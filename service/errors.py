@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nareta.errors import InputError, NoRouteError, NoSegmentError, TooBigError
 
 logger = logging.getLogger("nareta.service")
-OSRM_PREFIXES = ("/route/", "/table/")
+OSRM_PREFIXES = ("/route/", "/table/", "/nearest/")
 
 
 class ServiceError(Exception):
@@ -78,7 +78,8 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if _is_osrm(request) and exc.status_code == 404:
         return error_response(400, "InvalidUrl",
                               "URL string malformed: expected /route/v1/driving/{lon},{lat};"
-                              "{lon},{lat} or /table/v1/driving/{coordinates}")
+                              "{lon},{lat}, /table/v1/driving/{coordinates} or "
+                              "/nearest/v1/driving/{lon},{lat}")
     codes = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized", 413: "TooBig",
              503: "NotReady"}
     return error_response(exc.status_code, codes.get(exc.status_code, "HTTPError"),

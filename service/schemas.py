@@ -272,10 +272,15 @@ class ReadyResponse(BaseModel):
 
 # ---------------------------------------------------------------------- OSRM v1
 class OsrmWaypoint(BaseModel):
-    hint: str
-    distance: float
+    hint: str | None = Field(default=None, description="absent with generate_hints=false")
+    distance: float | None = Field(description="metres from the query point to the road "
+                                   "(null only for a table point off the map)")
     name: str
     location: tuple[float, float]
+
+
+class OsrmNearestWaypoint(OsrmWaypoint):
+    nodes: tuple[int, int] = Field(description="OSM ids of the road piece's two nodes")
 
 
 class OsrmManeuver(BaseModel):
@@ -308,7 +313,17 @@ class OsrmStep(BaseModel):
     distance: float
 
 
+class OsrmAnnotation(BaseModel):
+    """One value per road segment driven (OSRM: per pair of geometry points)."""
+
+    duration: list[float] | None = None
+    distance: list[float] | None = None
+    speed: list[float] | None = None
+    weight: list[float] | None = None
+
+
 class OsrmLeg(BaseModel):
+    annotation: OsrmAnnotation | None = None
     steps: list[OsrmStep]
     summary: str
     weight: float
@@ -328,12 +343,21 @@ class OsrmRoute(BaseModel):
 class OsrmRouteResponse(BaseModel):
     code: Literal["Ok"] = "Ok"
     routes: list[OsrmRoute]
-    waypoints: list[OsrmWaypoint]
+    waypoints: list[OsrmWaypoint] | None = Field(default=None,
+                                                 description="absent with skip_waypoints")
 
 
 class OsrmTableResponse(BaseModel):
     code: Literal["Ok"] = "Ok"
-    durations: list[list[float | None]] | None = None
+    durations: list[list[float | None]] | None = Field(
+        default=None, description="[source][destination] seconds; null where no route")
     distances: list[list[float | None]] | None = None
-    sources: list[OsrmWaypoint]
-    destinations: list[OsrmWaypoint]
+    fallback_speed_cells: list[tuple[int, int]] | None = Field(
+        default=None, description="with fallback_speed: the [row, column] cells estimated")
+    sources: list[OsrmWaypoint] | None = None
+    destinations: list[OsrmWaypoint] | None = None
+
+
+class OsrmNearestResponse(BaseModel):
+    code: Literal["Ok"] = "Ok"
+    waypoints: list[OsrmNearestWaypoint] | None = None

@@ -138,7 +138,7 @@ def test_table_shape(client):
     ("/route/v1/driving/-76.61,39.29,5;-76.55,39.3", "InvalidUrl"),
     ("/route/v1/driving/-76.61,99;-76.55,39.3", "InvalidValue"),
     ("/route/v1/driving/nan,39.29;-76.55,39.3", "InvalidValue"),
-    ("/route/v1/driving/-76.61,39.29;0,0", "NoSegment"),
+    ("/route/v1/driving/-76.61,39.29;0,0?radiuses=;1000", "NoSegment"),
     ("/route/v1/driving/polyline(ab cd)", "InvalidUrl"),
     (ROUTE + "?geometries=wkt", "InvalidValue"),
     (ROUTE + "?overview=maybe", "InvalidOptions"),
