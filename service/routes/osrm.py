@@ -18,10 +18,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from models.predictor import Waypoint
+from nareta.errors import TooBigError
 from service import osrm
 from service.deps import PredictorDep, SettingsDep
 from service.errors import error_responses
 from service.geometry import without_repeats
+from service.limits import check_matrix_work
 from service.schemas import OsrmNearestResponse, OsrmRouteResponse, OsrmTableResponse
 
 router = APIRouter(tags=["osrm"], responses=error_responses(400, 401, 503))
@@ -102,6 +104,10 @@ def table(request: Request, coordinates: str, predictor: PredictorDep,
     if len(source_indices) > limit or len(destination_indices) > limit:
         raise osrm.invalid("TooBig", f"{len(source_indices)} sources x "
                            f"{len(destination_indices)} destinations; at most {limit} of each")
+    try:
+        check_matrix_work(len(source_indices), len(destination_indices), settings)
+    except TooBigError as exc:
+        raise osrm.invalid("TooBig", str(exc)) from None
     annotations = option("annotations")
     wanted = (annotations or "duration").split(",")
     if not wanted or any(item not in ("duration", "distance") for item in wanted):
@@ -121,8 +127,10 @@ def table(request: Request, coordinates: str, predictor: PredictorDep,
     rows = [r for r, i in enumerate(source_indices) if snapped[i].segment >= 0]
     columns = [c for c, j in enumerate(destination_indices) if snapped[j].segment >= 0]
     if rows and columns:
-        result = predictor.matrix([snapped[source_indices[r]] for r in rows],
-                                  [snapped[destination_indices[c]] for c in columns])
+        with request.app.state.matrix_budget.hold(len(rows) * len(columns),
+                                                  timeout_s=settings.queue_timeout_s):
+            result = predictor.matrix([snapped[source_indices[r]] for r in rows],
+                                      [snapped[destination_indices[c]] for c in columns])
         durations[np.ix_(rows, columns)] = result.durations_s
         distances[np.ix_(rows, columns)] = result.distances_m
     body: dict = {"code": "Ok"}
