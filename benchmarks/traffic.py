@@ -136,7 +136,7 @@ def train_live(city: str, graph, frame, snapshot, rows, args, seed: int):
 
     directory = Path(args.cache_dir) / city / f"nar_live_seed{seed}"
     settings = {"minutes": args.train_minutes, "epochs": args.epochs, "trips": int(rows.sum()),
-                "max_trips": args.max_trips, "feed": snapshot.key, "version": 2}
+                "max_trips": args.max_trips, "feed": snapshot.key, "version": 3}
     stamp = directory / "settings.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == settings and not args.retrain:
         model = EtaModel.load(directory, graph)

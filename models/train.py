@@ -51,6 +51,8 @@ class TrainConfig:
     validation: str = "random"
     #: the decoder's learning rate relative to ``learning_rate``
     decoder_lr_scale: float = 0.03
+    #: run keys whose route hint is added per step (all when there are no more)
+    hint_keys_per_step: int = 8
 
 
 @dataclass
@@ -168,16 +170,22 @@ class RouteSupervision:
                                           _torch_sparse(turns[chosen]), target)
             self.count += len(chosen)
 
-    def loss(self, model: EtaModel) -> torch.Tensor:
-        """Mean |log(route time / duration)| over all routed training trips."""
-        total = torch.zeros(())
-        for bucket, (segments, turns, target) in self.by_bucket.items():
+    def loss(self, model: EtaModel, keys: list | None = None) -> torch.Tensor:
+        """Mean |log(route time / duration)| over the routed training trips of ``keys``
+        (default: all). Each key costs one encoder pass over the whole graph; with live
+        traffic there is one key per departure window and feed condition (~100 on three
+        simulated mornings), so training passes the batch's key and a few random ones."""
+        total, count = torch.zeros(()), 0
+        chosen = self.by_bucket if keys is None else {k: self.by_bucket[k] for k in keys
+                                                       if k in self.by_bucket}
+        for bucket, (segments, turns, target) in chosen.items():
             latents = model.latents(bucket)
             predicted = (torch.sparse.mm(segments, latents.segment_time[:, None])
                          + torch.sparse.mm(turns, latents.turn_penalty[:, None])).squeeze(-1)
             predicted = predicted * model.time_scale
             total = total + torch.abs(torch.log(predicted.clamp_min(1.0)) - target).sum()
-        return total / max(self.count, 1)
+            count += len(target)
+        return total / max(count, 1)
 
 
 class CorridorBatcher:
@@ -527,6 +535,15 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     # encoder's learning rate a few Adam steps would change them by tens of percent and
     # scale every ETA with them (seen: +140 % after one short epoch), so it moves slower.
     decoder = set(map(id, model.decoder.parameters()))
+    hint_pool = list(hints.by_bucket)
+
+    def hint_keys(bucket) -> list | None:
+        """The batch's run key and up to ``hint_keys_per_step - 1`` random others."""
+        if len(hint_pool) <= train.hint_keys_per_step:
+            return None
+        others = rng.sample(hint_pool, train.hint_keys_per_step - 1)
+        return [data.run_key(bucket), *others]
+
     optimiser = torch.optim.Adam([
         {"params": [p for p in model.trainable_parameters() if id(p) not in decoder],
          "lr": train.learning_rate},
@@ -586,7 +603,8 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             objective = loss_sum / total
             if parallel.is_main:
                 if hints.count and train.route_weight > 0:
-                    objective = objective + train.route_weight * hints.loss(model)
+                    objective = objective + train.route_weight * hints.loss(
+                        model, hint_keys(bucket))
                 if model.config.segment_offsets:
                     objective = objective + train.offset_l2 * torch.mean(model.segment_offset ** 2)
             if objective.requires_grad:
