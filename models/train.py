@@ -365,6 +365,16 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag``, on every rank (a broadcast; each rank's own otherwise): stop
+        decisions made on one clock, so no rank enters validation while another
+        all-reduces its next batch."""
+        if self.world == 1:
+            return bool(flag)
+        tensor = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        self.dist.broadcast(tensor, src=0)
+        return bool(tensor.item())
+
     def share(self, items: list) -> list:
         return items[self.rank::self.world] if self.world > 1 else items
 
@@ -543,8 +553,9 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
         initial = evaluate_corridor(model, batcher, data, val_rows, parallel)
         log(f"untrained (free-flow through the processor): validation MAPE "
             f"{initial['mape']:.3f}")
+    steps = 0
     for epoch in range(first_epoch, train.epochs):
-        if stale >= train.patience:
+        if parallel.agree(stale >= train.patience):
             break
         model.train()
         batches = batcher.batches(data, groups, shuffle=True, rng=rng)
@@ -577,9 +588,11 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
                 objective.backward()
             parallel.sum_gradients(parameters)
             optimiser.step()
+            steps += 1
             losses.append(total_loss / total)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            if time.perf_counter() - started > train.max_minutes * 60:
+            # rank 0's clock decides for every rank, so all leave the loop after this step
+            if parallel.agree(time.perf_counter() - started > train.max_minutes * 60):
                 break
         validation = evaluate_corridor(model, batcher, data, val_rows, parallel)
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
@@ -597,14 +610,15 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
                 "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
                 "best_mape": best_mape, "stale": stale, "initial": initial,
                 "rng": list(rng.getstate())})
-        if stale >= train.patience or time.perf_counter() - started > train.max_minutes * 60:
+        if parallel.agree(stale >= train.patience
+                          or time.perf_counter() - started > train.max_minutes * 60):
             break
     if best_state is not None:
         _load_trainable_state(model, best_state)
     model.eval()
     report = {"initial_validation": initial, "history": history, "best_validation_mape": best_mape,
               "train_trips": int(len(train_rows)), "validation_trips": int(len(val_rows)),
-              "train_seconds": round(time.perf_counter() - started, 1),
+              "train_seconds": round(time.perf_counter() - started, 1), "steps": steps,
               "train_config": asdict(train), "world_size": parallel.world,
               "is_main_rank": parallel.is_main}
     return model, report
