@@ -28,7 +28,12 @@ STATUSES = (OK, INVALID_COORDINATES, INVALID_DEPARTURE_TIME, NO_SEGMENT, NO_ROUT
 def score_frame(predictor: Predictor, frame: pd.DataFrame, *,
                 default_departure_time: dt.datetime | None = None,
                 origins_per_batch: int = 64) -> pd.DataFrame:
-    """Return ``frame`` with ``eta_s``, ``distance_m`` (NaN unless ok) and ``status``."""
+    """Return ``frame`` with ``eta_s``, ``distance_m`` (NaN unless ok) and ``status``.
+
+    The rows are answered with an empty run cache of their own
+    (:meth:`Predictor.isolated`), so a partition's answers are the same bits whichever
+    worker scores it and whatever it scored before."""
+    predictor = predictor.isolated()
     count = len(frame)
     values, valid = coordinates(frame)  # [R, 4], [R]
     times, bad_time = departure_times(frame, default_departure_time)

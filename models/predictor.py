@@ -11,6 +11,7 @@ requests for the same run wait for one computation, and matrices batch their ori
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import inspect
@@ -153,7 +154,10 @@ class PairsResult:
 class _Tree:
     time_s: np.ndarray  # [N]
     parent: np.ndarray  # [N] int32 segment reaching each node, -1 at the root / unreached
-    length_m: np.ndarray  # [N] float32 metres along the tree; nan where the tree is broken
+    #: [N] float64 metres along the tree; nan where the tree is broken. Exact sums of the
+    #: graph's float32 lengths (they fit float64's mantissa), so equal, bit for bit, to a
+    #: targeted run's metres along the same path whatever the order of summation
+    length_m: np.ndarray
     #: for a search that stopped once its targets were settled: which times / parents are
     #: the whole-graph run's (None: all of them)
     exact_time: np.ndarray | None = None
@@ -252,8 +256,8 @@ class Predictor:
         self._cache_bytes = int(cache_mb * 2**20)
         self._cached_bytes = 0
         keys = graph.num_segments if self.mode == "turn" else graph.num_nodes
-        # whole-graph trees (time f8, parent i4, metres f4) cheap enough to cache many of
-        self._whole_fits = keys * 16 * 32 <= self._cache_bytes
+        # whole-graph trees (time f8, parent i4, metres f8) cheap enough to cache many of
+        self._whole_fits = keys * 20 * 32 <= self._cache_bytes
         # beyond this many target keys a search stopping at them costs about a whole run
         self._many_targets = max(32, keys // 50)
         self._lock = threading.Lock()
@@ -266,6 +270,22 @@ class Predictor:
         self.stats = {"runs": 0, "cache_hits": 0, "run_seconds": 0.0, "targeted_runs": 0,
                       "widened_runs": 0}
         self.ready = True
+
+    def isolated(self) -> Predictor:
+        """This Predictor (graph, model, snapper, traffic) with an empty run cache and
+        statistics of its own: its answers depend only on the queries asked of it, not on
+        what other callers left in the cache (whether a root's tree came from a targeted
+        or a whole-graph run, which can differ in the last bit of a learned model's
+        seconds). Batch scoring answers each partition with one, so runs are
+        bit-reproducible however partitions land on workers."""
+        clone = copy.copy(self)
+        clone._cache = OrderedDict()
+        clone._cached_bytes = 0
+        clone._lock = threading.Lock()
+        clone._in_flight = {}
+        clone.stats = dict.fromkeys(self.stats, 0)
+        clone.stats["run_seconds"] = 0.0
+        return clone
 
     @classmethod
     def load(cls, graph_dir: str | Path, model_dir: str | Path | None = None,
@@ -513,7 +533,7 @@ class Predictor:
             exact_parent = run.exact_parent[b].copy() if limited else None
             trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
                                parent=parent.astype(np.int32),
-                               length_m=np.where(broken, np.nan, metres).astype(np.float32),
+                               length_m=np.where(broken, np.nan, metres),
                                exact_time=exact_time, exact_parent=exact_parent))
         return trees
 
@@ -537,7 +557,7 @@ class Predictor:
                     share = end.position - start.position
                     total = share * times[start.segment]
                     if total < best[0]:
-                        metres = share * self.graph["length_m"][start.segment]
+                        metres = share * float(self.graph["length_m"][start.segment])
                         best = (total, metres, start, end)
                     continue
                 tree = trees[start.key]
@@ -548,12 +568,15 @@ class Predictor:
                         turn_back, via, via_metres = loop
                         total = start.time_s + turn_back + end.time_s
                         if total < best[0]:
-                            metres = start.length_m + via_metres + end.length_m
+                            metres = float(start.length_m) + via_metres + float(end.length_m)
                             best = (total, metres, start, dataclasses.replace(end, via=via))
                     continue
                 total = start.time_s + tree.time_s[end.key] + end.time_s
                 if total < best[0]:
-                    metres = start.length_m + tree.length_m[end.key] + end.length_m
+                    # in float64 whichever tree answers (a whole tree's np.float64 or a
+                    # targeted one's Python float: NumPy 2 keeps float32 + float in float32)
+                    metres = (float(start.length_m) + float(tree.length_m[end.key])
+                              + float(end.length_m))
                     best = (total, metres, start, end)
         return best
 
@@ -603,7 +626,8 @@ class Predictor:
                 middle = self._follow(tree.parent, start.key, key)
                 if middle is None:
                     raise NoRouteError("no route connects the origin to the destination")
-                metres = start.length_m + tree.length_m[key] + end.length_m
+                metres = (float(start.length_m) + float(tree.length_m[key])
+                          + float(end.length_m))
                 if end.via >= 0:
                     metres += float(self.graph["length_m"][end.segment])
             if end.via >= 0:
