@@ -357,7 +357,8 @@ class Distributed:
 
         self.dist = dist
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        if self.world > 1 and not dist.is_initialized():
+        self.owns_group = self.world > 1 and not dist.is_initialized()
+        if self.owns_group:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         self.rank = dist.get_rank() if self.world > 1 else 0
 
@@ -374,6 +375,14 @@ class Distributed:
         tensor = torch.tensor([1 if flag else 0], dtype=torch.int64)
         self.dist.broadcast(tensor, src=0)
         return bool(tensor.item())
+
+    def close(self) -> None:
+        """Leave together and tear down the process group this object joined (a gloo
+        group left to interpreter exit can abort the process: SIGABRT, exit -6)."""
+        if self.owns_group:
+            self.dist.barrier()
+            self.dist.destroy_process_group()
+            self.owns_group = False
 
     def share(self, items: list) -> list:
         return items[self.rank::self.world] if self.world > 1 else items
@@ -613,6 +622,7 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
         if parallel.agree(stale >= train.patience
                           or time.perf_counter() - started > train.max_minutes * 60):
             break
+    parallel.close()
     if best_state is not None:
         _load_trainable_state(model, best_state)
     model.eval()
