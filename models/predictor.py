@@ -578,7 +578,21 @@ class Predictor:
                     metres = (float(start.length_m) + float(tree.length_m[end.key])
                               + float(end.length_m))
                     best = (total, metres, start, end)
+        total, metres, start, end = best
+        if np.isfinite(total) and not np.isfinite(metres):
+            # the model's pointers break on the way: the metres of route()'s fallback
+            best = (total, self._fallback_metres(start, end, times, bucket), start, end)
         return best
+
+    def _fallback_metres(self, start: _Leg, end: _Leg, times: np.ndarray, bucket) -> float:
+        """Metres from ``start`` to ``end`` along Dijkstra over the model's own times (the
+        route's fallback when the model's predecessor pointers do not form a path)."""
+        key = end.via if end.via >= 0 else end.key
+        tree = self._exact_tree(start.key, times, bucket)
+        metres = float(start.length_m) + float(tree.length_m[key]) + float(end.length_m)
+        if end.via >= 0:
+            metres += float(self.graph["length_m"][end.segment])
+        return metres
 
     def eta(self, origin: Point, destination: Point,
             departure_time: dt.datetime | None = None) -> EtaResult:
@@ -626,10 +640,7 @@ class Predictor:
                 middle = self._follow(tree.parent, start.key, key)
                 if middle is None:
                     raise NoRouteError("no route connects the origin to the destination")
-                metres = (float(start.length_m) + float(tree.length_m[key])
-                          + float(end.length_m))
-                if end.via >= 0:
-                    metres += float(self.graph["length_m"][end.segment])
+                metres = self._fallback_metres(start, end, times, bucket)
             if end.via >= 0:
                 middle = [*middle, end.via]
         segments, partial = self._assemble(start, end, middle)
