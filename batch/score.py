@@ -30,10 +30,11 @@ from tqdm import tqdm
 
 from batch.lock import hold_output_lock
 from batch.output import PartitionedOutput, part_name
-from batch.scoring import score_frame
+from batch.scoring import install_traffic, run_groups, score_frame
 from batch.table import coordinates, departure_times, read_od_table
 from models.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
+from nareta.defaults import resolve_artifacts, resolve_model
 from nareta.errors import DepartureTimeError, InputError, NaretaError
 from nareta.timeparse import parse_departure_time
 
@@ -69,12 +70,7 @@ def plan_partitions(predictor: Predictor, frame: pd.DataFrame, *,
         snaps = predictor.snapper.snap(values[rows, 0], values[rows, 1],
                                        max_distance_m=predictor.max_snap_distance_m)
         segment[rows] = snaps.segment
-        bucket_of: dict[object, int] = {}
-        for row in rows:
-            key = times[row]
-            if key not in bucket_of:
-                bucket_of[key] = predictor.model.time_bucket(key)
-            bucket[row] = bucket_of[key]
+        bucket[rows] = run_groups(predictor, times, rows)
     order = np.lexsort((values[:, 1], values[:, 0], segment, bucket))
     return [order[start:start + partition_rows]
             for start in range(0, len(order), partition_rows)]
@@ -105,7 +101,8 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
                 model_dir: str | Path | None = None, scheduler: str | None = None,
                 workers: int = 2, departure_time: str | dt.datetime | None = None,
                 resume: bool = False, force: bool = False, partition_rows: int = 5000,
-                origins_per_batch: int = 64, progress: bool | None = None) -> ScoreReport:
+                origins_per_batch: int = 64, progress: bool | None = None,
+                traffic: str | Path | None = None) -> ScoreReport:
     """Score every OD pair of ``input_path`` into the Parquet directory ``output_path``.
 
     Parameters
@@ -122,6 +119,10 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         Finish an interrupted job in ``output_path`` / replace ``output_path``.
     progress
         Show a progress bar (``None``: only on a terminal).
+    traffic
+        A traffic feed (file or directory) for a model that takes live traffic: loaded
+        once here and once per worker (the same snapshot, checked by its key); rows get
+        ``traffic_as_of`` and the manifest names the snapshot.
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -134,9 +135,16 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     if workers < 0:
         raise InputError(f"--workers must be 0 (no Dask) or more, not {workers}")
     graph_dir = str(Path(graph_dir).resolve())
-    model_dir = None if model_dir in (None, "freeflow") else str(Path(model_dir).resolve())
+    model_dir = resolve_model(model_dir)
     frame = read_od_table(input_path)
     predictor = Predictor.load(graph_dir, model_dir)  # fails fast on bad artifacts
+    traffic_info = None
+    if traffic is not None:
+        traffic = str(Path(traffic).resolve())
+        snapshot, feed_report = install_traffic(predictor, traffic)
+        traffic_info = {"path": traffic, "snapshot": snapshot.key,
+                        "as_of": _iso_local(snapshot.as_of_s),
+                        "max_age_s": snapshot.max_age_s, "report": feed_report.to_json()}
     frame.insert(len(frame.columns), "input_row", np.arange(len(frame), dtype=np.int64))
     partitions = plan_partitions(predictor, frame, default_departure_time=departure_time,
                                  partition_rows=partition_rows)
@@ -147,7 +155,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         "rows": len(frame),
         "graph": graph_dir,
         "graph_identity": predictor.graph.identity,
-        "model": model_dir or "freeflow",
+        "model": model_dir,
         "model_identity": predictor.model.identity,
         "max_snap_distance_m": predictor.max_snap_distance_m,
         "default_departure_time": None if departure_time is None else departure_time.isoformat(),
@@ -157,6 +165,9 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
             [np.zeros(0, np.int64), *partitions]).tobytes()).hexdigest(),
         "partition_rows_each": [len(p) for p in partitions],
     }
+    if traffic_info is not None:
+        plan["traffic"] = traffic_info["path"]
+        plan["traffic_snapshot"] = traffic_info["snapshot"]
     plan["fingerprint"] = hashlib.sha256(json.dumps(
         {k: v for k, v in plan.items() if k != "input"}, sort_keys=True).encode()).hexdigest()
     created = not output_path.exists() or force
@@ -164,8 +175,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     pending = [i for i in range(len(partitions)) if i not in done]
     planned_s = time.perf_counter() - started
 
-    bar = tqdm(total=sum(len(partitions[i]) for i in pending), unit="pairs", desc="scoring",
-               disable=None if progress is None else not progress, file=sys.stderr)
+    bar = _progress_bar(sum(len(partitions[i]) for i in pending), progress)
     failures: list[tuple[int, BaseException]] = []
     try:
         with bar:
@@ -173,7 +183,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
                 frame, partitions, pending, output, bar, failures, predictor=predictor,
                 scheduler=scheduler, workers=workers, graph_dir=graph_dir,
                 model_dir=model_dir, departure_time=departure_time,
-                origins_per_batch=origins_per_batch)
+                origins_per_batch=origins_per_batch, traffic=traffic_info)
     except BaseException:
         if created and not any(output_path.glob("part-*.parquet")):
             shutil.rmtree(output_path, ignore_errors=True)  # nothing to resume: leave nothing
@@ -202,6 +212,7 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         "model": plan["model"],
         "model_identity": plan["model_identity"],
         "rows": len(frame),
+        "traffic": traffic_info,
         "status_counts": counts,
         "partitions": [{"file": part_name(i), "rows": len(p)} for i, p in enumerate(partitions)],
         "partitions_resumed": len(done),
@@ -213,14 +224,29 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
                        timings={"plan_s": planned_s})
 
 
+def _progress_bar(total: int, progress: bool | None) -> tqdm:
+    """The bar on stderr (``progress=None``: only when stderr is a terminal). A terminal that
+    reports its size as 0 x 0 (a fresh pseudo-terminal, as ``docker compose run`` or
+    ``script`` give) is taken as 80 x 24: tqdm hides every bar below row 0 of a 0-row
+    screen, so it would print nothing at all."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # not a terminal, or no file number
+        size = os.terminal_size((1, 1))
+    unknown = size.columns == 0 or size.lines == 0
+    return tqdm(total=total, unit="pairs", desc="scoring", file=sys.stderr,
+                disable=None if progress is None else not progress,
+                ncols=80 if unknown else None, nrows=24 if unknown else None)
+
+
 def _tidy(result: pd.DataFrame) -> pd.DataFrame:
     """A part in input order (rows of one part were sorted by origin for batching)."""
     return result.sort_values("input_row", kind="stable").reset_index(drop=True)
 
 
 def _score_pending(frame, partitions, pending, output, bar, failures, *, predictor, scheduler,
-                   workers, graph_dir, model_dir, departure_time, origins_per_batch
-                   ) -> tuple[float, float]:
+                   workers, graph_dir, model_dir, departure_time, origins_per_batch,
+                   traffic=None) -> tuple[float, float]:
     """Score the pending partitions; (cluster start-up s, scoring s)."""
     if not pending:
         return 0.0, 0.0
@@ -236,11 +262,11 @@ def _score_pending(frame, partitions, pending, output, bar, failures, *, predict
     return _score_on_dask(frame, partitions, pending, output, bar, failures,
                           scheduler=scheduler, workers=workers, graph_dir=graph_dir,
                           model_dir=model_dir, departure_time=departure_time,
-                          origins_per_batch=origins_per_batch)
+                          origins_per_batch=origins_per_batch, traffic=traffic)
 
 
 def _score_on_dask(frame, partitions, pending, output, bar, failures, *, scheduler, workers,
-                   graph_dir, model_dir, departure_time, origins_per_batch):
+                   graph_dir, model_dir, departure_time, origins_per_batch, traffic=None):
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
@@ -249,8 +275,10 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
                           ) from exc
     from batch.worker import PredictorPlugin, score_partition
 
+    traffic_args = (traffic["path"], traffic["snapshot"]) if traffic else (None, None)
     cluster_started = time.perf_counter()
     cluster = None
+    bar.set_description("starting Dask workers")
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.CRITICAL)
@@ -263,16 +291,17 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
                               f"there ({exc})") from exc
     try:
         try:
-            client.register_plugin(PredictorPlugin(graph_dir, model_dir))
+            client.register_plugin(PredictorPlugin(graph_dir, model_dir, *traffic_args))
         except NaretaError as exc:
             raise NaretaError(f"a Dask worker cannot load the artifacts: {exc}") from exc
         cluster_start_s = time.perf_counter() - cluster_started
+        bar.set_description("scoring")
         scoring_started = time.perf_counter()
         job = uuid.uuid4().hex[:8]
         futures = {}
         for index in pending:
             future = client.submit(score_partition, frame.iloc[partitions[index]], graph_dir,
-                                   model_dir, departure_time, origins_per_batch,
+                                   model_dir, departure_time, origins_per_batch, *traffic_args,
                                    key=f"nareta-score-{job}-{index:05d}", pure=False)
             futures[future] = index
         for future in as_completed(futures):
@@ -290,6 +319,14 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _iso_local(seconds: float) -> str | None:
+    from models.live import local_datetime
+
+    if not np.isfinite(seconds):
+        return None
+    return local_datetime(seconds).isoformat(timespec="seconds")
 
 
 def _dask_versions() -> dict[str, str]:
@@ -312,9 +349,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "trip_id]")
     parser.add_argument("--output", type=Path, required=True,
                         help="output directory of Parquet parts (e.g. out.parquet)")
-    parser.add_argument("--graph", type=Path, required=True, help="RoadGraph artifact directory")
+    parser.add_argument("--graph", type=Path, default=None,
+                        help="RoadGraph artifact directory (default: the bundled city)")
     parser.add_argument("--model", default=None,
-                        help="travel-time model artifact directory (default: free-flow)")
+                        help="model artifact directory, or freeflow, freeflow-turns, "
+                             "live-scalar (default: the shipped model if trained on --graph, "
+                             "else freeflow)")
+    parser.add_argument("--traffic", type=Path, default=None,
+                        help="traffic feed file or directory (a model that takes live "
+                             "traffic): rows get traffic_as_of, the manifest the snapshot")
     parser.add_argument("--scheduler", default=os.environ.get("NARETA_DASK_SCHEDULER") or None,
                         help="address of a running Dask scheduler, e.g. tcp://scheduler:8786 "
                              "(default: $NARETA_DASK_SCHEDULER, else a local cluster)")
@@ -335,11 +378,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    graph_dir, model = resolve_artifacts(args.graph, args.model)
     report = score_table(
-        args.input, args.output, graph_dir=args.graph, model_dir=args.model,
+        args.input, args.output, graph_dir=graph_dir, model_dir=model,
         scheduler=args.scheduler, workers=args.workers, departure_time=args.departure_time,
         resume=args.resume, force=args.force, partition_rows=args.partition_rows,
-        origins_per_batch=args.origins_per_batch, progress=False if args.quiet else None)
+        origins_per_batch=args.origins_per_batch, progress=False if args.quiet else None,
+        traffic=args.traffic)
     counts = ", ".join(f"{count} {status}" for status, count in report.status_counts.items())
     resumed = (f"; {report.partitions_skipped} already done" if report.partitions_skipped
                else "")

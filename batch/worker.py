@@ -14,32 +14,40 @@ import functools
 import pandas as pd
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from batch.scoring import score_frame
+from batch.scoring import install_traffic, score_frame
 from models.predictor import Predictor
 
 
 @functools.lru_cache(maxsize=4)
-def load_predictor(graph_dir: str, model_dir: str | None) -> Predictor:
-    """The process's Predictor for these artifacts (loaded on first use)."""
-    return Predictor.load(graph_dir, model_dir)
+def load_predictor(graph_dir: str, model_dir: str | None, traffic: str | None = None,
+                   traffic_key: str | None = None) -> Predictor:
+    """The process's Predictor for these artifacts (loaded on first use), with the traffic
+    snapshot of ``traffic`` loaded once; it must be the one the job was planned with."""
+    predictor = Predictor.load(graph_dir, model_dir)
+    if traffic is not None:
+        install_traffic(predictor, traffic, expected_key=traffic_key)
+    return predictor
 
 
 class PredictorPlugin(WorkerPlugin):
     """Loads the Predictor on every worker, present and future."""
 
-    def __init__(self, graph_dir: str, model_dir: str | None):
+    def __init__(self, graph_dir: str, model_dir: str | None, traffic: str | None = None,
+                 traffic_key: str | None = None):
         self.graph_dir = graph_dir
         self.model_dir = model_dir
-        self.name = f"nareta-predictor-{graph_dir}-{model_dir}"
+        self.traffic, self.traffic_key = traffic, traffic_key
+        self.name = f"nareta-predictor-{graph_dir}-{model_dir}-{traffic_key}"
 
     def setup(self, worker) -> None:
-        load_predictor(self.graph_dir, self.model_dir)
+        load_predictor(self.graph_dir, self.model_dir, self.traffic, self.traffic_key)
 
 
 def score_partition(frame: pd.DataFrame, graph_dir: str, model_dir: str | None,
                     default_departure_time: dt.datetime | None,
-                    origins_per_batch: int) -> pd.DataFrame:
+                    origins_per_batch: int, traffic: str | None = None,
+                    traffic_key: str | None = None) -> pd.DataFrame:
     """One Dask task: score a partition with this worker's Predictor."""
-    return score_frame(load_predictor(graph_dir, model_dir), frame,
+    return score_frame(load_predictor(graph_dir, model_dir, traffic, traffic_key), frame,
                        default_departure_time=default_departure_time,
                        origins_per_batch=origins_per_batch)

@@ -1,17 +1,26 @@
-"""Service benchmark: bounded load against a real uvicorn (``nareta serve``) on 127.0.0.1.
+"""Service benchmark: nareta beside osrm-routed, both loaded by ``wrk`` on this machine.
 
-    python benchmarks/service.py [--seconds 30] [--concurrency 1,8,32] [--skip-synthetic]
-    python benchmarks/service.py --concurrency 128,1000 ...   # overload: 503s are shed load
+    python benchmarks/service.py [--seconds 5] [--repeats 2] [--concurrency 1,8,32]
 
-For the bundled city and for a ~50,000-node road-like synthetic graph (a perturbed grid):
-latency p50/p99 and requests/s of ``POST /v1/eta`` and the OSRM ``GET /route/v1/driving``
-at each concurrency for ``--seconds`` each, random OD pairs of which ``--repeat-share`` start
-at one of a few hot origins; a 100x100 ``/table`` (cold, then warm); server RSS at start and
-end. Prints a table and writes ``benchmarks/results/service.json``.
+Builds osrm-routed from the ``osrm-bindings`` wheel on PyPI (cp312 abi3; its ``osrm/bin``
+tools run on their own: osrm-extract with car.lua and osrm-contract on the bundled
+``data/osm/baltimore.osm.pbf``; cached under ``runs/osrm``, never committed), starts it
+(contraction hierarchies) and ``nareta serve --workers 2`` with the shipped ETA model and
+with free flow, then loads each with wrk and a Lua script cycling through the same OD pairs
+(random points on random roads of the bundled city): ``GET /route/v1/driving/...?
+overview=false`` at each concurrency, the servers and levels interleaved, ``--repeats``
+rounds, medians reported. Then a 100x100 ``/table`` on fresh points for each (median of
+``--table-sets``, the servers interleaved), nareta's ``GET /health`` at c=8 (the HTTP
+stack's ceiling), and a parity check of the two servers' answers. wrk's socket errors are
+reported apart from non-2xx answers: osrm-routed closes a keep-alive connection after some
+hundreds of requests, which wrk counts as a read error before it reconnects. Prints a table
+with p50 / requests/s and ratios to OSRM, and writes ``benchmarks/results/service.json``
+(with the git commit and command line).
 
-Targets (issue 6, 2 cores): concurrency 8: p50 <= 20 ms, p99 <= 100 ms, >= 200 requests/s;
-100x100 table <= 1 s; zero errors; RSS growth <= 10 %; synthetic p50 within 2x of the city.
-The load generator runs on the same machine and takes CPU from the server.
+Targets (issue 12, learned model, bundled city): p50 at c=1 <= 5x OSRM's; requests/s at c=8
+>= 0.25x OSRM's; 100x100 table <= 3x OSRM's. ``--synthetic`` adds nareta (free flow) on a
+50k-node perturbed grid with trips of the city's straight-line lengths (target: p50 within
+1.5x of the city's). wrk runs on the same machine and takes CPU from the servers.
 """
 
 from __future__ import annotations
@@ -20,20 +29,27 @@ import argparse
 import http.client
 import json
 import os
-import random
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from osrm_reference import OSRM_WHEEL, prepare_osrm, routed_command  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_OSM = REPO / "data" / "osm" / "baltimore.osm.pbf"
 SHIPPED_MODEL = "artifacts_shipped/eta_baltimore"
+WRK_MISSING = ("wrk is not installed; this benchmark drives both servers with it. Install it "
+               "with `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk` (macOS).")
+TARGETS = {"p50_c1_ratio_max": 5.0, "rps_c8_ratio_min": 0.25, "table_ratio_max": 3.0,
+           "synthetic_p50_ratio_max": 1.5}
 
 
 # ---------------------------------------------------------------------- graphs
@@ -118,293 +134,430 @@ def synthetic_graph(out: Path, *, nodes: int = 50_000, spacing_m: float = 120.0,
     return out
 
 
-# ---------------------------------------------------------------------- server
+# ---------------------------------------------------------------------- OD pairs
+def road_points(graph_dir: Path, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``[count, 2]`` (lon, lat) points at random positions on random roads (pieces of
+    segments, chosen by length), rounded to 6 decimals as clients send them."""
+    with np.load(graph_dir / "graph.npz") as data:
+        lon, lat, offsets = data["path_lon"], data["path_lat"], data["path_offsets"]
+    starts = np.ones(len(lon), dtype=bool)
+    starts[offsets[1:] - 1] = False  # a segment's last point starts no piece
+    first = np.flatnonzero(starts)  # [Q] pieces: first[i] -> first[i] + 1
+    lengths = np.hypot(np.diff(lon)[first] * np.cos(np.radians(lat[first])),
+                       np.diff(lat)[first])
+    piece = rng.choice(first, size=count, p=lengths / lengths.sum())
+    share = rng.random(count)
+    points = np.stack([lon[piece] + share * (lon[piece + 1] - lon[piece]),
+                       lat[piece] + share * (lat[piece + 1] - lat[piece])], axis=1)
+    return np.round(points, 6)
+
+
+def matched_pairs(graph_dir: Path, lengths_m: np.ndarray, count: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """``[count, 2, 2]`` node pairs on another map whose straight-line lengths are drawn
+    from ``lengths_m`` (the city's trips, on a bigger map)."""
+    from scipy.spatial import cKDTree
+
+    with np.load(graph_dir / "graph.npz") as data:
+        lon, lat = data["node_lon"], data["node_lat"]
+        xy = np.stack([data["node_x_m"], data["node_y_m"]], 1)
+    origins = rng.integers(len(lon), size=count)
+    angle = rng.uniform(0, 2 * np.pi, count)
+    length = rng.choice(lengths_m, size=count)
+    _, destinations = cKDTree(xy).query(
+        xy[origins] + length[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1))
+    return np.stack([np.stack([lon[origins], lat[origins]], 1),
+                     np.stack([lon[destinations], lat[destinations]], 1)], 1).round(6)
+
+
+def crow_fly_m(pairs: np.ndarray) -> np.ndarray:
+    lon, lat = pairs[:, :, 0], pairs[:, :, 1]
+    x = np.radians(lon[:, 1] - lon[:, 0]) * np.cos(np.radians(lat.mean(1))) * 6_371_009
+    y = np.radians(lat[:, 1] - lat[:, 0]) * 6_371_009
+    return np.hypot(x, y)
+
+
+def route_paths(pairs: np.ndarray) -> list[str]:
+    return [f"/route/v1/driving/{a[0]:.6f},{a[1]:.6f};{b[0]:.6f},{b[1]:.6f}?overview=false"
+            for a, b in pairs]
+
+
+# ---------------------------------------------------------------------- servers
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (uvicorn's worker processes)."""
-    total = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            total += int(line.split()[1]) / 1024
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        for child in children.read_text().split():
-            total += _rss_mb(int(child))
-    return total
+def get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 class Server:
-    def __init__(self, graph_dir: Path, env: dict[str, str] | None = None):
-        self.port = _free_port()
-        environment = {**os.environ, "PYTHONPATH": str(REPO), "NARETA_GRAPH_DIR": str(graph_dir),
-                       "NARETA_PORT": str(self.port), "NARETA_LOG_LEVEL": "warning",
-                       **(env or {})}
-        self.process = subprocess.Popen([sys.executable, "-m", "nareta.cli", "serve"],
-                                        env=environment, cwd=REPO,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A server process on a free port, ready once ``probe`` answers."""
+
+    def __init__(self, name: str, command: list[str], *, probe: str,
+                 env: dict[str, str] | None = None, log: Path):
+        self.name, self.port = name, _free_port()
+        command = [part.replace("{port}", str(self.port)) for part in command]
+        environment = {**os.environ, **(env or {})}
+        environment = {k: v.replace("{port}", str(self.port)) for k, v in environment.items()}
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(command, env=environment, cwd=REPO, stdout=out,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("server exited during start-up")
+                raise RuntimeError(f"{name} exited during start-up; see {log}")
             try:
-                if request(self.port, "GET", "/ready")[0] == 200:
+                if get(self.port, probe)[0] == 200:
                     return
             except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("server not ready")
-
-    def rss_mb(self) -> float:
-        return _rss_mb(self.process.pid)
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{name} not ready after 300 s; see {log}")
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            connection: http.client.HTTPConnection | None = None,
-            retry_after: list | None = None) -> tuple[int, bytes]:
-    own = connection is None
-    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"content-type": "application/json"} if body is not None else {}
-    connection.request(method, path, body=body, headers=headers)
-    response = connection.getresponse()
-    data = response.read()
-    if retry_after is not None:
-        retry_after[:] = [response.getheader("retry-after")]
-    if own:
-        connection.close()
-    return response.status, data
+def nareta(name: str, graph_dir: Path, model: str, workers: int, log: Path,
+           extra_env: dict[str, str] | None = None) -> Server:
+    env = {"PYTHONPATH": str(REPO), "NARETA_GRAPH_DIR": str(graph_dir),
+           "NARETA_MODEL_DIR": str(REPO / model) if model != "freeflow" else model,
+           "NARETA_PORT": "{port}", "NARETA_WORKERS": str(workers),
+           "NARETA_LOG_LEVEL": "warning", "NARETA_ACCESS_LOG": "false", **(extra_env or {})}
+    return Server(name, [sys.executable, "-m", "nareta.cli", "serve"], probe="/ready",
+                  env=env, log=log)
 
 
-# ---------------------------------------------------------------------- load
-class Workload:
-    """Random OD pairs near the graph's nodes; `repeat_share` of origins are hot ones.
-
-    With ``trip_lengths_m`` (straight-line OD distances, e.g. another city's workload), each
-    destination is the node nearest to a point at a length drawn from them, in a random
-    direction from the origin: trips of the same length on a bigger map."""
-
-    def __init__(self, graph_dir: Path, *, repeat_share: float, hot_origins: int, seed: int,
-                 trip_lengths_m: np.ndarray | None = None):
-        from scipy.spatial import cKDTree
-
-        with np.load(graph_dir / "graph.npz") as data:
-            self.lon, self.lat = data["node_lon"], data["node_lat"]
-            self.xy = np.stack([data["node_x_m"], data["node_y_m"]], 1)
-        self.tree = cKDTree(self.xy)
-        self.random = random.Random(seed)
-        self.repeat_share = repeat_share
-        self.trip_lengths_m = trip_lengths_m
-        self.hot = [self.random.randrange(len(self.lon)) for _ in range(hot_origins)]
-        self.hot_points = {node: self._point(node) for node in self.hot}  # the same point
-
-    def _point(self, node: int | None = None) -> tuple[float, float]:
-        node = self.random.randrange(len(self.lon)) if node is None else node
-        return (round(float(self.lon[node]) + self.random.uniform(-2e-4, 2e-4), 6),
-                round(float(self.lat[node]) + self.random.uniform(-2e-4, 2e-4), 6))
-
-    def _nodes(self) -> tuple[int, int]:
-        origin = (self.random.choice(self.hot) if self.random.random() < self.repeat_share
-                  else self.random.randrange(len(self.lon)))
-        if self.trip_lengths_m is None:
-            return origin, self.random.randrange(len(self.lon))
-        length = float(self.random.choice(self.trip_lengths_m))
-        angle = self.random.uniform(0, 2 * np.pi)
-        _, node = self.tree.query(self.xy[origin]
-                                  + length * np.array([np.cos(angle), np.sin(angle)]))
-        return origin, int(node)
-
-    def pair(self):
-        origin, destination = self._nodes()
-        start = self.hot_points.get(origin) or self._point(origin)
-        return start, self._point(destination)
-
-    def trip_lengths(self, count: int = 2000) -> np.ndarray:
-        """Straight-line lengths of this workload's trips (metres, between their nodes)."""
-        pairs = [self._nodes() for _ in range(count)]
-        return np.array([float(np.hypot(*(self.xy[a] - self.xy[b]))) for a, b in pairs])
+def osrm_routed(bin_dir: Path, base: Path, threads: int, log: Path) -> Server:
+    return Server("osrm-routed (CH)",
+                  routed_command(bin_dir, base, port="{port}", threads=threads),
+                  probe="/nearest/v1/driving/-76.61,39.29", log=log)
 
 
-def eta_request(origin, destination) -> tuple[str, str, bytes]:
-    body = {"origin": {"lon": origin[0], "lat": origin[1]},
-            "destination": {"lon": destination[0], "lat": destination[1]}}
-    return "POST", "/v1/eta", json.dumps(body).encode()
+# ---------------------------------------------------------------------- wrk
+LUA = """
+local paths = %s
+local count = 0
+local threads = {}
+function setup(thread)
+  thread:set("offset", #threads * 389)
+  table.insert(threads, thread)
+end
+function init(args)
+  count = offset or 0
+end
+function request()
+  count = count + 1
+  return wrk.format("GET", paths[(count %% #paths) + 1])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,' ..
+    '"errors":%%d,"non_2xx":%%d}\\n', summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
 
 
-def osrm_request(origin, destination) -> tuple[str, str, None]:
-    return ("GET", f"/route/v1/driving/{origin[0]},{origin[1]};{destination[0]},"
-            f"{destination[1]}?overview=simplified", None)
+def wrk_script(paths: list[str], folder: Path, name: str) -> Path:
+    script = folder / f"{name}.lua"
+    script.write_text(LUA % ("{" + ",".join(json.dumps(p) for p in paths) + "}"))
+    return script
 
 
-def run_load(port: int, workload: Workload, build, *, concurrency: int,
-             seconds: float, honour_retry_after: bool = True) -> dict:
-    latencies: list[float] = []
-    answered: list[bool] = []
-    errors: dict[str, int] = {}
-    lock = threading.Lock()
-    requests = [build(*workload.pair()) for _ in range(50_000)]
-    counter = iter(range(10**9))
-    stop_at = time.perf_counter() + seconds
+def run_wrk(port: int, script: Path, *, concurrency: int, seconds: float) -> dict:
+    threads = min(concurrency, 2)
+    command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "20s",
+               "-s", str(script), f"http://127.0.0.1:{port}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("WRKJSON "))
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    return {"concurrency": concurrency, "requests": raw["requests"],
+            "requests_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+            "p50_ms": raw["p50_us"] / 1000, "p90_ms": raw["p90_us"] / 1000,
+            "p99_ms": raw["p99_us"] / 1000, "errors": raw["errors"], "non_2xx": raw["non_2xx"]}
 
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine, my_ok, my_errors, retry_after = [], [], {}, [None]
-        while time.perf_counter() < stop_at:
-            method, path, body = requests[next(counter) % len(requests)]
+
+def table_ms(servers: list[Server], point_sets: list[np.ndarray]) -> dict[str, dict]:
+    """Per server, the median milliseconds of one ``/table`` per point set (fresh points
+    each time, so no cached run answers it), the servers interleaved per point set."""
+    timings: dict[str, list[float]] = {server.name: [] for server in servers}
+    for points in point_sets:
+        path = "/table/v1/driving/" + ";".join(f"{lon:.6f},{lat:.6f}" for lon, lat in points)
+        for server in servers:
             started = time.perf_counter()
-            try:
-                status, data = request(port, method, path, body, connection, retry_after)
-            except OSError as exc:
-                status = type(exc).__name__
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            mine.append(time.perf_counter() - started)
-            my_ok.append(status == 200)
+            status, body = get(server.port, path)
+            timings[server.name].append((time.perf_counter() - started) * 1000)
             if status != 200:
-                code = f"{status}:{json.loads(data).get('code')}" if isinstance(
-                    status, int) else status
-                my_errors[code] = my_errors.get(code, 0) + 1
-            if status == 503 and retry_after[0] and honour_retry_after:  # wait as told
-                time.sleep(min(float(retry_after[0]), max(0.0, stop_at - time.perf_counter())))
-        with lock:
-            latencies.extend(mine)
-            answered.extend(my_ok)
-            for key, value in my_errors.items():
-                errors[key] = errors.get(key, 0) + value
-
-    began = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    values = np.array(latencies) * 1000
-    ok = values[np.array(answered, dtype=bool)]
-    return {"concurrency": concurrency, "requests": len(values),
-            "requests_per_s": round(len(values) / elapsed, 1),
-            "p50_ms": round(float(np.percentile(values, 50)), 2),
-            "p99_ms": round(float(np.percentile(values, 99)), 2),
-            # answered (200) requests only: what load shedding protects (503s return at once)
-            "ok_per_s": round(len(ok) / elapsed, 1),
-            "ok_p99_ms": round(float(np.percentile(ok, 99)), 2) if len(ok) else None,
-            "errors": sum(errors.values()), "error_kinds": errors}
+                raise RuntimeError(f"table failed on {server.name}: {body[:300]!r}")
+    size = f"{len(point_sets[0])}x{len(point_sets[0])}"
+    return {name: {"size": size, "median_ms": round(statistics.median(values), 1),
+                   "runs_ms": [round(t, 1) for t in values]}
+            for name, values in timings.items()}
 
 
-def table_seconds(port: int, workload: Workload, size: int = 100) -> dict:
-    points = [workload._point() for _ in range(size)]  # random nodes, anywhere on the map
-    path = "/table/v1/driving/" + ";".join(f"{lon},{lat}" for lon, lat in points)
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        status, data = request(port, "GET", path)
-        timings.append(time.perf_counter() - started)
-        if status != 200:
-            raise RuntimeError(f"table failed: {data[:300]!r}")
-    return {"size": f"{size}x{size}", "cold_s": round(timings[0], 3),
-            "warm_s": round(float(np.median(timings[1:])), 3)}
+def parity(osrm_port: int, nareta_port: int, paths: list[str]) -> dict:
+    """The two servers' answers to the same route requests: snapped locations, durations
+    and distances (nareta free flow against OSRM's car profile)."""
+    moved, duration_ratio, distance_ratio, failures = [], [], [], {}
+    for path in paths:
+        answers = []
+        for port in (osrm_port, nareta_port):
+            status, body = get(port, path)
+            answers.append(json.loads(body))
+        osrm_answer, nareta_answer = answers
+        if osrm_answer["code"] != "Ok" or nareta_answer["code"] != "Ok":
+            key = f"osrm {osrm_answer['code']} / nareta {nareta_answer['code']}"
+            failures[key] = failures.get(key, 0) + 1
+            continue
+        for a, b in zip(osrm_answer["waypoints"], nareta_answer["waypoints"], strict=True):
+            (lon_a, lat_a), (lon_b, lat_b) = a["location"], b["location"]
+            moved.append(float(np.hypot((lon_a - lon_b) * np.cos(np.radians(lat_a)),
+                                        lat_a - lat_b) * 111_320))
+        route_a, route_b = osrm_answer["routes"][0], nareta_answer["routes"][0]
+        if route_a["duration"] > 0 and route_a["distance"] > 0:
+            duration_ratio.append(route_b["duration"] / route_a["duration"])
+            distance_ratio.append(route_b["distance"] / route_a["distance"])
+    return {"requests": len(paths), "not_both_ok": failures,
+            "waypoints_within_5m_share": round(float(np.mean(np.array(moved) <= 5)), 3),
+            "duration_ratio_median": round(float(np.median(duration_ratio)), 3),
+            "distance_ratio_median": round(float(np.median(distance_ratio)), 3),
+            "distance_ratio_p10_p90": [round(float(q), 3) for q in
+                                       np.percentile(distance_ratio, [10, 90])]}
 
 
-def bench_graph(name: str, graph_dir: Path, args, env: dict[str, str] | None = None,
-                trip_lengths_m: np.ndarray | None = None) -> dict:
-    env = {"NARETA_WORKERS": str(args.workers), **(env or {})}
-    server = Server(graph_dir, env)
+# ---------------------------------------------------------------------- report
+def medians(rows: list[dict]) -> dict:
+    return {"p50_ms": round(statistics.median(r["p50_ms"] for r in rows), 2),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 2),
+            "requests_per_s": round(statistics.median(r["requests_per_s"] for r in rows), 1),
+            "socket_errors": sum(r["errors"] for r in rows),
+            "non_2xx": sum(r["non_2xx"] for r in rows)}
+
+
+def git_commit() -> str:
     try:
-        workload = Workload(graph_dir, repeat_share=args.repeat_share,
-                            hot_origins=args.hot_origins, seed=args.seed,
-                            trip_lengths_m=trip_lengths_m)
-        rss_start = server.rss_mb()
-        model = (env or {}).get("NARETA_MODEL_DIR", "freeflow")
-        result: dict = {"graph": name, "model": model, "nodes": len(workload.lon),
-                        "rss_start_mb": rss_start, "load": [],
-                        "median_trip_m": round(float(np.median(workload.trip_lengths(500))))}
-        for endpoint, build in (("POST /v1/eta", eta_request),
-                                ("GET /route/v1/driving", osrm_request)):
-            for concurrency in args.concurrency:
-                row = run_load(server.port, workload, build, concurrency=concurrency,
-                               seconds=args.seconds,
-                               honour_retry_after=not args.ignore_retry_after)
-                row["endpoint"] = endpoint
-                result["load"].append(row)
-                print(f"  {name:9} {model[-14:]:14} {endpoint:22} c={concurrency:<3}"
-                      f" p50 {row['p50_ms']:7.2f} ms"
-                      f"  p99 {row['p99_ms']:7.2f} ms  {row['requests_per_s']:7.1f} req/s"
-                      f"  errors {row['errors']} {row['error_kinds'] or ''}"
-                      f"  ok p99 {row['ok_p99_ms']} ms", flush=True)
-        if not args.skip_table:
-            result["table"] = table_seconds(server.port, workload)
-            print(f"  {name:9} table 100x100: cold {result['table']['cold_s']} s, warm "
-                  f"{result['table']['warm_s']} s", flush=True)
-        result["rss_end_mb"] = server.rss_mb()
-        status, body = request(server.port, "GET", "/metrics")
-        result["server_metrics"] = {
-            line.split()[0]: float(line.split()[1]) for line in body.decode().splitlines()
-            if line.startswith(("nareta_model_", "nareta_http_shed", "nareta_http_body_timeouts"))
-            and not line.startswith("nareta_model_info")}
-        result["rss_growth_pct"] = round(100 * (result["rss_end_mb"] / rss_start - 1), 1)
-        print(f"  {name:9} RSS {rss_start:.0f} -> {result['rss_end_mb']:.0f} MB "
-              f"({result['rss_growth_pct']:+.1f} %)", flush=True)
-        return result
-    finally:
-        server.stop()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
+def print_table(summary: dict, levels: list[int], baseline: str, table_size: int
+                ) -> list[str]:
+    header = ("| server | " + " | ".join(f"c={c} p50 / req/s" for c in levels)
+              + f" | {table_size}x{table_size} table |")
+    lines = [header, "| --- " * (len(levels) + 2) + "|"]
+    for name, entry in summary.items():
+        cells = []
+        for c in levels:
+            level = entry["levels"].get(str(c))
+            cells.append(f"{level['p50_ms']:.2f} ms / {level['requests_per_s']:,.0f}"
+                         if level else "")
+        table = entry.get("table_ms")
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {f'{table:.1f} ms' if table else ''} |")
+    for name, entry in summary.items():
+        if name == baseline or not entry.get("ratios") or "/health" in name:
+            continue
+        ratios = entry["ratios"]
+        cells = []
+        for c in levels:
+            r = ratios["levels"].get(str(c))
+            cells.append(f"p50 {r['p50']:.1f}x / req/s {r['requests_per_s']:.3f}x" if r else "")
+        table = ratios.get("table")
+        lines.append(f"| {name} ÷ OSRM | " + " | ".join(cells)
+                     + f" | {f'{table:.1f}x' if table else ''} |")
+    print("\n".join(lines))
+    return lines
+
+
+# ---------------------------------------------------------------------- main
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="per endpoint and level")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per server and level")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--repeat-share", type=float, default=0.5,
-                        help="share of queries from a hot origin")
-    parser.add_argument("--hot-origins", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=1000, help="OD pairs wrk cycles through")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2,
-                        help="NARETA_WORKERS: server processes (default 2, one per core)")
-    parser.add_argument("--city-models", default=f"{SHIPPED_MODEL},freeflow",
-                        help="comma-separated NARETA_MODEL_DIR values served on the city "
-                             "(default: the shipped ETA model and free flow)")
-    parser.add_argument("--ignore-retry-after", action="store_true",
-                        help="clients resend at once after a 503 (default: they wait the "
-                             "Retry-After seconds, as a polite client does)")
-    parser.add_argument("--skip-synthetic", action="store_true")
-    parser.add_argument("--skip-table", action="store_true")
+    parser.add_argument("--workers", type=int, default=2, help="NARETA_WORKERS")
+    parser.add_argument("--osrm-threads", type=int, default=2, help="osrm-routed -t")
+    parser.add_argument("--models", default=f"{SHIPPED_MODEL},freeflow",
+                        help="NARETA_MODEL_DIR values to serve (default: shipped model, "
+                             "free flow)")
+    parser.add_argument("--osrm-cache", type=Path, default=REPO / "runs" / "osrm",
+                        help="where the OSRM wheel, its tools and the prepared data live")
+    parser.add_argument("--table-size", type=int, default=100)
+    parser.add_argument("--table-sets", type=int, default=7,
+                        help="tables timed per server, each on fresh points")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="also nareta free flow on a 50k-node synthetic grid")
     parser.add_argument("--synthetic-nodes", type=int, default=50_000)
-    parser.add_argument("--synthetic-cache-runs", type=int, default=128,
-                        help="NARETA_CACHE_RUNS for the synthetic graph (runs are 50k nodes)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results"
-                        / "service.json")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "benchmarks" / "results" / "service.json")
     args = parser.parse_args()
-    args.concurrency = [int(c) for c in args.concurrency.split(",")]
-    results = {"seconds_per_level": args.seconds, "repeat_share": args.repeat_share,
-               "clients_honour_retry_after": not args.ignore_retry_after,
-               "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-               "graphs": []}
-    with tempfile.TemporaryDirectory() as scratch:
-        print("city (bundled Baltimore extract)", flush=True)
-        city = city_graph(Path(scratch) / "city")
-        for model in args.city_models.split(","):
-            env = {"NARETA_MODEL_DIR": str(REPO / model) if model != "freeflow" else model}
-            results["graphs"].append(bench_graph("city", city, args, env))
-        lengths = Workload(city, repeat_share=args.repeat_share, hot_origins=args.hot_origins,
-                           seed=args.seed).trip_lengths()
-        if not args.skip_synthetic:
-            started = time.perf_counter()
-            graph_dir = synthetic_graph(Path(scratch) / "synthetic", nodes=args.synthetic_nodes)
-            print(f"synthetic perturbed grid (built in {time.perf_counter() - started:.1f} s)",
-                  flush=True)
-            results["graphs"].append(bench_graph(
-                "synthetic", graph_dir, args,
-                {"NARETA_CACHE_RUNS": str(args.synthetic_cache_runs),
-                 "NARETA_MODEL_DIR": "freeflow"}, trip_lengths_m=lengths))
+    if shutil.which("wrk") is None:
+        print(WRK_MISSING, file=sys.stderr)
+        return 2
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rng = np.random.default_rng(args.seed)
+    results: dict = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git_commit(),
+        "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+        "seconds_per_level": args.seconds, "repeats": args.repeats, "pairs": args.pairs,
+        "workers": args.workers, "osrm": {"wheel": OSRM_WHEEL, "algorithm": "ch",
+                                          "profile": "car.lua", "threads": args.osrm_threads},
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(
+            "\n")[0].strip(), "targets": TARGETS}
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        try:
+            print("preparing osrm-routed (osrm-extract + osrm-contract, cached)", flush=True)
+            bin_dir, base = prepare_osrm(args.osrm_cache, BUNDLED_OSM)
+            city = city_graph(scratch / "city")
+            points = road_points(city, 2 * args.pairs + args.table_sets * args.table_size,
+                                 rng)
+            pairs = points[: 2 * args.pairs].reshape(args.pairs, 2, 2)
+            table_sets = points[2 * args.pairs:].reshape(args.table_sets, args.table_size, 2)
+            results["median_trip_crow_fly_m"] = round(float(np.median(crow_fly_m(pairs))))
+            paths = route_paths(pairs)
+            script = wrk_script(paths, scratch, "city")
+            health = wrk_script(["/health"], scratch, "health")
+            print("starting servers", flush=True)
+            servers.append(osrm_routed(bin_dir, base, args.osrm_threads,
+                                       scratch / "osrm.log"))
+            for model in args.models.split(","):
+                label = "nareta, free flow" if model == "freeflow" else (
+                    "nareta, learned model" if model == SHIPPED_MODEL else f"nareta, {model}")
+                servers.append(nareta(label, city, model, args.workers,
+                                      scratch / f"{len(servers)}.log"))
+            runs: dict[str, dict[str, list[dict]]] = {s.name: {} for s in servers}
+            health_rows = []
+            for _ in range(2):  # warm-up: compile paths, fill OS caches, open connections
+                for server in servers:
+                    run_wrk(server.port, script, concurrency=2, seconds=1)
+            for round_index in range(args.repeats):
+                for c in levels:
+                    for server in servers:
+                        row = run_wrk(server.port, script, concurrency=c, seconds=args.seconds)
+                        runs[server.name].setdefault(str(c), []).append(row)
+                        print(f"  round {round_index + 1} c={c:<3} {server.name:24}"
+                              f" p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
+                              f"  {row['requests_per_s']:8.1f} req/s"
+                              f"  non-2xx {row['non_2xx']}  socket errors {row['errors']}",
+                              flush=True)
+                health_rows.append(run_wrk(servers[1].port, health, concurrency=8,
+                                           seconds=args.seconds))
+            summary: dict = {}
+            for server in servers:
+                summary[server.name] = {
+                    "levels": {c: medians(rows) for c, rows in runs[server.name].items()},
+                    "runs": runs[server.name]}
+            for name, table in table_ms(servers, list(table_sets)).items():
+                summary[name]["table"] = table
+                summary[name]["table_ms"] = table["median_ms"]
+                print(f"  table {table['size']} {name:24} {table['median_ms']:.1f} ms "
+                      f"(runs {table['runs_ms']})", flush=True)
+            summary[f"{servers[1].name}: GET /health"] = {
+                "levels": {"8": medians(health_rows)}, "runs": {"8": health_rows}}
+            free_flow = next((s for s in servers if s.name == "nareta, free flow"), None)
+            if free_flow is not None:
+                results["parity_free_flow_vs_osrm"] = parity(servers[0].port, free_flow.port,
+                                                             paths[:200])
+        finally:
+            for server in servers:
+                server.stop()
+        baseline = servers[0].name
+        for name, entry in summary.items():
+            if name == baseline:
+                continue
+            ratios: dict = {"levels": {}}
+            for c, level in entry["levels"].items():
+                reference = summary[baseline]["levels"].get(c)
+                if reference is None:
+                    continue
+                ratios["levels"][c] = {
+                    "p50": round(level["p50_ms"] / reference["p50_ms"], 2),
+                    "requests_per_s": round(level["requests_per_s"]
+                                            / reference["requests_per_s"], 3)}
+            if entry.get("table_ms"):
+                ratios["table"] = round(entry["table_ms"] / summary[baseline]["table_ms"], 2)
+            entry["ratios"] = ratios
+        learned = summary.get("nareta, learned model", {}).get("ratios")
+        if learned:
+            results["targets_met"] = {
+                "p50_c1": learned["levels"].get("1", {}).get("p50", np.inf)
+                <= TARGETS["p50_c1_ratio_max"],
+                "rps_c8": learned["levels"].get("8", {}).get("requests_per_s", 0)
+                >= TARGETS["rps_c8_ratio_min"],
+                "table": learned.get("table", np.inf) <= TARGETS["table_ratio_max"]}
+        if args.synthetic:
+            results["synthetic"] = bench_synthetic(args, scratch, city, pairs, levels)
+    results["servers"] = summary
     results["load_average_at_end"] = os.getloadavg()
+    print()
+    results["table_markdown"] = print_table(summary, levels, baseline, args.table_size)
+    if "targets_met" in results:
+        print("targets (learned model):", results["targets_met"])
+    if "parity_free_flow_vs_osrm" in results:
+        print("parity (free flow vs OSRM):", results["parity_free_flow_vs_osrm"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def bench_synthetic(args, scratch: Path, city: Path, city_pairs: np.ndarray,
+                    levels: list[int]) -> dict:
+    """nareta free flow on the synthetic grid beside the same on the city, interleaved."""
+    started = time.perf_counter()
+    grid = synthetic_graph(scratch / "synthetic", nodes=args.synthetic_nodes)
+    print(f"synthetic grid built in {time.perf_counter() - started:.1f} s", flush=True)
+    rng = np.random.default_rng(args.seed + 1)
+    pairs = matched_pairs(grid, crow_fly_m(city_pairs), args.pairs, rng)
+    scripts = {"city": wrk_script(route_paths(city_pairs), scratch, "city_again"),
+               "synthetic": wrk_script(route_paths(pairs), scratch, "synthetic")}
+    servers = {"city": nareta("city", city, "freeflow", args.workers, scratch / "c.log"),
+               "synthetic": nareta("synthetic", grid, "freeflow", args.workers,
+                                   scratch / "s.log", {"NARETA_CACHE_RUNS": "128"})}
+    runs: dict[str, dict[str, list[dict]]] = {"city": {}, "synthetic": {}}
+    try:
+        for _ in range(args.repeats):
+            for c in levels:
+                for name, server in servers.items():
+                    row = run_wrk(server.port, scripts[name], concurrency=c,
+                                  seconds=args.seconds)
+                    runs[name].setdefault(str(c), []).append(row)
+                    print(f"  synthetic check c={c:<3} {name:10} p50 {row['p50_ms']:8.2f} ms"
+                          f"  {row['requests_per_s']:8.1f} req/s", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+    out: dict = {"nodes": args.synthetic_nodes, "model": "freeflow", "levels": {}}
+    for c in map(str, levels):
+        city_level, grid_level = medians(runs["city"][c]), medians(runs["synthetic"][c])
+        out["levels"][c] = {"city": city_level, "synthetic": grid_level,
+                            "p50_ratio": round(grid_level["p50_ms"] / city_level["p50_ms"], 2)}
+    return out
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class Snapper:
         is_piece[offsets[1:] - 1] = False  # a segment's last point starts no piece
         start = np.flatnonzero(is_piece & indexed[seg_of_point])
         self.piece_segment = seg_of_point[start]  # [Q]
+        self.piece_point = start  # [Q] index of each piece's first point in the path arrays
         self.ax, self.ay = x[start], y[start]
         self.bx, self.by = x[start + 1], y[start + 1]
         piece_length = np.hypot(self.bx - self.ax, self.by - self.ay)
@@ -84,8 +85,88 @@ class Snapper:
         self._point_piece = piece_of_point
         self.spacing_m = spacing_m
 
-    def snap(self, lon, lat, *, max_distance_m: float) -> Snaps:
-        """Snap points; coordinates must be finite WGS84 degrees."""
+    def snap(self, lon, lat, *, max_distance_m: float | np.ndarray) -> Snaps:
+        """Snap points; coordinates must be finite WGS84 degrees. ``max_distance_m``: one
+        limit for every point or ``[P]`` limits (``inf``: no limit)."""
+        lon, lat, query, off_map = self._query(lon, lat)
+        count = len(lon)
+        k = min(self.candidates, len(self._point_piece))
+        _, nearest = self._tree.query(query, k=k)  # [P, k]
+        nearest = nearest.reshape(count, k)
+        pieces = self._point_piece[nearest]  # [P, k]
+        t, distance = self._to_pieces(query, pieces)  # [P, k] each
+        best = np.argmin(distance, axis=1)
+        rows = np.arange(count)
+        piece = pieces[rows, best]
+        segment = self.piece_segment[piece]
+        along = self.piece_start_m[piece] + t[rows, best] * self.piece_length_m[piece]
+        fraction = np.clip(along / np.maximum(self.segment_length_m[segment], 1e-9), 0.0, 1.0)
+        best_distance = np.where(off_map, np.inf, distance[rows, best])
+        snapped_lon, snapped_lat = self._at(piece, t[rows, best])
+        within = best_distance <= max_distance_m
+        return Snaps(
+            segment=np.where(within, segment, -1),
+            twin=np.where(within, self.twin[segment], -1),
+            fraction=np.where(within, fraction, np.nan),
+            distance_m=best_distance,
+            lon=snapped_lon,
+            lat=snapped_lat,
+        )
+
+    def nearest(self, lon: float, lat: float, *, count: int) -> tuple[Snaps, np.ndarray]:
+        """The ``count`` nearest roads to one point, nearest first (fewer if the map has
+        fewer), as OSRM's ``nearest`` service answers: one entry per road (a two-way street
+        once), with the ``[count, 2]`` path indices of the ends of the piece it lies on."""
+        lon_array, lat_array, query, off_map = self._query(lon, lat)
+        if off_map[0]:
+            empty = np.zeros(0, dtype=np.int64)
+            return Snaps(empty, empty, np.zeros(0), np.zeros(0), np.zeros(0),
+                         np.zeros(0)), np.zeros((0, 2), dtype=np.int64)
+        k = min(len(self._point_piece), max(self.candidates, 16 * count))
+        while True:
+            reach, nearest = self._tree.query(query, k=k)
+            pieces = np.unique(self._point_piece[np.atleast_1d(nearest.ravel())])
+            t, distance = self._to_pieces(query, pieces[None, :])
+            t, distance = t[0], distance[0]
+            order = np.argsort(distance, kind="stable")
+            # the nearest piece of each road, nearest roads first
+            _, first = np.unique(self.piece_segment[pieces[order]], return_index=True)
+            chosen = order[np.sort(first)][:count]
+            # a road farther than the k-th KD point may still be missing: widen until the
+            # farthest chosen road is within what the k nearest points cover
+            covered = (len(chosen) == count
+                       and distance[chosen[-1]] + self.spacing_m <= float(np.max(reach)))
+            if covered or k >= len(self._point_piece):
+                break
+            k = min(len(self._point_piece), 4 * k)
+        piece = pieces[chosen]
+        segment = self.piece_segment[piece]
+        along = self.piece_start_m[piece] + t[chosen] * self.piece_length_m[piece]
+        fraction = np.clip(along / np.maximum(self.segment_length_m[segment], 1e-9), 0.0, 1.0)
+        snapped_lon, snapped_lat = self._at(piece, t[chosen])
+        ends = np.stack([self.piece_point[piece], self.piece_point[piece] + 1], axis=1)
+        return Snaps(segment, self.twin[segment], fraction, distance[chosen], snapped_lon,
+                     snapped_lat), ends
+
+    def _at(self, piece: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """lon/lat of the points at share ``t`` along ``piece``."""
+        x = self.ax[piece] + t * (self.bx - self.ax)[piece]
+        y = self.ay[piece] + t * (self.by - self.ay)[piece]
+        snapped_lon, snapped_lat = self._to_lonlat.transform(x, y)
+        return np.atleast_1d(np.asarray(snapped_lon)), np.atleast_1d(np.asarray(snapped_lat))
+
+    def _to_pieces(self, query: np.ndarray, pieces: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Share along and distance to each candidate piece: ``[P, k]`` each."""
+        ax, ay, bx, by = (arr[pieces] for arr in (self.ax, self.ay, self.bx, self.by))
+        dx, dy = bx - ax, by - ay
+        norm = np.maximum(dx * dx + dy * dy, 1e-12)
+        t = np.clip(((query[:, :1] - ax) * dx + (query[:, 1:] - ay) * dy) / norm, 0.0, 1.0)
+        cx, cy = ax + t * dx, ay + t * dy
+        return t, np.hypot(query[:, :1] - cx, query[:, 1:] - cy)
+
+    def _query(self, lon, lat):
+        """Validated points, projected: (lon [P], lat [P], query [P, 2], off_map [P])."""
         lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
         lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
         if lon.shape != lat.shape:
@@ -101,31 +182,4 @@ class Snapper:
         # such points are beyond any snap limit; query a stand-in far outside instead.
         off_map = ~np.isfinite(query).all(axis=1)
         query[off_map] = 1e15
-        count = len(lon)
-        k = min(self.candidates, len(self._point_piece))
-        _, nearest = self._tree.query(query, k=k)  # [P, k]
-        nearest = nearest.reshape(count, k)
-        pieces = self._point_piece[nearest]  # [P, k]
-        ax, ay, bx, by = (arr[pieces] for arr in (self.ax, self.ay, self.bx, self.by))
-        dx, dy = bx - ax, by - ay
-        norm = np.maximum(dx * dx + dy * dy, 1e-12)
-        t = np.clip(((query[:, :1] - ax) * dx + (query[:, 1:] - ay) * dy) / norm, 0.0, 1.0)
-        cx, cy = ax + t * dx, ay + t * dy
-        distance = np.hypot(query[:, :1] - cx, query[:, 1:] - cy)  # [P, k]
-        best = np.argmin(distance, axis=1)
-        rows = np.arange(count)
-        piece = pieces[rows, best]
-        segment = self.piece_segment[piece]
-        along = self.piece_start_m[piece] + t[rows, best] * self.piece_length_m[piece]
-        fraction = np.clip(along / np.maximum(self.segment_length_m[segment], 1e-9), 0.0, 1.0)
-        best_distance = np.where(off_map, np.inf, distance[rows, best])
-        snapped_lon, snapped_lat = self._to_lonlat.transform(cx[rows, best], cy[rows, best])
-        within = best_distance <= max_distance_m
-        return Snaps(
-            segment=np.where(within, segment, -1),
-            twin=np.where(within, self.twin[segment], -1),
-            fraction=np.where(within, fraction, np.nan),
-            distance_m=best_distance,
-            lon=np.asarray(snapped_lon),
-            lat=np.asarray(snapped_lat),
-        )
+        return lon, lat, query, off_map

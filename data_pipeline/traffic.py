@@ -79,19 +79,51 @@ class FeedReport:
 # --------------------------------------------------------------------------- writing
 def segment_feed_rows(graph, segments: np.ndarray, speeds_kph: np.ndarray, windows,
                       counts: np.ndarray) -> dict[str, Any]:
-    """Feed columns for whole-segment observations (a segment's first and last OSM node)."""
-    offsets = graph["path_offsets"]
-    nodes, ways = graph["path_osm_node"], graph["path_way_id"]
+    """Feed columns for whole-segment observations: a segment's first and last OSM node,
+    or, where another segment shares both and the way (parallel segments), the node pair
+    of a piece that only this segment has (its speed is the segment's)."""
+    first_node, last_node, way = _segment_keys(graph)
     segments = np.asarray(segments, dtype=np.int64)
-    first, last = offsets[segments], offsets[segments + 1] - 1
     return {
         "window_start": [w.isoformat(timespec="seconds") for w in windows],
-        "osm_way_id": ways[np.minimum(first + 1, last)].astype(np.int64),
-        "osm_start_node_id": nodes[first].astype(np.int64),
-        "osm_end_node_id": nodes[last].astype(np.int64),
+        "osm_way_id": way[segments],
+        "osm_start_node_id": first_node[segments],
+        "osm_end_node_id": last_node[segments],
         "speed_kph_mean": np.round(np.asarray(speeds_kph, dtype=np.float64), 3),
         "sample_count": np.asarray(counts, dtype=np.int64),
     }
+
+
+def _segment_keys(graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per segment (start node, end node, way) that identifies it in a feed row."""
+    cached = getattr(graph, "_feed_keys", None)
+    if cached is not None:
+        return cached
+    offsets = graph["path_offsets"]
+    nodes, ways = graph["path_osm_node"], graph["path_way_id"]
+    first, last = offsets[:-1], offsets[1:] - 1
+    start = nodes[first].astype(np.int64)
+    end = nodes[last].astype(np.int64)
+    way = ways[np.minimum(first + 1, last)].astype(np.int64)
+    pieces: dict[tuple[int, int, int], list[int]] = {}
+    for segment in range(graph.num_segments):
+        for index in range(int(first[segment]), int(last[segment])):
+            key = (int(nodes[index]), int(nodes[index + 1]), int(ways[index + 1]))
+            pieces.setdefault(key, []).append(segment)
+    seen: dict[tuple[int, int, int], int] = {}
+    for segment in range(graph.num_segments):
+        key = (int(start[segment]), int(end[segment]), int(way[segment]))
+        seen[key] = seen.get(key, 0) + 1
+    for segment in range(graph.num_segments):
+        if seen[(int(start[segment]), int(end[segment]), int(way[segment]))] == 1:
+            continue
+        for index in range(int(first[segment]), int(last[segment])):
+            key = (int(nodes[index]), int(nodes[index + 1]), int(ways[index + 1]))
+            if pieces[key] == [segment]:
+                start[segment], end[segment], way[segment] = key
+                break
+    graph._feed_keys = (start, end, way)
+    return graph._feed_keys
 
 
 def write_feed(frame: pd.DataFrame, out: str | os.PathLike[str], *,
@@ -148,7 +180,7 @@ def _local_seconds(values: pd.Series, timezone: str | None) -> np.ndarray:
         ok = (epoch >= _EPOCH_RANGE[0]) & (epoch <= _EPOCH_RANGE[1])
         stamps = pd.to_datetime(np.where(ok, epoch, 0), unit="s", utc=True)
         stamps = stamps.tz_convert(timezone or "UTC").tz_localize(None)
-        local = stamps.asi8.astype(np.float64) / 1e9
+        local = stamps.as_unit("ns").asi8.astype(np.float64) / 1e9  # any resolution
         out[np.flatnonzero(is_number)] = np.where(ok, local, np.nan)
     text = values[~is_number]
     for position, item in zip(np.flatnonzero(~is_number), text.tolist(), strict=True):

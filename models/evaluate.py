@@ -88,16 +88,22 @@ class _TravelTimeScorer:
         return predict_with_travel_time_model(self.model, graph, frame)
 
 
-def load_scorer(source: str, graph):
-    """``freeflow``, a baseline artifact, or any model kind in :mod:`models.registry`."""
+def load_scorer(source: str | None, graph):
+    """A name in :data:`nareta.defaults.NAMED_MODELS` (``freeflow``, ``freeflow-turns``), a
+    baseline artifact, or any model kind in :mod:`models.registry` (the value is read by
+    :func:`nareta.defaults.resolve_model`)."""
     import json
 
     from models.baselines import KIND, load_baseline
     from nareta.artifacts import MANIFEST_NAME
+    from nareta.defaults import NAMED_MODELS, load_travel_time_model, resolve_model
 
+    source = resolve_model(source, graph=graph)
+    if source == "freeflow":  # the baseline's own routing (models.routing)
+        return load_baseline(source, graph=graph)
+    if source in NAMED_MODELS:
+        return _TravelTimeScorer(load_travel_time_model(source, graph), graph)
     manifest_path = Path(source) / MANIFEST_NAME
-    if str(source) == "freeflow" or not manifest_path.is_file():
-        return load_baseline(source, graph=graph)  # names the problem if not an artifact
     try:
         kind = json.loads(manifest_path.read_text()).get("kind")
     except (OSError, ValueError):
@@ -111,10 +117,13 @@ def load_scorer(source: str, graph):
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, help="model or baseline artifact directory, or 'freeflow'"
+        "--model", default=None,
+        help="model or baseline artifact directory, 'freeflow' or 'freeflow-turns' (default: "
+             "the shipped model if trained on --graph, else freeflow)"
     )
     parser.add_argument("--trips", required=True, type=Path, help="trip table (.parquet/.csv)")
-    parser.add_argument("--graph", required=True, type=Path, help="RoadGraph artifact")
+    parser.add_argument("--graph", type=Path, default=None,
+                        help="RoadGraph artifact (default: the bundled city, ingested once)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
         "--max-snap-distance",
@@ -129,9 +138,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.road_graph import RoadGraph
     from data_pipeline.trips import read_trips, snap_trips
+    from nareta.defaults import resolve_artifacts
 
-    graph = RoadGraph.load(args.graph)
-    model = load_scorer(args.model, graph)
+    graph_dir, model_name = resolve_artifacts(args.graph, args.model)
+    graph = RoadGraph.load(graph_dir)
+    model = load_scorer(model_name, graph)
     table = read_trips(args.trips, timezone=args.timezone)
     table = snap_trips(table, graph, max_snap_distance_m=args.max_snap_distance)
     print(table.summary())
@@ -141,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
     length = trip_length_m(graph, frame)
     result = evaluate_predictions(true, predicted, length, frame["departure_hour"].to_numpy())
     result |= {
-        "model": str(args.model),
+        "model": model_name,
         "trips": str(args.trips),
-        "graph": str(args.graph),
+        "graph": str(graph_dir),
         "rows_total": table.total_rows,
         "rows_used": len(frame),
         "rejected": dict(table.rejected),

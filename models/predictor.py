@@ -33,9 +33,6 @@ from models.live import (
     local_seconds,
 )
 from models.travel_time import (
-    FreeFlowModel,
-    FreeFlowTurnModel,
-    LiveScalarModel,
     OriginRun,
     TravelTimeModel,
     dijkstra_tree,
@@ -112,6 +109,7 @@ class EtaResult:
 class RouteResult(EtaResult):
     segments: list[int] = field(default_factory=list)
     segment_times_s: list[float] = field(default_factory=list)  # first/last are partial
+    segment_distances_m: list[float] = field(default_factory=list)  # metres driven on each
     coordinates: list[Point] = field(default_factory=list)
     fallback_used: bool = False
     fallback_reason: str | None = None
@@ -293,17 +291,10 @@ class Predictor:
         """Load a RoadGraph and a model artifact (``None`` or ``"freeflow"``: the free-flow
         baseline; ``"freeflow-turns"``: the same on the turn graph, honouring turn
         restrictions). The model's manifest must name this graph, else ArtifactError."""
-        graph = RoadGraph.load(graph_dir)
-        if model_dir is None or str(model_dir) == "freeflow":
-            model: TravelTimeModel = FreeFlowModel(graph)
-        elif str(model_dir) == "freeflow-turns":
-            model = FreeFlowTurnModel(graph)
-        elif str(model_dir) == "live-scalar":
-            model = LiveScalarModel(graph)
-        else:
-            from models.registry import load_model
+        from nareta.defaults import load_travel_time_model
 
-            model = load_model(model_dir, graph)
+        graph = RoadGraph.load(graph_dir)
+        model = load_travel_time_model(model_dir or "freeflow", graph)
         return cls(graph, model, **options)
 
     # ------------------------------------------------------------------ traffic
@@ -338,20 +329,40 @@ class Predictor:
         return RunKey(bucket, state.key, state), use
 
     # ------------------------------------------------------------------ snapping
-    def snap(self, points: list[Point]) -> list[Waypoint]:
-        """Snap points; raises NoSegmentError naming the first point too far from a road."""
+    def snap(self, points: list[Point | Waypoint], *,
+             max_distance_m: float | list[float] | None = None,
+             missing_ok: bool = False) -> list[Waypoint]:
+        """Snap points; raises NoSegmentError naming the first point too far from a road.
+        A point that is a :class:`Waypoint` already is kept as it is (callers that snap
+        with their own limits pass the waypoints on). ``max_distance_m``: one limit or one
+        per point (``inf``: none); default the predictor's. ``missing_ok``: return a point
+        too far from every road as a Waypoint with ``segment == -1`` instead of raising."""
         if not points:
             return []
+        if all(isinstance(point, Waypoint) for point in points):
+            return list(points)
+        limit = self.max_snap_distance_m if max_distance_m is None else max_distance_m
+        if any(isinstance(point, Waypoint) for point in points):
+            todo = [i for i, point in enumerate(points) if not isinstance(point, Waypoint)]
+            limits = np.broadcast_to(np.asarray(limit, dtype=np.float64), (len(points),))
+            snapped = self.snap([points[i] for i in todo], max_distance_m=limits[todo].tolist(),
+                                missing_ok=missing_ok)
+            out = list(points)
+            for i, point in zip(todo, snapped, strict=True):
+                out[i] = point
+            return out
         array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         snaps = self.snapper.snap(array[:, 0], array[:, 1],
-                                  max_distance_m=self.max_snap_distance_m)
+                                  max_distance_m=np.asarray(limit, dtype=np.float64))
         missing = np.flatnonzero(~snaps.found)
-        if missing.size:
+        if missing.size and not missing_ok:
             index = int(missing[0])
+            limit_m = float(np.broadcast_to(limit, (len(array),))[index])
+            where = (f"{snaps.distance_m[index]:.0f} m from the nearest road"
+                     if np.isfinite(snaps.distance_m[index]) else "off the map")
             raise NoSegmentError(
-                f"point {index} ({array[index, 0]:.6f}, {array[index, 1]:.6f}) is "
-                f"{snaps.distance_m[index]:.0f} m from the nearest road; the limit is "
-                f"{self.max_snap_distance_m:.0f} m", index=index)
+                f"point {index} ({array[index, 0]:.6f}, {array[index, 1]:.6f}) is {where}; "
+                f"the limit is {limit_m:.0f} m", index=index)
         return [Waypoint(float(snaps.lon[i]), float(snaps.lat[i]), float(snaps.distance_m[i]),
                          int(snaps.segment[i]), int(snaps.twin[i]), float(snaps.fraction[i]))
                 for i in range(len(array))]
@@ -548,11 +559,16 @@ class Predictor:
 
     # ------------------------------------------------------------------ queries
     def _best(self, origin: Waypoint, destination: Waypoint, bucket: int,
-              trees: dict[int, _Tree], times: np.ndarray):
-        """The cheapest (start leg, end leg) combination, or a direct ride on one segment."""
+              trees: dict[int, _Tree], times: np.ndarray, *,
+              starts: list[_Leg] | None = None, ends: list[_Leg] | None = None):
+        """The cheapest (start leg, end leg) combination, or a direct ride on one segment.
+        ``starts`` / ``ends``: the origin's and destination's legs, if the caller has them
+        (a matrix builds each point's legs once, not once per cell)."""
         best = (np.inf, np.nan, None, None)
-        for start in self._starts(origin, times):
-            for end in self._ends(destination, times):
+        starts = self._starts(origin, times) if starts is None else starts
+        ends = self._ends(destination, times) if ends is None else ends
+        for start in starts:
+            for end in ends:
                 if start.segment == end.segment >= 0 and start.position <= end.position:
                     share = end.position - start.position
                     total = share * times[start.segment]
@@ -608,9 +624,11 @@ class Predictor:
                          departure_time, traffic)
 
     def route(self, origin: Point, destination: Point,
-              departure_time: dt.datetime | None = None) -> RouteResult:
-        """The route as segments with per-segment times, its geometry, and whether the
-        Dijkstra fallback was needed (when the model's pointers do not form a path)."""
+              departure_time: dt.datetime | None = None, *,
+              geometry: bool = True) -> RouteResult:
+        """The route as segments with per-segment times, its geometry (left empty with
+        ``geometry=False``), and whether the Dijkstra fallback was needed (when the model's
+        pointers do not form a path)."""
         origin_point, destination_point = self.snap([origin, destination])
         bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
@@ -651,7 +669,10 @@ class Predictor:
             eta_s=float(total), distance_m=float(metres), origin=origin_point,
             destination=destination_point, departure_time=departure_time,
             segments=segments, segment_times_s=[float(x) for x in scaled],
-            coordinates=self._geometry(segments, start, end, origin_point, destination_point),
+            segment_distances_m=[float(self.graph["length_m"][s] * share)
+                                 for s, share in zip(segments, partial, strict=True)],
+            coordinates=self._geometry(segments, start, end, origin_point, destination_point)
+            if geometry else [],
             fallback_used=fallback_reason is not None, fallback_reason=fallback_reason,
             traffic=traffic,
         )
@@ -815,15 +836,89 @@ class Predictor:
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
         trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
-        durations = np.full((len(origins), len(destinations)), np.nan)
+        durations, distances = self._cells(origin_points, destination_points, bucket, trees,
+                                           times)
+        return MatrixResult(durations, distances, origin_points, destination_points,
+                            traffic)
+
+    def _cells(self, origin_points: list[Waypoint], destination_points: list[Waypoint],
+               bucket: int, trees: dict[int, _Tree | _PartialTree], times: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """``[O, D]`` durations and distances (nan where no route): what :meth:`_best`
+        answers for every cell, one origin at a time across all destinations. The same
+        sums in the same order and dtypes (float64 seconds and metres), the first
+        cheapest (start, end) leg pair as ``_best`` picks it; cells ``_best`` treats
+        specially (start and end on one segment: a direct ride or a loop; an end on a
+        node; metres lost where the model's pointers break) are answered by ``_best``
+        itself.
+        ``tests/models/test_predictor_matrix.py`` checks bit-equality with the per-cell
+        loop."""
+        count = len(destination_points)
+        durations = np.full((len(origin_points), count), np.nan)
         distances = np.full_like(durations, np.nan)
+        ends = [self._ends(p, times) for p in destination_points]
+        if times.dtype != np.float64 or not ends:
+            for i, origin_point in enumerate(origin_points):
+                starts = self._starts(origin_point, times)
+                for j, destination_point in enumerate(destination_points):
+                    self._cell(durations, distances, i, j, origin_point, destination_point,
+                               bucket, trees, times, starts, ends[j])
+            return durations, distances
+        width = max(len(legs) for legs in ends)
+        end_key = np.zeros((count, width), dtype=np.int64)
+        end_time = np.full((count, width), np.inf)  # padding is never the cheapest
+        end_length = np.zeros((count, width))
+        on_segment: dict[int, list[int]] = {}  # segment -> destinations with an end on it
+        at_node = []  # destinations with an end leg standing on a node
+        for j, legs in enumerate(ends):
+            for column, leg in enumerate(legs):
+                end_key[j, column], end_time[j, column] = leg.key, leg.time_s
+                end_length[j, column] = leg.length_m
+                if leg.segment >= 0:
+                    on_segment.setdefault(leg.segment, []).append(j)
+                else:
+                    at_node.append(j)
+        keys = end_key.ravel().tolist()
+        rows = np.arange(count)
         for i, origin_point in enumerate(origin_points):
-            for j, destination_point in enumerate(destination_points):
-                total, metres, _, _ = self._best(origin_point, destination_point, bucket,
-                                                 trees, times)
-                if np.isfinite(total):
-                    durations[i, j], distances[i, j] = total, metres
-        return MatrixResult(durations, distances, origin_points, destination_points, traffic)
+            starts = self._starts(origin_point, times)
+            total = np.empty((count, len(starts), width))  # [D, S, W]
+            metres = np.empty((count, len(starts), width))
+            for index, start in enumerate(starts):
+                tree = trees[start.key]
+                if isinstance(tree, _Tree):
+                    tree_time, tree_length = tree.time_s[end_key], tree.length_m[end_key]
+                else:
+                    tree_time = np.array([tree.time_s[k] for k in keys]).reshape(count, width)
+                    tree_length = np.array([tree.length_m[k] for k in keys],
+                                           dtype=np.float64).reshape(count, width)
+                total[:, index] = (start.time_s + tree_time) + end_time
+                metres[:, index] = (float(start.length_m) + tree_length) + end_length
+            flat = total.reshape(count, -1)  # start-major, as _best loops
+            flat = np.where(np.isnan(flat), np.inf, flat)
+            best = np.argmin(flat, axis=1)
+            cheapest = flat[rows, best]
+            found = np.isfinite(cheapest)
+            durations[i, found] = cheapest[found]
+            distances[i, found] = metres.reshape(count, -1)[rows, best][found]
+            special = {j for start in starts if start.segment >= 0
+                       for j in on_segment.get(start.segment, ())}
+            if any(start.segment < 0 for start in starts):
+                special.update(at_node)
+            special.update(np.flatnonzero(found & ~np.isfinite(distances[i])).tolist())
+            for j in special:
+                durations[i, j] = distances[i, j] = np.nan
+                self._cell(durations, distances, i, j, origin_point, destination_points[j],
+                           bucket, trees, times, starts, ends[j])
+        return durations, distances
+
+    def _cell(self, durations: np.ndarray, distances: np.ndarray, i: int, j: int,
+              origin: Waypoint, destination: Waypoint, bucket: int, trees: dict,
+              times: np.ndarray, starts: list[_Leg], ends: list[_Leg]) -> None:
+        total, metres, _, _ = self._best(origin, destination, bucket, trees, times,
+                                         starts=starts, ends=ends)
+        if np.isfinite(total):
+            durations[i, j], distances[i, j] = total, metres
 
     def eta_pairs(self, origins: list[Point], destinations: list[Point],
                   departure_time: dt.datetime | None = None) -> PairsResult:

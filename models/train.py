@@ -49,6 +49,10 @@ class TrainConfig:
     #: "random": a random share validates; "latest": the latest departures do (early
     #: stopping then rewards what carries forward in time, not what interpolates)
     validation: str = "random"
+    #: the decoder's learning rate relative to ``learning_rate``
+    decoder_lr_scale: float = 0.03
+    #: run keys whose route hint is added per step (all when there are no more)
+    hint_keys_per_step: int = 8
 
 
 @dataclass
@@ -166,16 +170,22 @@ class RouteSupervision:
                                           _torch_sparse(turns[chosen]), target)
             self.count += len(chosen)
 
-    def loss(self, model: EtaModel) -> torch.Tensor:
-        """Mean |log(route time / duration)| over all routed training trips."""
-        total = torch.zeros(())
-        for bucket, (segments, turns, target) in self.by_bucket.items():
+    def loss(self, model: EtaModel, keys: list | None = None) -> torch.Tensor:
+        """Mean |log(route time / duration)| over the routed training trips of ``keys``
+        (default: all). Each key costs one encoder pass over the whole graph; with live
+        traffic there is one key per departure window and feed condition (~100 on three
+        simulated mornings), so training passes the batch's key and a few random ones."""
+        total, count = torch.zeros(()), 0
+        chosen = self.by_bucket if keys is None else {k: self.by_bucket[k] for k in keys
+                                                       if k in self.by_bucket}
+        for bucket, (segments, turns, target) in chosen.items():
             latents = model.latents(bucket)
             predicted = (torch.sparse.mm(segments, latents.segment_time[:, None])
                          + torch.sparse.mm(turns, latents.turn_penalty[:, None])).squeeze(-1)
             predicted = predicted * model.time_scale
             total = total + torch.abs(torch.log(predicted.clamp_min(1.0)) - target).sum()
-        return total / max(self.count, 1)
+            count += len(target)
+        return total / max(count, 1)
 
 
 class CorridorBatcher:
@@ -449,6 +459,10 @@ def _load_trainable_state(model: EtaModel, state: dict[str, torch.Tensor]) -> No
         model.segment_offset.copy_(state["segment_offset"])
 
 
+def _all_parameters(optimiser: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    return [p for group in optimiser.param_groups for p in group["params"]]
+
+
 def _save_checkpoint(directory: Path, model: EtaModel, optimiser: torch.optim.Optimizer,
                      best_state: dict[str, torch.Tensor] | None, progress: dict[str, Any]
                      ) -> None:
@@ -462,7 +476,7 @@ def _save_checkpoint(directory: Path, model: EtaModel, optimiser: torch.optim.Op
     tensors = {f"model.{k}": v for k, v in _trainable_state(model).items()}
     for k, v in (best_state or {}).items():
         tensors[f"best.{k}"] = v
-    for index, parameter in enumerate(optimiser.param_groups[0]["params"]):
+    for index, parameter in enumerate(_all_parameters(optimiser)):
         for key, value in optimiser.state.get(parameter, {}).items():
             tensors[f"adam.{index}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -489,7 +503,7 @@ def _load_checkpoint(directory: Path, model: EtaModel, optimiser: torch.optim.Op
     tensors = load_file(str(directory / "checkpoint.safetensors"))
     _load_trainable_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
-    for index, parameter in enumerate(optimiser.param_groups[0]["params"]):
+    for index, parameter in enumerate(_all_parameters(optimiser)):
         state = {key.split(".", 2)[2]: value for key, value in tensors.items()
                  if key.startswith(f"adam.{index}.")}
         if state:
@@ -536,7 +550,24 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
     hints = RouteSupervision(model, frame, data, train_rows)
     log(f"{len(train_rows)} training trips ({hints.count} with driven routes for the route "
         f"hint), {len(val_rows)} for validation")
-    optimiser = torch.optim.Adam(model.trainable_parameters(), lr=train.learning_rate)
+    # The decoder's weights are small (~4e-3, the processor's distance read-out): at the
+    # encoder's learning rate a few Adam steps would change them by tens of percent and
+    # scale every ETA with them (seen: +140 % after one short epoch), so it moves slower.
+    decoder = set(map(id, model.decoder.parameters()))
+    hint_pool = list(hints.by_bucket)
+
+    def hint_keys(bucket) -> list | None:
+        """The batch's run key and up to ``hint_keys_per_step - 1`` random others."""
+        if len(hint_pool) <= train.hint_keys_per_step:
+            return None
+        others = rng.sample(hint_pool, train.hint_keys_per_step - 1)
+        return [data.run_key(bucket), *others]
+
+    optimiser = torch.optim.Adam([
+        {"params": [p for p in model.trainable_parameters() if id(p) not in decoder],
+         "lr": train.learning_rate},
+        {"params": list(model.decoder.parameters()),
+         "lr": train.learning_rate * train.decoder_lr_scale}])
     # every rank starts from the same weights (same seed) and takes the same steps
     history: list[dict[str, Any]] = []
     best_state, best_mape, stale = None, math.inf, 0
@@ -562,6 +593,8 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
         initial = evaluate_corridor(model, batcher, data, val_rows, parallel)
         log(f"untrained (free-flow through the processor): validation MAPE "
             f"{initial['mape']:.3f}")
+        # an epoch that makes validation worse than the starting point is never kept
+        best_state, best_mape = _trainable_state(model), initial["mape"]
     steps = 0
     for epoch in range(first_epoch, train.epochs):
         if parallel.agree(stale >= train.patience):
@@ -590,7 +623,8 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             objective = loss_sum / total
             if parallel.is_main:
                 if hints.count and train.route_weight > 0:
-                    objective = objective + train.route_weight * hints.loss(model)
+                    objective = objective + train.route_weight * hints.loss(
+                        model, hint_keys(bucket))
                 if model.config.segment_offsets:
                     objective = objective + train.offset_l2 * torch.mean(model.segment_offset ** 2)
             if objective.requires_grad:

@@ -2,8 +2,10 @@
 
 The CLI only parses arguments and calls the stage's function. Each subcommand lives in the
 module named in ``COMMANDS``, which provides ``configure_parser(parser)`` and
-``run(args) -> int``; modules are imported only when their command runs, so ``--help`` is
-fast and a missing optional dependency only affects its own command.
+``run(args) -> int`` (``module:name`` names ``configure_name_parser`` and ``run_name``
+instead, for several subcommands in one module); modules are imported only when their
+command runs, so ``--help`` is fast and a missing optional dependency only affects its own
+command.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("models.train", "train the ETA model's encoder and decoder on trips"),
     "eta": ("models.query_cli", "answer one ETA (or route) query"),
     "evaluate": ("models.evaluate", "score a model or baseline on a trip table"),
+    "transfer": ("nareta.transfer", "make an ETA model trained on one city usable on another"),
     "serve": ("service.cli", "run the HTTP API"),
     "score": ("batch.score", "score OD pairs in batch on Dask"),
+    "traffic check": ("data_pipeline.traffic_cli:check",
+                      "report what a traffic feed's rows map to on a road graph"),
+    "traffic from-trips": ("data_pipeline.traffic_cli:from_trips",
+                           "derive a traffic feed from trips with driven routes"),
 }
 
 
@@ -60,15 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     # Parse once to find the command, then let its module add its own options.
     known, _ = parser.parse_known_args(argv)
-    module = importlib.import_module(known._module)
+    module_name, _, entry = known._module.partition(":")
+    module = importlib.import_module(module_name)
+    configure = getattr(module, f"configure_{entry}_parser" if entry else "configure_parser")
+    run = getattr(module, f"run_{entry}" if entry else "run")
     full = argparse.ArgumentParser(
         prog=f"nareta {known._command_name}", description=COMMANDS[known._command_name][1]
     )
-    module.configure_parser(full)
+    configure(full)
     words = known._command_name.split()
     args = full.parse_args(argv[len(words) :])
     try:
-        return int(module.run(args) or 0)
+        return int(run(args) or 0)
     except NaretaError as exc:
         print(f"nareta {known._command_name}: error: {exc}", file=sys.stderr)
         return 2

@@ -12,14 +12,24 @@ from nareta.errors import InputError, NaretaError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR)")
-    parser.add_argument("--model", help="model artifact or 'freeflow' (env NARETA_MODEL_DIR)")
+    parser.add_argument("--graph", help="RoadGraph directory (env NARETA_GRAPH_DIR; default: "
+                                        "the bundled city, ingested once into the cache)")
+    parser.add_argument("--model", help="model artifact, 'freeflow', 'freeflow-turns' or "
+                                        "'live-scalar' (env NARETA_MODEL_DIR; default: the "
+                                        "shipped model if trained on the graph, else freeflow)")
     parser.add_argument("--host", help="bind address (env NARETA_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env NARETA_PORT, default 8000)")
     parser.add_argument("--log-level", help="critical|error|warning|info|debug")
     parser.add_argument("--workers", type=int,
                         help="server processes, each with its own model (env NARETA_WORKERS, "
                              "default 1); one per core uses every core")
+    parser.add_argument("--traffic", help="traffic feed file or directory loaded at start-up "
+                                          "and reloaded when it changes (env "
+                                          "NARETA_TRAFFIC_PATH); the model must take live "
+                                          "traffic")
+    parser.add_argument("--traffic-max-age-s", type=float,
+                        help="observations older than this are ignored (env "
+                             "NARETA_TRAFFIC_MAX_AGE_S, default 1800)")
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -36,19 +46,37 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
+def _check_traffic(predictor, settings) -> None:
+    """``--traffic``: the model must take live traffic and the feed must load (FeedError,
+    an InputError, names the file and the rejected rows)."""
+    if settings.traffic_path is None:
+        return
+    if not predictor.uses_traffic:
+        raise InputError(f"--traffic {settings.traffic_path}: the model "
+                         f"({predictor.model.name}) takes no live traffic")
+    predictor.traffic.load(predictor.graph, settings.traffic_path)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from models.predictor import Predictor
+    from nareta.defaults import resolve_artifacts
     from service.app import create_app, load_predictor
     from service.config import Settings
     from service.logs import log_config
     from service.server import TcpConfig, bind_tcp_socket
 
+    # unset (option and environment): the bundled city and the model that matches it (the
+    # server's start-up log names the model, so no line about it here)
+    graph, model = resolve_artifacts(args.graph or os.environ.get("NARETA_GRAPH_DIR") or None,
+                                     args.model or os.environ.get("NARETA_MODEL_DIR") or None,
+                                     say_model=False)
     overrides = {key: value for key, value in (
-        ("graph_dir", args.graph), ("model_dir", args.model), ("host", args.host),
+        ("graph_dir", graph), ("model_dir", model), ("host", args.host),
         ("port", args.port), ("log_level", args.log_level),
-        ("workers", getattr(args, "workers", None))) if value is not None}
+        ("workers", getattr(args, "workers", None)),
+        ("traffic_path", getattr(args, "traffic", None)),
+        ("traffic_max_age_s", getattr(args, "traffic_max_age_s", None))) if value is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -63,9 +91,12 @@ def run(args: argparse.Namespace) -> int:
                "header_timeout_s": settings.header_timeout_s}
     if settings.workers == 1:
         # Load (and so check) the artifacts and bind the port before serving: a bad
-        # artifact or a busy port is one line on stderr and exit 2, as in every command.
+        # artifact, a feed the model cannot take or a busy port is one line on stderr and
+        # exit 2, as in every command.
         sock = bind_tcp_socket(settings.host, settings.port)
-        config = TcpConfig(create_app(settings, load_predictor(settings)), **options)
+        predictor = load_predictor(settings)
+        _check_traffic(predictor, settings)
+        config = TcpConfig(create_app(settings, predictor), **options)
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
         if not server.started:
@@ -80,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     config = TcpConfig("service.app:app_from_environment", factory=True,
                         workers=settings.workers, **options)
     sock = config.bind_socket()
-    Predictor.load(settings.graph_dir, settings.model_dir)
+    _check_traffic(load_predictor(settings), settings)
     for key, value in overrides.items():
         os.environ[f"NARETA_{key.upper()}"] = str(value)
     Multiprocess(config, sockets=[sock]).run()

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     graph_dir: Path = Field(description="RoadGraph artifact directory (`nareta ingest` output)")
     model_dir: str | None = Field(
         default=None, description="travel-time model artifact; unset or 'freeflow' = free-flow, "
-                    "'freeflow-turns' = free-flow on the turn graph"
+                    "'freeflow-turns' = free-flow on the turn graph, 'live-scalar' = the "
+                    "live traffic baseline (observed speeds, free flow elsewhere)"
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -63,6 +64,21 @@ class Settings(BaseSettings):
     cache_mb: float = Field(default=8.0, gt=0, le=65_536,
                             description="memory the LRU of model runs may hold, in MB")
 
+    traffic_path: Path | None = Field(
+        default=None, description="traffic feed file or directory loaded at start-up (models "
+                                  "that take live traffic only)")
+    traffic_max_age_s: float = Field(
+        default=1800.0, gt=0, le=7 * 86_400,
+        description="observations older than this (before the departure) are not used; "
+                    "with none recent enough answers fall back to the historical model")
+    traffic_reload_s: float = Field(
+        default=30.0, ge=0, description="how often the traffic path is checked for changes "
+                                        "(reloaded when its files change); 0 = never")
+    max_traffic_rows: int = Field(default=100_000, ge=1,
+                                  description="most observation rows per POST /v1/traffic")
+    max_traffic_body_bytes: int = Field(default=32 * 1_048_576, ge=1024,
+                                        description="body-size limit of POST /v1/traffic")
+
     api_key: SecretStr | None = Field(default=None, description="required on query routes")
     api_key_header: str = "X-API-Key"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -80,12 +96,21 @@ class Settings(BaseSettings):
     @field_validator("model_dir")
     @classmethod
     def _model_dir_exists(cls, value: str | None) -> str | None:
-        if value in (None, "", "freeflow"):
+        from nareta.defaults import resolve_model
+        from nareta.errors import NaretaError
+
+        if value in (None, ""):
             return None
-        if value == "freeflow-turns":
-            return value
-        if not Path(value).is_dir():
-            raise ValueError(f"{value} is not a directory (leave unset for the free-flow model)")
+        try:
+            return resolve_model(value)
+        except NaretaError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("traffic_path")
+    @classmethod
+    def _traffic_path_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.exists():
+            raise ValueError(f"{value}: no such traffic feed file or directory")
         return value
 
     @field_validator("cors_origins", mode="before")

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nareta.errors import InputError, NoRouteError, NoSegmentError, TooBigError
 
 logger = logging.getLogger("nareta.service")
-OSRM_PREFIXES = ("/route/", "/table/")
+OSRM_PREFIXES = ("/route/", "/table/", "/nearest/")
 
 
 class ServiceError(Exception):
@@ -37,10 +37,12 @@ def _is_osrm(request: Request) -> bool:
 
 
 def error_response(status_code: int, code: str, message: str, detail=None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+                   headers: dict[str, str] | None = None, report=None) -> JSONResponse:
     body = {"code": code, "message": message}
     if detail is not None:
         body["detail"] = detail
+    if report is not None:
+        body["report"] = report
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
@@ -76,7 +78,8 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if _is_osrm(request) and exc.status_code == 404:
         return error_response(400, "InvalidUrl",
                               "URL string malformed: expected /route/v1/driving/{lon},{lat};"
-                              "{lon},{lat} or /table/v1/driving/{coordinates}")
+                              "{lon},{lat}, /table/v1/driving/{coordinates} or "
+                              "/nearest/v1/driving/{lon},{lat}")
     codes = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized", 413: "TooBig",
              503: "NotReady"}
     return error_response(exc.status_code, codes.get(exc.status_code, "HTTPError"),
@@ -84,7 +87,8 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers,
+                          report=getattr(exc, "report", None))
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -105,7 +109,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
     from service.schemas import ErrorResponse
 
     described = {400: "invalid value, no segment near a point, or no route",
-                 401: "missing or wrong API key", 413: "request too big",
+                 401: "missing or wrong API key", 409: "the served model takes no live "
+                 "traffic", 413: "request too big",
                  422: "malformed request body",
                  503: "not ready, or overloaded (then with Retry-After)"}
     return {status: {"model": ErrorResponse, "description": described[status]}

@@ -45,9 +45,10 @@ class RequestMiddleware:
     def __init__(self, app, *, max_body_bytes: int, metrics: Metrics, access_log: bool,
                  max_in_flight: int = 64, max_queued: int = 1024,
                  queue_timeout_s: float = 0.5, body_timeout_s: float = 15.0,
-                 retry_after_s: int = 1):
+                 retry_after_s: int = 1, path_limits: dict[str, int] | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = path_limits or {}  # exact path -> its own body-size limit
         self.metrics = metrics
         self.access_log = access_log
         self.max_in_flight = max_in_flight
@@ -66,7 +67,8 @@ class RequestMiddleware:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         state = {"status": 500}
-        too_big = (f"request body over {self.max_body_bytes} bytes; "
+        limit = self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
+        too_big = (f"request body over {limit} bytes; "
                    "send a smaller body or split the request")
 
         async def send_wrapper(message):
@@ -85,14 +87,14 @@ class RequestMiddleware:
         try:
             declared = headers.get(b"content-length")
             if declared is not None and (not declared.isdigit()
-                                         or int(declared) > self.max_body_bytes):
+                                         or int(declared) > limit):
                 await refuse(413, "TooBig", too_big)
                 return
             downstream = receive
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 try:
                     async with asyncio.timeout(self.body_timeout_s):
-                        body = await self._read_body(receive)
+                        body = await self._read_body(receive, limit)
                 except TimeoutError:
                     self.metrics.body_timeouts.inc()
                     await refuse(408, "RequestTimeout",
@@ -101,7 +103,7 @@ class RequestMiddleware:
                     return
                 if body is None:  # client went away
                     return
-                if len(body) > self.max_body_bytes:
+                if len(body) > limit:
                     await refuse(413, "TooBig", too_big)
                     return
                 replayed = False
@@ -164,7 +166,7 @@ class RequestMiddleware:
             self.queued -= 1
             self.metrics.queued.dec()
 
-    async def _read_body(self, receive) -> bytes | None:
+    async def _read_body(self, receive, limit: int) -> bytes | None:
         """The whole body (stops early, returning what it has, once it passes the size
         limit); ``None`` when the client disconnects."""
         chunks, size, more = [], 0, True
@@ -175,7 +177,7 @@ class RequestMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             chunks.append(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 break
             more = message.get("more_body", False)
         return b"".join(chunks)

@@ -7,7 +7,7 @@ import math
 
 from fastapi import APIRouter, Request
 
-from models.predictor import Waypoint
+from models.predictor import TrafficUse, Waypoint
 from nareta.errors import TooBigError
 from service.deps import PredictorDep, SettingsDep
 from service.errors import error_responses
@@ -23,6 +23,7 @@ from service.schemas import (
     MatrixResponse,
     RouteRequest,
     RouteResponse,
+    TrafficStatus,
     WaypointResponse,
 )
 
@@ -39,6 +40,14 @@ def _cell(value: float) -> float | None:
     return round(float(value), 2) if math.isfinite(value) else None
 
 
+def _traffic(use: TrafficUse | None) -> dict:
+    """``traffic_as_of`` (null unless the answer used live traffic) and ``traffic`` (null
+    when the model takes none)."""
+    return {"traffic_as_of": use.as_of if use is not None and use.live else None,
+            "traffic": None if use is None else TrafficStatus(
+                live=use.live, reason=use.reason, as_of=use.as_of, snapshot=use.snapshot)}
+
+
 @router.post("/eta", response_model=EtaResponse, summary="Travel time between two points")
 def eta(body: EtaRequest, predictor: PredictorDep) -> EtaResponse:
     result = predictor.eta((body.origin.lon, body.origin.lat),
@@ -46,7 +55,8 @@ def eta(body: EtaRequest, predictor: PredictorDep) -> EtaResponse:
     return EtaResponse(eta_s=round(result.eta_s, 2), distance_m=round(result.distance_m, 2),
                        origin=_waypoint(result.origin),
                        destination=_waypoint(result.destination),
-                       departure_time=body.departure_time, model=predictor.model.name)
+                       departure_time=body.departure_time, model=predictor.model.name,
+                       **_traffic(result.traffic))
 
 
 @router.post("/route", response_model=RouteResponse,
@@ -62,7 +72,8 @@ def route(body: RouteRequest, predictor: PredictorDep) -> RouteResponse:
                                          for lon, lat in without_repeats(result.coordinates)]),
         segment_ids=result.segments,
         segment_times_s=[round(t, 3) for t in result.segment_times_s],
-        fallback_used=result.fallback_used, fallback_reason=result.fallback_reason)
+        fallback_used=result.fallback_used, fallback_reason=result.fallback_reason,
+        **_traffic(result.traffic))
 
 
 @router.post("/matrix", response_model=MatrixResponse,
@@ -83,7 +94,8 @@ def matrix(body: MatrixRequest, predictor: PredictorDep, settings: SettingsDep,
         durations_s=[[_cell(v) for v in row] for row in result.durations_s.tolist()],
         distances_m=[[_cell(v) for v in row] for row in result.distances_m.tolist()],
         origins=[_waypoint(p) for p in result.origins],
-        destinations=[_waypoint(p) for p in result.destinations], model=predictor.model.name)
+        destinations=[_waypoint(p) for p in result.destinations], model=predictor.model.name,
+        **_traffic(result.traffic))
 
 
 @router.post("/isochrone", response_model=IsochroneResponse,
@@ -100,4 +112,4 @@ def isochrone(body: IsochroneRequest, predictor: PredictorDep,
     return IsochroneResponse.model_validate({
         "features": features, "origin": _waypoint(result.origin).model_dump(),
         "max_seconds": body.max_seconds, "reachable_nodes": reachable,
-        "model": predictor.model.name})
+        "model": predictor.model.name, **_traffic(result.traffic)})

@@ -49,7 +49,8 @@ def _check_against_eta(output, graph_dir, input_frame):
 def test_cli_on_a_local_cluster(tmp_path, od_csv, bundled_graph_dir):
     output = tmp_path / "out.parquet"
     result = run_cli("score", "--input", str(od_csv), "--output", str(output), "--graph",
-                     str(bundled_graph_dir), "--workers", "2", "--partition-rows", "60",
+                     str(bundled_graph_dir), "--model", "freeflow", "--workers", "2",
+                     "--partition-rows", "60",
                      "--departure-time", "2024-05-01T08:00", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "300 OD pairs in 5 parts" in result.stdout

@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 from data_pipeline.ingest import ingest_osm
 from data_pipeline.road_graph import CONTROLS, HIGHWAY_CLASSES, TURN_KINDS, RoadGraph
 from nareta.errors import ArtifactError, NoDrivableRoadsError
-from tests.conftest import SHARED_EXTRACTS
+from tests.conftest import SHARED_EXTRACTS, shared_extract
 
 # A 7-node network (lon/lat offsets of 0.001 degree) with a signal inside a way, a stop at a
 # junction, a one-way, a duplicate way, a footway, a clipped way and a no-left-turn.
@@ -176,8 +176,8 @@ def test_bbox_clips_a_file(clipped_osm):
 
 
 @pytest.mark.parametrize("name", SHARED_EXTRACTS)
-def test_shared_extracts(name, shared_osm_dir, tmp_path):
-    result = ingest_osm(shared_osm_dir / f"{name}.osm.pbf")
+def test_shared_extracts(name, tmp_path):
+    result = ingest_osm(shared_extract(name))
     graph = result.graph
     _check_graph_invariants(graph)
     assert graph.num_nodes > 100 and graph.num_turns > graph.num_segments

@@ -16,17 +16,17 @@ from data_pipeline.simulate import (
 from data_pipeline.sumo_net import SegmentMapper, junction_osm_nodes
 from data_pipeline.trips import read_trips
 from nareta.errors import InputError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, shared_extract
 from tests.graph_fixtures import road_graph_from_paths
 
 pytest.importorskip("sumo")
 
 
 @pytest.fixture(scope="module")
-def helsinki(shared_osm_dir, tmp_path_factory):
+def helsinki(tmp_path_factory):
     from data_pipeline.ingest import ingest_osm
 
-    osm = shared_osm_dir / "helsinki.osm.pbf"
+    osm = shared_extract("helsinki")
     graph_dir = tmp_path_factory.mktemp("graphs") / "helsinki"
     ingest_osm(osm).graph.save(graph_dir)
     return osm, graph_dir
@@ -209,3 +209,56 @@ def test_osm_xml_gives_split_way_pieces_fresh_ids(tmp_path):
     assert summary.way_origin[int(ids[1])] == 7 and ids[1] != "7"
     assert root.find("node[@id='2']/tag").get("v") == "traffic_signals"
     assert summary.restrictions == 0  # from/to way 7 is ambiguous after the split
+
+
+def test_days_differ_write_a_feed_and_train_a_live_model(helsinki, tmp_path):
+    """--days: weekdays with their own demand scale, seed and incident, the SUMO edgeData
+    feed beside the trips (every row maps onto the graph), and `nareta train --traffic`
+    on it gives a model that takes live traffic."""
+    from data_pipeline.road_graph import RoadGraph
+    from data_pipeline.traffic import load_feed
+    from models.registry import load_model
+
+    osm, graph_dir = helsinki
+    out = tmp_path / "days.parquet"
+    result = run_cli(
+        "simulate", str(osm), "--out", str(out), "--graph", str(graph_dir), "--hours", "0.15",
+        "--rate", "1500", "--days", "2", "--demand-scales", "0.6,1.4", "--incidents", "1",
+        "--seed", "5", "--start", "2026-11-20T07:00", "--no-progress", timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(out)
+    assert sorted(table["day"].unique()) == [0, 1]
+    counts = table["day"].value_counts()
+    assert counts[1] > counts[0]  # 1.4x the demand of day 0
+    days = pd.to_datetime(table["departure_time"]).dt.date.unique()
+    assert [str(d) for d in sorted(days)] == ["2026-11-20", "2026-11-23"]  # Fri, then Mon
+    manifest = json.loads((tmp_path / "days.parquet.manifest.json").read_text())
+    assert [d["demand_scale"] for d in manifest["days"]] == [0.6, 1.4]
+    assert [d["seed"] for d in manifest["days"]] == [5, 6]
+    for day in manifest["days"]:
+        (incident,) = day["incidents"]
+        assert incident["kind"] in ("lane", "road") and incident["segments"]
+        assert 20 * 60 <= incident["end_s"] - incident["begin_s"] <= 60 * 60
+    feed_path = tmp_path / "days.traffic.parquet"
+    feed = pd.read_parquet(feed_path)
+    assert {"window_start", "osm_start_node_id", "osm_end_node_id", "speed_kph_mean",
+            "sample_count"} <= set(feed.columns)
+    assert (feed["speed_kph_mean"] > 0).all() and (feed["speed_kph_mean"] <= 250).all()
+    starts = pd.to_datetime(feed["window_start"])
+    assert ((starts.dt.minute % 5 == 0) & (starts.dt.second == 0)).all()
+    graph = RoadGraph.load(graph_dir)
+    observations, report = load_feed(feed_path, graph)
+    assert report.used == len(feed) and not report.rejected  # every row maps
+    assert len(observations) == len(feed)
+
+    model_dir = tmp_path / "live_model"
+    trained = run_cli(
+        "train", "--graph", str(graph_dir), "--trips", str(out), "--traffic", str(feed_path),
+        "--out", str(model_dir), "--epochs", "1", "--max-minutes", "0.2",
+        "--holdout-hours", "0", "--no-progress", timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    model = load_model(model_dir, graph)
+    assert model.uses_traffic and model.config.traffic and not model.config.turn_time
+    assert model.manifest["training"]["train_config"]["validation"] == "latest"

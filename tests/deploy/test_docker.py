@@ -40,6 +40,11 @@ def _entrypoint_roles() -> set[str]:
     return set(re.findall(r"^    ([a-z|-]+)\)$", ENTRYPOINT.read_text(), re.MULTILINE)) - {"*"}
 
 
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ``${NAME:-default}`` substitution."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], text)
+
+
 def test_compose_matches_the_compose_specification(compose):
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((REPO / "tests" / "fixtures" / "compose-spec.json").read_text())
@@ -63,9 +68,14 @@ def test_compose_services(compose):
         assert command[0] in roles, (name, command)
         assert "artifacts" in " ".join(service["volumes"]), name
     api = services["api"]
-    # stateless and scalable: no container_name, no fixed host port
+    # stateless and scalable: no container_name; the host port is NARETA_API_PORT (8000 by
+    # default, a range such as 8000-8002 for --scale api=3)
     assert "container_name" not in api
-    assert all(":" not in str(port) for port in api.get("ports", []))
+    assert api["ports"] == ["${NARETA_API_PORT:-8000}:8000"]
+    for value, host in ((None, "8000"), ("9000", "9000"), ("8000-8002", "8000-8002")):
+        published = _interpolate(api["ports"][0], {} if value is None else
+                                 {"NARETA_API_PORT": value})
+        assert published == f"{host}:8000"
     assert api["depends_on"]["build"]["condition"] == "service_completed_successfully"
     assert any(v.endswith(":ro") for v in api["volumes"])
     assert services["build"]["command"] == ["build"]

@@ -55,10 +55,11 @@ class Server:
 
 @contextlib.contextmanager
 def serve(graph_dir: Path, log_path: Path, **settings: str) -> Iterator[Server]:
-    """``nareta serve`` in a subprocess on a free port, with NARETA_* ``settings``."""
+    """``nareta serve`` in a subprocess on a free port, with NARETA_* ``settings`` (the
+    model is free flow unless ``NARETA_MODEL_DIR`` is given)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "NARETA_GRAPH_DIR": str(graph_dir),
-           "NARETA_PORT": str(port), **settings}
+           "NARETA_PORT": str(port), "NARETA_MODEL_DIR": "freeflow", **settings}
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "nareta.cli", "serve"], cwd=REPO,
                                    env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -48,6 +48,27 @@ def test_departure_time_changes_the_answer(eta_client):
     assert eta("2026-11-18T06:05:00") != eta("2026-11-18T08:40:00")
 
 
+def test_no_departure_time_means_what_the_schema_says(eta_client):
+    from models.eta import DEFAULT_DEPARTURE
+
+    schemas = eta_client.get("/openapi.json").json()["components"]["schemas"]
+    described = schemas["EtaRequest"]["properties"]["departure_time"]["description"]
+    assert f"omitted = {DEFAULT_DEPARTURE:%Y-%m-%dT%H:%M} local time" in described
+    assert "free flow)" not in described  # what it used to claim
+
+    def eta(**when: str) -> dict:
+        body = {"origin": {"lon": DOWNTOWN[0], "lat": DOWNTOWN[1]},
+                "destination": {"lon": EAST[0], "lat": EAST[1]}, **when}
+        response = eta_client.post("/v1/eta", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    omitted = eta()
+    assert omitted["departure_time"] is None
+    assert omitted["eta_s"] == eta(departure_time=DEFAULT_DEPARTURE.isoformat())["eta_s"]
+    assert omitted["eta_s"] != eta(departure_time="2026-11-18T08:15:00")["eta_s"]
+
+
 def test_osrm_route_and_metrics_name_the_model(eta_client):
     coordinates = f"{DOWNTOWN[0]},{DOWNTOWN[1]};{EAST[0]},{EAST[1]}"
     response = eta_client.get(f"/route/v1/driving/{coordinates}")

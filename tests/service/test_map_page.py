@@ -5,6 +5,7 @@ hosts unused), reached by clicking on the canvas."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,7 +37,25 @@ def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 def test_page_is_self_contained(client):
     html = client.get("/").text
     assert "<canvas" in html and "/v1/network.geojson" in html and "/v1/route" in html
-    assert "http://" not in html and "https://" not in html  # nothing from elsewhere
+    # nothing is loaded from elsewhere: the only outside addresses are the attribution's links
+    outside = re.findall(r'[^\s]*https?://[^\s"]*', html)
+    assert outside == ['href="https://www.openstreetmap.org/copyright',
+                       'href="https://opendatacommons.org/licenses/odbl/'], outside
+
+
+def test_attribution_zoom_and_departure_time(server, client):
+    # The departure-time control goes into the route request (the answer echoes it), the zoom
+    # buttons zoom (pressed twice: x4), and the OSM / ODbL attribution is on the page.
+    url = (f"{server.base_url}/?departure=2026-11-18T08:15&zoom=in,in,out,in"
+           "&from=-76.6010,39.2905&to=-76.5660,39.2850")
+    dom = chromium("--dump-dom", url).stdout
+    assert 'data-state="routed"' in dom, dom[-2000:]
+    assert "departure 2026-11-18T08:15:00" in dom
+    assert 'data-zoom="4"' in dom
+    assert "OpenStreetMap" in dom and "ODbL" in dom
+    default = chromium("--dump-dom", f"{server.base_url}/?from=-76.6010,39.2905"
+                       "&to=-76.5660,39.2850").stdout
+    assert "departure 2026-11-18T12:00 (default)" in default and 'data-zoom="1"' in default
 
 
 def test_click_to_route(server, tmp_path: Path):

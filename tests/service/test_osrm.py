@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from service import polyline
@@ -72,6 +74,35 @@ def test_steps(client):
     assert sum(s["distance"] for s in steps) == pytest.approx(route["distance"], abs=1.0)
 
 
+def _length_m(coordinates: list[list[float]]) -> float:
+    """Great-circle length of a lon/lat line (the reference the steps are checked against)."""
+    total = 0.0
+    for (lon1, lat1), (lon2, lat2) in zip(coordinates[:-1], coordinates[1:], strict=True):
+        a = (math.sin(math.radians(lat2 - lat1) / 2) ** 2 + math.cos(math.radians(lat1))
+             * math.cos(math.radians(lat2)) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+        total += 2 * 6_371_008.8 * math.asin(math.sqrt(a))
+    return total
+
+
+@pytest.mark.parametrize("coordinates", ["-76.61,39.29;-76.55,39.3", "-76.6010,39.2905;"
+                                         "-76.5660,39.2850", "-76.56,39.28;-76.605,39.297"])
+def test_step_distances_match_their_geometry(client, coordinates):
+    answer = client.get(f"/route/v1/driving/{coordinates}",
+                        params={"steps": "true", "geometries": "geojson"}).json()
+    (leg,) = answer["routes"][0]["legs"]
+    steps = leg["steps"]
+    assert sum(s["distance"] for s in steps) == pytest.approx(leg["distance"], abs=1.0)
+    for step in steps[:-1]:
+        line = step["geometry"]["coordinates"]
+        assert step["distance"] == pytest.approx(_length_m(line), rel=0.01, abs=2.0), step
+        assert step["maneuver"]["location"] == pytest.approx(line[0], abs=1e-6)
+    for before, after in zip(steps[:-2], steps[1:-1], strict=True):  # one ends, one starts
+        assert before["geometry"]["coordinates"][-1] == after["geometry"]["coordinates"][0]
+    start, end = (tuple(w["location"]) for w in answer["waypoints"])
+    assert tuple(steps[0]["geometry"]["coordinates"][0]) == pytest.approx(start, abs=1e-6)
+    assert tuple(steps[-2]["geometry"]["coordinates"][-1]) == pytest.approx(end, abs=1e-6)
+
+
 def test_via_points_make_legs(client):
     answer = client.get("/route/v1/driving/-76.61,39.29;-76.56,39.28;-76.55,39.3.json").json()
     route = answer["routes"][0]
@@ -107,7 +138,7 @@ def test_table_shape(client):
     ("/route/v1/driving/-76.61,39.29,5;-76.55,39.3", "InvalidUrl"),
     ("/route/v1/driving/-76.61,99;-76.55,39.3", "InvalidValue"),
     ("/route/v1/driving/nan,39.29;-76.55,39.3", "InvalidValue"),
-    ("/route/v1/driving/-76.61,39.29;0,0", "NoSegment"),
+    ("/route/v1/driving/-76.61,39.29;0,0?radiuses=;1000", "NoSegment"),
     ("/route/v1/driving/polyline(ab cd)", "InvalidUrl"),
     (ROUTE + "?geometries=wkt", "InvalidValue"),
     (ROUTE + "?overview=maybe", "InvalidOptions"),
