@@ -70,7 +70,12 @@ def score_frame(predictor: Predictor, frame: pd.DataFrame, *,
                 origins_per_batch: int = 64) -> pd.DataFrame:
     """Return ``frame`` with ``eta_s``, ``distance_m`` (NaN unless ok) and ``status``; for a
     model that takes live traffic also ``traffic_as_of`` (ISO local time of the newest
-    observation used, null where the row fell back to the historical model)."""
+    observation used, null where the row fell back to the historical model).
+
+    The rows are answered with an empty run cache of their own
+    (:meth:`Predictor.isolated`), so a partition's answers are the same bits whichever
+    worker scores it and whatever it scored before."""
+    predictor = predictor.isolated()
     count = len(frame)
     values, valid = coordinates(frame)  # [R, 4], [R]
     times, bad_time = departure_times(frame, default_departure_time)

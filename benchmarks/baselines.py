@@ -1,6 +1,7 @@
 """Baseline benchmark: simulate the bundled city (Baltimore) and Harrisburg with SUMO, train
-the learned-scalar and GNN-regressor baselines on the earlier hours, and report all three
-baselines on the last hour (time split) and on held-out zones (area split).
+the learned-scalar (without and with the ETA model's departure-time features) and
+GNN-regressor baselines on the earlier hours, and report them and free flow on the last
+hour (time split) and on held-out zones (area split).
 
     python benchmarks/baselines.py [--cities baltimore harrisburg] [--hours 3]
         [--cache-dir runs/benchmarks/baselines] [--out benchmarks/results/baselines.json]
@@ -77,6 +78,7 @@ def run_city(name: str, graph_dir: Path, trips_path: Path, cache: Path, args) ->
         GnnConfig,
         GnnRegressorBaseline,
         LearnedScalarBaseline,
+        ScalarConfig,
         load_baseline,
         save_baseline,
     )
@@ -101,6 +103,12 @@ def run_city(name: str, graph_dir: Path, trips_path: Path, cache: Path, args) ->
         models = {"freeflow": (FreeFlowBaseline(), 0.0)}
         for label, fit in (
             ("learned_scalar", lambda frame=train.frame: LearnedScalarBaseline.fit(graph, frame)),
+            (  # the same with the ETA model's departure-time features
+                "learned_scalar_time",
+                lambda frame=train.frame: LearnedScalarBaseline.fit(
+                    graph, frame, config=ScalarConfig(time_features=True)
+                ),
+            ),
             (
                 "gnn_regressor",
                 lambda frame=train.frame: GnnRegressorBaseline.fit(

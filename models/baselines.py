@@ -10,11 +10,18 @@
    fall back on what their features predict. Uses the driven routes when the trips carry
    them; otherwise alternates routing on the current times and refitting. This is the
    classical pipeline with the best scalar it can have (the "bottleneck" baseline).
+   With ``ScalarConfig(time_features=True)`` (``learned_scalar_time``) it sees the ETA
+   model's departure-time input too: each segment's time is multiplied by
+   ``exp(c(features) . time_features(bucket))``, the ETA model's clock harmonics and
+   weekend flag (models.eta.time_features) weighted by a small MLP of the segment's
+   features, bounded to ``exp(+-max_log_factor)``; so "the NAR model beats the scalar"
+   is not a comparison of a timed model with an untimed one.
 3. ``gnn_regressor``: a plain GNN (GINE layers over the road graph, same segment features,
    no algorithmic processor) embeds nodes; an MLP maps the origin and destination
    embeddings, straight-line distance and departure time to log duration.
 
-Artifacts: a directory with ``baseline.npz`` (learned scalar: fitted times) or
+Artifacts: a directory with ``baseline.npz`` (learned scalar: fitted times, and the
+per-segment time coefficients of the timed variant) or
 ``weights.safetensors`` (GNN) and a manifest (kind ``baseline``, its config, the identity
 of the RoadGraph it was trained on), written atomically by :mod:`nareta.artifacts`.
 """
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from models.routing import reverse_twins, shortest_routes, trip_times
 from nareta.artifacts import artifact_hash, atomic_artifact_dir, read_manifest, write_manifest
@@ -36,7 +44,7 @@ from nareta.errors import ArtifactError, InputError
 
 KIND = "baseline"
 SCHEMA_VERSION = 1
-BASELINE_NAMES = ("freeflow", "learned_scalar", "gnn_regressor")
+BASELINE_NAMES = ("freeflow", "learned_scalar", "learned_scalar_time", "gnn_regressor")
 
 
 def graph_identity(graph) -> str | None:
@@ -70,6 +78,30 @@ def _snapped(frame) -> tuple[np.ndarray, ...]:
         frame["destination_segment"].to_numpy(np.int64),
         frame["destination_fraction"].to_numpy(float),
     )
+
+
+def json_bytes(value) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+def trip_buckets(frame, config: ScalarConfig) -> np.ndarray:
+    """``[N]`` departure-time bucket of each trip, as the ETA model buckets it (from
+    ``departure_local``, the trips' local clock time, else ``departure_hour`` on a
+    weekday)."""
+    from models.eta import time_bucket
+
+    if "departure_local" in frame.columns:
+        departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
+        return np.array([time_bucket(d, config.bucket_minutes, config.timezone)
+                         for d in departures], dtype=np.int64)
+    if "departure_hour" in frame.columns:
+        minutes = frame["departure_hour"].to_numpy(float) * 60.0
+        return (np.floor(minutes / config.bucket_minutes) % (24 * 60 // config.bucket_minutes)
+                ).astype(np.int64)
+    raise InputError("a learned scalar with time features needs the trips' departure times "
+                     "(column departure_local or departure_hour)")
 
 
 def _standardise(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,6 +139,13 @@ class ScalarConfig:
     validation_share: float = 0.15
     reroute_rounds: int = 2  # only when trips carry no routes
     seed: int = 0
+    #: the ETA model's departure-time input (clock harmonics, weekend flag of the
+    #: departure's bucket) modulates each segment's time (``learned_scalar_time``)
+    time_features: bool = False
+    bucket_minutes: int = 15  # as models.eta.EtaConfig
+    timezone: str | None = None  # city clock for departures that carry an offset
+    max_log_factor: float = 1.0  # a time factor stays within exp(+-this)
+    time_l2: float = 1e-3  # weight of mean(coefficient^2)
 
 
 def _route_design(graph, frame, routes) -> tuple[Any, Any, np.ndarray]:
@@ -172,7 +211,6 @@ class LearnedScalarBaseline:
     """Also a :class:`models.travel_time.TravelTimeModel` (turn mode) once bound to its
     graph, so the Predictor, the HTTP service and batch scoring can serve it."""
 
-    name = "learned_scalar"
     graph_mode = "turn"
 
     def __init__(
@@ -181,27 +219,53 @@ class LearnedScalarBaseline:
         turn_time_s: np.ndarray,
         config: ScalarConfig | None = None,
         graph=None,
+        time_coefficient: np.ndarray | None = None,
     ) -> None:
         self.segment_time_s = np.asarray(segment_time_s, dtype=np.float64)
         self.turn_time_s = np.asarray(turn_time_s, dtype=np.float64)
         self.config = config or ScalarConfig()
+        #: ``[E, 5]`` weights of the departure's time features per segment (timed variant)
+        self.time_coefficient = (None if time_coefficient is None
+                                 else np.asarray(time_coefficient, dtype=np.float64))
+        if self.config.time_features != (self.time_coefficient is not None):
+            raise ArtifactError("learned scalar baseline: time coefficients go with "
+                                "time_features=True, and only with it")
         self.graph = graph
         if graph is not None:
             self.segment_times(graph)
+
+    @property
+    def name(self) -> str:
+        return "learned_scalar_time" if self.config.time_features else "learned_scalar"
 
     # ---- TravelTimeModel
     @property
     def identity(self) -> str:
         import hashlib
 
-        digest = hashlib.sha256(self.segment_time_s.tobytes() + self.turn_time_s.tobytes())
-        return f"learned_scalar:{digest.hexdigest()[:16]}"
+        payload = self.segment_time_s.tobytes() + self.turn_time_s.tobytes()
+        if self.time_coefficient is not None:
+            payload += self.time_coefficient.tobytes() + json_bytes(
+                [self.config.bucket_minutes, self.config.timezone, self.config.max_log_factor])
+        return f"{self.name}:{hashlib.sha256(payload).hexdigest()[:16]}"
 
     def time_bucket(self, departure_time) -> int:
-        return 0  # one time per segment, whatever the hour
+        if not self.config.time_features:
+            return 0  # one time per segment, whatever the hour
+        from models.eta import time_bucket
+
+        return time_bucket(departure_time, self.config.bucket_minutes, self.config.timezone)
 
     def segment_times_s(self, bucket: int) -> np.ndarray:
-        return self.segment_time_s
+        if self.time_coefficient is None:
+            return self.segment_time_s
+        from models.eta import time_features
+
+        limit = self.config.max_log_factor
+        log_factor = limit * np.tanh(
+            self.time_coefficient @ time_features(bucket, self.config.bucket_minutes)
+            .astype(np.float64) / limit)  # [E]
+        return self.segment_time_s * np.exp(log_factor)
 
     def turn_times_s(self, bucket: int) -> np.ndarray:
         return self.turn_time_s
@@ -211,7 +275,8 @@ class LearnedScalarBaseline:
 
         if self.graph is None:
             raise ArtifactError("learned scalar baseline: load it with a graph to route")
-        return line_dijkstra_tree(self.graph, self.segment_time_s, self.turn_time_s, origins)
+        return line_dijkstra_tree(self.graph, self.segment_times_s(bucket), self.turn_time_s,
+                                  origins)
 
     @classmethod
     def load(cls, directory, graph) -> LearnedScalarBaseline:
@@ -235,7 +300,17 @@ class LearnedScalarBaseline:
         return self.segment_time_s, self.turn_time_s
 
     def predict(self, graph, frame) -> np.ndarray:
-        return trip_times(graph, *_snapped(frame), *self.segment_times(graph))
+        if self.time_coefficient is None:
+            return trip_times(graph, *_snapped(frame), *self.segment_times(graph))
+        self.segment_times(graph)
+        ends = _snapped(frame)
+        buckets = trip_buckets(frame, self.config)
+        out = np.full(len(frame), np.nan)
+        for bucket in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bucket)
+            out[rows] = trip_times(graph, *(end[rows] for end in ends),
+                                   self.segment_times_s(int(bucket)), self.turn_time_s)
+        return out
 
     @classmethod
     def fit(
@@ -316,6 +391,20 @@ class LearnedScalarBaseline:
         x_segment = torch.from_numpy(features.astype(np.float32))
         x_turn = torch.from_numpy(turn_input.astype(np.float32))
         base = torch.from_numpy(free_flow.astype(np.float32))
+        time_net, trip_time_x = None, None
+        if config.time_features:
+            from models.eta import time_features
+
+            time_net = torch.nn.Sequential(
+                torch.nn.Linear(features.shape[1], config.hidden),
+                torch.nn.ReLU(),
+                torch.nn.Linear(config.hidden, 5),
+            )
+            torch.nn.init.zeros_(time_net[2].weight)  # starts with no time effect
+            torch.nn.init.zeros_(time_net[2].bias)
+            trip_time_x = torch.from_numpy(np.stack(
+                [time_features(int(b), config.bucket_minutes)
+                 for b in trip_buckets(frame, config)]))  # [N, 5]
 
         def times():
             raw = segment_net(x_segment).squeeze(-1) + offset  # [E]
@@ -325,6 +414,19 @@ class LearnedScalarBaseline:
             turn = torch.nn.functional.softplus(turn_net(x_turn).squeeze(-1) - 2.0)  # [T]
             return segment, turn
 
+        def route_seconds(a, b, rows, segment, turn, coefficient):
+            """Predicted seconds of trips ``rows``: the route's segment times (each at its
+            trip's departure bucket with time features) plus its turn times."""
+            turns = torch.sparse.mm(b, turn[:, None]).squeeze(-1)  # [N]
+            if coefficient is None:
+                return torch.sparse.mm(a, segment[:, None]).squeeze(-1) + turns
+            trip, seg = a.indices()  # per route entry: trip row (within rows), segment
+            limit = config.max_log_factor
+            log_factor = limit * torch.tanh(
+                (coefficient[seg] * trip_time_x[rows][trip]).sum(-1) / limit)  # [nnz]
+            entries = a.values() * segment[seg] * torch.exp(log_factor)
+            return torch.zeros(len(rows)).index_add(0, trip, entries) + turns
+
         for round_index in range(rounds):
             segments, turns, usable = _route_design(graph, frame, routes)
             rows = np.flatnonzero(usable)
@@ -332,15 +434,19 @@ class LearnedScalarBaseline:
             b = _torch_sparse(turns[rows])
             target = torch.from_numpy(np.log(durations[rows]).astype(np.float32))
             parameters = [*segment_net.parameters(), *turn_net.parameters(), offset]
+            if time_net is not None:
+                parameters += list(time_net.parameters())
             optimiser = torch.optim.Adam(parameters, lr=config.learning_rate)
+            rows_tensor = torch.from_numpy(rows)
             for epoch in range(config.epochs):
                 optimiser.zero_grad()
                 segment, turn = times()
-                predicted = torch.sparse.mm(a, segment[:, None]).squeeze(-1) + torch.sparse.mm(
-                    b, turn[:, None]
-                ).squeeze(-1)  # [N]
+                coefficient = None if time_net is None else time_net(x_segment)  # [E, 5]
+                predicted = route_seconds(a, b, rows_tensor, segment, turn, coefficient)
                 loss = torch.mean((torch.log(predicted.clamp_min(1e-3)) - target) ** 2)
                 loss = loss + config.offset_l2 * torch.mean(offset**2)
+                if coefficient is not None:
+                    loss = loss + config.time_l2 * torch.mean(coefficient**2)
                 loss.backward()
                 optimiser.step()
                 if epoch % 100 == 0 or epoch == config.epochs - 1:
@@ -357,7 +463,9 @@ class LearnedScalarBaseline:
                 )
         with torch.no_grad():
             segment, turn = times()
-        return cls(segment.double().numpy(), turn.double().numpy(), config)
+            coefficient = None if time_net is None else time_net(x_segment).double().numpy()
+        return cls(segment.double().numpy(), turn.double().numpy(), config,
+                   time_coefficient=coefficient)
 
 
 # --------------------------------------------------------------------------- 3. GNN
@@ -573,10 +681,13 @@ def save_baseline(
     }
     with atomic_artifact_dir(out_dir, force=force) as staging:
         if isinstance(baseline, LearnedScalarBaseline):
+            timed = ({} if baseline.time_coefficient is None
+                     else {"time_coefficient": baseline.time_coefficient})
             np.savez_compressed(
                 staging / "baseline.npz",
                 segment_time_s=baseline.segment_time_s,
                 turn_time_s=baseline.turn_time_s,
+                **timed,
             )
             manifest_extra["config"] = asdict(baseline.config)
         elif isinstance(baseline, GnnRegressorBaseline):
@@ -619,12 +730,17 @@ def load_baseline(source: str | os.PathLike[str], *, graph=None):
     root = Path(source)
     if name == "freeflow":
         return FreeFlowBaseline()
-    if name == "learned_scalar":
+    if name in ("learned_scalar", "learned_scalar_time"):
+        config = manifest.get("config", {})
+        if "floor_candidates" in config:  # JSON has no tuples
+            config["floor_candidates"] = tuple(config["floor_candidates"])
         with np.load(root / "baseline.npz", allow_pickle=False) as data:
             return LearnedScalarBaseline(
                 data["segment_time_s"],
                 data["turn_time_s"],
-                ScalarConfig(**manifest.get("config", {})),
+                ScalarConfig(**config),
+                time_coefficient=data["time_coefficient"] if "time_coefficient" in data
+                else None,
             )
     if name == "gnn_regressor":
         from safetensors.torch import load_file

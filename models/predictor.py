@@ -11,6 +11,7 @@ requests for the same run wait for one computation, and matrices batch their ori
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import inspect
@@ -151,7 +152,10 @@ class PairsResult:
 class _Tree:
     time_s: np.ndarray  # [N]
     parent: np.ndarray  # [N] int32 segment reaching each node, -1 at the root / unreached
-    length_m: np.ndarray  # [N] float32 metres along the tree; nan where the tree is broken
+    #: [N] float64 metres along the tree; nan where the tree is broken. Exact sums of the
+    #: graph's float32 lengths (they fit float64's mantissa), so equal, bit for bit, to a
+    #: targeted run's metres along the same path whatever the order of summation
+    length_m: np.ndarray
     #: for a search that stopped once its targets were settled: which times / parents are
     #: the whole-graph run's (None: all of them)
     exact_time: np.ndarray | None = None
@@ -250,8 +254,8 @@ class Predictor:
         self._cache_bytes = int(cache_mb * 2**20)
         self._cached_bytes = 0
         keys = graph.num_segments if self.mode == "turn" else graph.num_nodes
-        # whole-graph trees (time f8, parent i4, metres f4) cheap enough to cache many of
-        self._whole_fits = keys * 16 * 32 <= self._cache_bytes
+        # whole-graph trees (time f8, parent i4, metres f8) cheap enough to cache many of
+        self._whole_fits = keys * 20 * 32 <= self._cache_bytes
         # beyond this many target keys a search stopping at them costs about a whole run
         self._many_targets = max(32, keys // 50)
         self._lock = threading.Lock()
@@ -264,6 +268,22 @@ class Predictor:
         self.stats = {"runs": 0, "cache_hits": 0, "run_seconds": 0.0, "targeted_runs": 0,
                       "widened_runs": 0}
         self.ready = True
+
+    def isolated(self) -> Predictor:
+        """This Predictor (graph, model, snapper, traffic) with an empty run cache and
+        statistics of its own: its answers depend only on the queries asked of it, not on
+        what other callers left in the cache (whether a root's tree came from a targeted
+        or a whole-graph run, which can differ in the last bit of a learned model's
+        seconds). Batch scoring answers each partition with one, so runs are
+        bit-reproducible however partitions land on workers."""
+        clone = copy.copy(self)
+        clone._cache = OrderedDict()
+        clone._cached_bytes = 0
+        clone._lock = threading.Lock()
+        clone._in_flight = {}
+        clone.stats = dict.fromkeys(self.stats, 0)
+        clone.stats["run_seconds"] = 0.0
+        return clone
 
     @classmethod
     def load(cls, graph_dir: str | Path, model_dir: str | Path | None = None,
@@ -524,7 +544,7 @@ class Predictor:
             exact_parent = run.exact_parent[b].copy() if limited else None
             trees.append(_Tree(time_s=run.node_time_s[b].astype(np.float64),
                                parent=parent.astype(np.int32),
-                               length_m=np.where(broken, np.nan, metres).astype(np.float32),
+                               length_m=np.where(broken, np.nan, metres),
                                exact_time=exact_time, exact_parent=exact_parent))
         return trees
 
@@ -553,7 +573,7 @@ class Predictor:
                     share = end.position - start.position
                     total = share * times[start.segment]
                     if total < best[0]:
-                        metres = share * self.graph["length_m"][start.segment]
+                        metres = share * float(self.graph["length_m"][start.segment])
                         best = (total, metres, start, end)
                     continue
                 tree = trees[start.key]
@@ -564,14 +584,31 @@ class Predictor:
                         turn_back, via, via_metres = loop
                         total = start.time_s + turn_back + end.time_s
                         if total < best[0]:
-                            metres = start.length_m + via_metres + end.length_m
+                            metres = float(start.length_m) + via_metres + float(end.length_m)
                             best = (total, metres, start, dataclasses.replace(end, via=via))
                     continue
                 total = start.time_s + tree.time_s[end.key] + end.time_s
                 if total < best[0]:
-                    metres = start.length_m + tree.length_m[end.key] + end.length_m
+                    # in float64 whichever tree answers (a whole tree's np.float64 or a
+                    # targeted one's Python float: NumPy 2 keeps float32 + float in float32)
+                    metres = (float(start.length_m) + float(tree.length_m[end.key])
+                              + float(end.length_m))
                     best = (total, metres, start, end)
+        total, metres, start, end = best
+        if np.isfinite(total) and not np.isfinite(metres):
+            # the model's pointers break on the way: the metres of route()'s fallback
+            best = (total, self._fallback_metres(start, end, times, bucket), start, end)
         return best
+
+    def _fallback_metres(self, start: _Leg, end: _Leg, times: np.ndarray, bucket) -> float:
+        """Metres from ``start`` to ``end`` along Dijkstra over the model's own times (the
+        route's fallback when the model's predecessor pointers do not form a path)."""
+        key = end.via if end.via >= 0 else end.key
+        tree = self._exact_tree(start.key, times, bucket)
+        metres = float(start.length_m) + float(tree.length_m[key]) + float(end.length_m)
+        if end.via >= 0:
+            metres += float(self.graph["length_m"][end.segment])
+        return metres
 
     def eta(self, origin: Point, destination: Point,
             departure_time: dt.datetime | None = None) -> EtaResult:
@@ -621,9 +658,7 @@ class Predictor:
                 middle = self._follow(tree.parent, start.key, key)
                 if middle is None:
                     raise NoRouteError("no route connects the origin to the destination")
-                metres = start.length_m + tree.length_m[key] + end.length_m
-                if end.via >= 0:
-                    metres += float(self.graph["length_m"][end.segment])
+                metres = self._fallback_metres(start, end, times, bucket)
             if end.via >= 0:
                 middle = [*middle, end.via]
         segments, partial = self._assemble(start, end, middle)
@@ -811,12 +846,13 @@ class Predictor:
                ) -> tuple[np.ndarray, np.ndarray]:
         """``[O, D]`` durations and distances (nan where no route): what :meth:`_best`
         answers for every cell, one origin at a time across all destinations. The same
-        sums in the same order and dtypes (float64 seconds, the graph's float32 metres),
-        the first cheapest (start, end) leg pair as ``_best`` picks it; cells ``_best``
-        treats specially (start and end on one segment: a direct ride or a loop) or whose
-        metres it would keep in float64 (both points on a node, a partial tree) are
-        answered by ``_best`` itself. ``tests/models/test_predictor_matrix.py`` checks
-        bit-equality with the per-cell loop."""
+        sums in the same order and dtypes (float64 seconds and metres), the first
+        cheapest (start, end) leg pair as ``_best`` picks it; cells ``_best`` treats
+        specially (start and end on one segment: a direct ride or a loop; an end on a
+        node; metres lost where the model's pointers break) are answered by ``_best``
+        itself.
+        ``tests/models/test_predictor_matrix.py`` checks bit-equality with the per-cell
+        loop."""
         count = len(destination_points)
         durations = np.full((len(origin_points), count), np.nan)
         distances = np.full_like(durations, np.nan)
@@ -828,11 +864,10 @@ class Predictor:
                     self._cell(durations, distances, i, j, origin_point, destination_point,
                                bucket, trees, times, starts, ends[j])
             return durations, distances
-        length_dtype = self.graph["length_m"].dtype
         width = max(len(legs) for legs in ends)
         end_key = np.zeros((count, width), dtype=np.int64)
         end_time = np.full((count, width), np.inf)  # padding is never the cheapest
-        end_length = np.zeros((count, width), dtype=length_dtype)
+        end_length = np.zeros((count, width))
         on_segment: dict[int, list[int]] = {}  # segment -> destinations with an end on it
         at_node = []  # destinations with an end leg standing on a node
         for j, legs in enumerate(ends):
@@ -848,17 +883,17 @@ class Predictor:
         for i, origin_point in enumerate(origin_points):
             starts = self._starts(origin_point, times)
             total = np.empty((count, len(starts), width))  # [D, S, W]
-            metres = np.empty((count, len(starts), width), dtype=length_dtype)
+            metres = np.empty((count, len(starts), width))
             for index, start in enumerate(starts):
                 tree = trees[start.key]
                 if isinstance(tree, _Tree):
                     tree_time, tree_length = tree.time_s[end_key], tree.length_m[end_key]
-                else:  # python floats, cast as numpy casts them when adding to a scalar
+                else:
                     tree_time = np.array([tree.time_s[k] for k in keys]).reshape(count, width)
                     tree_length = np.array([tree.length_m[k] for k in keys],
-                                           dtype=length_dtype).reshape(count, width)
+                                           dtype=np.float64).reshape(count, width)
                 total[:, index] = (start.time_s + tree_time) + end_time
-                metres[:, index] = (start.length_m + tree_length) + end_length
+                metres[:, index] = (float(start.length_m) + tree_length) + end_length
             flat = total.reshape(count, -1)  # start-major, as _best loops
             flat = np.where(np.isnan(flat), np.inf, flat)
             best = np.argmin(flat, axis=1)
@@ -870,6 +905,7 @@ class Predictor:
                        for j in on_segment.get(start.segment, ())}
             if any(start.segment < 0 for start in starts):
                 special.update(at_node)
+            special.update(np.flatnonzero(found & ~np.isfinite(distances[i])).tolist())
             for j in special:
                 durations[i, j] = distances[i, j] = np.nan
                 self._cell(durations, distances, i, j, origin_point, destination_points[j],

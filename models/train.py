@@ -367,13 +367,32 @@ class Distributed:
 
         self.dist = dist
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        if self.world > 1 and not dist.is_initialized():
+        self.owns_group = self.world > 1 and not dist.is_initialized()
+        if self.owns_group:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         self.rank = dist.get_rank() if self.world > 1 else 0
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag``, on every rank (a broadcast; each rank's own otherwise): stop
+        decisions made on one clock, so no rank enters validation while another
+        all-reduces its next batch."""
+        if self.world == 1:
+            return bool(flag)
+        tensor = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        self.dist.broadcast(tensor, src=0)
+        return bool(tensor.item())
+
+    def close(self) -> None:
+        """Leave together and tear down the process group this object joined (a gloo
+        group left to interpreter exit can abort the process: SIGABRT, exit -6)."""
+        if self.owns_group:
+            self.dist.barrier()
+            self.dist.destroy_process_group()
+            self.owns_group = False
 
     def share(self, items: list) -> list:
         return items[self.rank::self.world] if self.world > 1 else items
@@ -576,8 +595,9 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             f"{initial['mape']:.3f}")
         # an epoch that makes validation worse than the starting point is never kept
         best_state, best_mape = _trainable_state(model), initial["mape"]
+    steps = 0
     for epoch in range(first_epoch, train.epochs):
-        if stale >= train.patience:
+        if parallel.agree(stale >= train.patience):
             break
         model.train()
         batches = batcher.batches(data, groups, shuffle=True, rng=rng)
@@ -611,9 +631,11 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
                 objective.backward()
             parallel.sum_gradients(parameters)
             optimiser.step()
+            steps += 1
             losses.append(total_loss / total)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            if time.perf_counter() - started > train.max_minutes * 60:
+            # rank 0's clock decides for every rank, so all leave the loop after this step
+            if parallel.agree(time.perf_counter() - started > train.max_minutes * 60):
                 break
         validation = evaluate_corridor(model, batcher, data, val_rows, parallel)
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
@@ -631,14 +653,16 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
                 "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
                 "best_mape": best_mape, "stale": stale, "initial": initial,
                 "rng": list(rng.getstate())})
-        if stale >= train.patience or time.perf_counter() - started > train.max_minutes * 60:
+        if parallel.agree(stale >= train.patience
+                          or time.perf_counter() - started > train.max_minutes * 60):
             break
+    parallel.close()
     if best_state is not None:
         _load_trainable_state(model, best_state)
     model.eval()
     report = {"initial_validation": initial, "history": history, "best_validation_mape": best_mape,
               "train_trips": int(len(train_rows)), "validation_trips": int(len(val_rows)),
-              "train_seconds": round(time.perf_counter() - started, 1),
+              "train_seconds": round(time.perf_counter() - started, 1), "steps": steps,
               "train_config": asdict(train), "world_size": parallel.world,
               "is_main_rank": parallel.is_main}
     return model, report

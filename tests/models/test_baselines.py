@@ -198,3 +198,63 @@ def test_learned_scalar_serves_the_predictor_interface(tmp_path):
     save_baseline(gnn, tmp_path / "gnn", graph=graph)
     with pytest.raises(ArtifactError, match="origin-destination pairs"):
         load_model(tmp_path / "gnn", graph)
+
+
+def _rush_factor(hours: np.ndarray) -> np.ndarray:
+    """Travel times swell towards 08:00 and ease towards 20:00 (x1.5 to x0.67)."""
+    return np.exp(0.4 * np.cos(2 * np.pi * (hours - 8.0) / 24.0))
+
+
+def _timed_trips(graph, true_time, count, seed):
+    """Synthetic trips departing at every hour of a Monday; every segment slows by the
+    same factor of the hour, so the routes stay the static ones."""
+    frame = _synthetic_trips(graph, true_time, count, seed)
+    hours = np.random.default_rng(seed + 100).uniform(0, 24, len(frame))
+    frame["departure_local"] = (pd.Timestamp("2024-05-06")
+                                + pd.to_timedelta(hours, unit="h")).floor("s")
+    frame["departure_hour"] = hours
+    frame["duration_s"] = frame["duration_s"] * _rush_factor(hours)
+    return frame
+
+
+def test_learned_scalar_with_time_features_fits_what_the_plain_one_cannot(tmp_path):
+    from models.evaluate import predict_with_travel_time_model
+    from models.predictor import Predictor
+    from models.registry import load_model
+
+    torch.manual_seed(0)
+    graph = grid_graph(4)
+    rng = np.random.default_rng(0)
+    true_time = graph["free_flow_s"].astype(float) * rng.uniform(1.0, 3.0, graph.num_segments)
+    train = _timed_trips(graph, true_time, 600, seed=1)
+    test = _timed_trips(graph, true_time, 300, seed=2)
+
+    def mape(model):
+        predicted = model.predict(graph, test)
+        return float(np.mean(np.abs(predicted - test["duration_s"]) / test["duration_s"]))
+
+    quiet = {"log": lambda *_: None}
+    plain = LearnedScalarBaseline.fit(graph, train, config=ScalarConfig(epochs=300), **quiet)
+    timed = LearnedScalarBaseline.fit(
+        graph, train, config=ScalarConfig(epochs=300, time_features=True), **quiet
+    )
+    assert timed.name == "learned_scalar_time" and plain.name == "learned_scalar"
+    assert mape(plain) > 0.12  # one time per segment cannot follow the hour
+    assert mape(timed) < 0.06 and mape(timed) < mape(plain) / 3
+
+    # an artifact the registry loads and the Predictor serves, per departure bucket
+    save_baseline(timed, tmp_path / "timed", graph=graph)
+    served = load_model(tmp_path / "timed", graph)
+    assert served.identity.startswith("learned_scalar_time:")
+    assert served.identity != plain.identity
+    np.testing.assert_allclose(served.predict(graph, test), timed.predict(graph, test))
+    np.testing.assert_allclose(
+        predict_with_travel_time_model(served, graph, test), served.predict(graph, test)
+    )
+    predictor = Predictor(graph, served, max_snap_distance_m=50)
+    lon, lat = graph["node_lon"], graph["node_lat"]
+    a, b = (float(lon[0]), float(lat[0])), (float(lon[15]), float(lat[15]))
+    at_eight = predictor.eta(a, b, pd.Timestamp("2024-05-06 08:00").to_pydatetime()).eta_s
+    at_twenty = predictor.eta(a, b, pd.Timestamp("2024-05-06 20:00").to_pydatetime()).eta_s
+    assert at_eight / at_twenty == pytest.approx(_rush_factor(8.0) / _rush_factor(20.0),
+                                                 rel=0.15)

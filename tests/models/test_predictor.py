@@ -76,6 +76,15 @@ def test_route_falls_back_to_dijkstra(tiny_predictor):
     route = broken.route((24.941, 60.170), (24.942, 60.1695))
     assert route.fallback_used and "pointers" in route.fallback_reason
     assert route.segments == good.segments
+    # ETAs, pairs and matrices report the fallback's metres too, never nan
+    a, b = (24.941, 60.170), (24.942, 60.1695)
+    assert broken.eta(a, b).distance_m == pytest.approx(good.distance_m, rel=1e-12)
+    assert route.distance_m == pytest.approx(good.distance_m, rel=1e-12)
+    pairs = broken.eta_pairs([a, b], [b, a])
+    expected = [good.distance_m, tiny_predictor.eta(b, a).distance_m]
+    np.testing.assert_allclose(pairs.distances_m, expected, rtol=1e-12)
+    np.testing.assert_allclose(broken.matrix([a], [b]).distances_m, [[good.distance_m]],
+                               rtol=1e-12)
 
 
 def test_matches_networkx_on_bundled_city(bundled_graph):
