@@ -498,7 +498,9 @@ class EtaModel(nn.Module):
         csr = self._csr
         reached = np.isfinite(state).all(-1)
         safe = np.where(reached[:, None], state, 0.0)
-        seconds = np.where(reached, (safe @ plan["readout"]) * self.time_scale, np.inf)
+        # a row sum, not a matrix-vector product: it rounds the same for one row and for
+        # all rows, so targeted and whole-graph runs give bit-identical seconds
+        seconds = np.where(reached, (safe * plan["readout"]).sum(-1) * self.time_scale, np.inf)
         seconds[root] = 0.0
         limited = bool(np.isfinite(limits).any())
         pointer = plan["node_pointer"]
@@ -556,7 +558,7 @@ class EtaModel(nn.Module):
         state = -cost
         finite = np.isfinite(cost[keys]).all(axis=1)
         seconds = np.full(len(keys), np.inf)
-        seconds[finite] = (state[keys[finite]] @ plan["readout"]) * self.time_scale
+        seconds[finite] = (state[keys[finite]] * plan["readout"]).sum(-1) * self.time_scale
         seconds[keys == root] = 0.0
         indptr, order, key_length, edge_length = self._walk_inputs()
         parent = np.full(self.num_keys, -1, dtype=np.int64)
