@@ -8,7 +8,7 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
@@ -51,7 +51,7 @@ def load_predictor(settings: Settings) -> Predictor:
     return predictor
 
 
-def osrm_traffic_headers(request: Request, response: Response) -> None:
+def osrm_traffic_headers(request: Request) -> None:
     """OSRM answers keep OSRM's body; a model that takes live traffic says which snapshot it
     used in headers: ``X-Nareta-Traffic`` (``live`` or ``historical; <reason>``) and
     ``X-Nareta-Traffic-As-Of`` (ISO local time, only when live). OSRM queries carry no
@@ -60,9 +60,11 @@ def osrm_traffic_headers(request: Request, response: Response) -> None:
     if predictor is None or not predictor.uses_traffic:
         return
     _, use = predictor.run_key(None)
-    response.headers["X-Nareta-Traffic"] = "live" if use.live else f"historical; {use.reason}"
+    # the OSRM routes return ready-made Responses; RequestMiddleware adds these headers
+    headers = {"X-Nareta-Traffic": "live" if use.live else f"historical; {use.reason}"}
     if use.live and use.as_of is not None:
-        response.headers["X-Nareta-Traffic-As-Of"] = use.as_of.isoformat(timespec="seconds")
+        headers["X-Nareta-Traffic-As-Of"] = use.as_of.isoformat(timespec="seconds")
+    request.state.response_headers = headers
 
 
 @asynccontextmanager

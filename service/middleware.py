@@ -75,8 +75,11 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 message.setdefault("headers", [])
+                extra = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                         for name, value in scope.get("state", {}).get(
+                             "response_headers", {}).items()]
                 message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode())]
+                                      (b"x-request-id", request_id.encode()), *extra]
             await send(message)
 
         async def refuse(status: int, code: str, message: str, *extra_headers) -> None:
