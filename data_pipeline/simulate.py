@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,7 @@ def _run_sumo(
     work: Path,
     *,
     progress: bool,
-    additional: list[Path] = (),  # type: ignore[assignment]
+    additional: Sequence[Path] = (),
     position: int = 0,
 ) -> None:
     end_s = config.hours * 3600.0 + config.drain_s

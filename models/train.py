@@ -591,7 +591,8 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
         log(f"resumed from {checkpoint_dir} after epoch {first_epoch}")
     else:
         initial = evaluate_corridor(model, batcher, data, val_rows, parallel)
-        log(f"untrained (free-flow through the processor): validation MAPE "
+        start = "the live scalar" if config.traffic else "free flow"
+        log(f"untrained ({start} through the processor): validation MAPE "
             f"{initial['mape']:.3f}")
         # an epoch that makes validation worse than the starting point is never kept
         best_state, best_mape = _trainable_state(model), initial["mape"]
