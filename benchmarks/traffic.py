@@ -18,11 +18,13 @@ service's own path), each trip at its departure time with the feed as it stood t
 * ``live_scalar``: Dijkstra on the latest observed speed per segment, free flow elsewhere
   (OSRM with a segment speed file);
 * ``learned_scalar``: per-segment and per-turn times fitted to the training trips;
-* ``nar_shipped``: the shipped Baltimore model (one simulated day, no feed);
+* ``nar_shipped`` (with ``--previous-model``): the Baltimore model shipped before this
+  benchmark (one simulated day, no feed);
 * ``nar_no_feed``: the live-traffic NAR model with the feed withheld (its fallback);
 * ``nar_live``: the NAR model with live state;
 * ``nar_live_zero_shot`` (Harrisburg): the Baltimore live model on Harrisburg with
-  Harrisburg's feed, no retraining.
+  Harrisburg's feed, no retraining (``_restandardised``: its feature standardisation
+  refitted on Harrisburg's roads).
 
     python benchmarks/traffic.py [--cities baltimore harrisburg] [--train-minutes 12]
 
@@ -46,7 +48,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 PROCESSOR = REPO / "artifacts_shipped" / "processor"
-SHIPPED = REPO / "artifacts_shipped" / "eta_baltimore"
 CITY_SIMULATION = {
     # demand scale per day (the last day is held out) and seed; 2 h rush profile per day
     "baltimore": {"scales": "0.7,1.0,1.3,1.15", "seed": 100},
@@ -257,7 +258,7 @@ def bootstrap_mape(true, predicted, *, draws: int = 500, seed: int = 0) -> list[
 # --------------------------------------------------------------------------- one city
 def evaluate_city(city: str, args, live_models: dict) -> dict:
     from models.baselines import LearnedScalarBaseline
-    from models.eta import EtaModel
+    from models.eta import EtaModel, FeatureScaler
     from models.predictor import Predictor
     from models.travel_time import FreeFlowTurnModel, LiveScalarModel
 
@@ -286,16 +287,21 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
     scalar.graph = graph
     predictors["learned_scalar"] = Predictor(graph, scalar)
     scalar_seconds = time.perf_counter() - clock
-    if city == "baltimore" and SHIPPED.is_dir():
+    previous = Path(args.previous_model) if args.previous_model else None
+    if city == "baltimore" and previous is not None and previous.is_dir():
         try:
-            predictors["nar_shipped"] = Predictor(graph, EtaModel.load(SHIPPED, graph))
+            predictors["nar_shipped"] = Predictor(graph, EtaModel.load(previous, graph))
         except Exception as exc:  # noqa: BLE001 - another graph build: report, go on
             print(f"shipped model not comparable: {exc}")
     baltimore_model = Path(args.cache_dir) / "baltimore" / f"nar_live_seed{args.seed}"
     if city != "baltimore" and (baltimore_model / "manifest.json").is_file():
-        transfer = EtaModel.load(Path(args.cache_dir) / "baltimore" / f"nar_live_seed{args.seed}",
-                                 graph, allow_other_graph=True)
+        transfer = EtaModel.load(baltimore_model, graph, allow_other_graph=True)
         predictors["nar_live_zero_shot"] = Predictor(graph, transfer)
+        # the same, its feature standardisation refitted on this city's roads
+        restandardised = EtaModel.load(baltimore_model, graph, allow_other_graph=True)
+        restandardised.scaler = FeatureScaler.fit(graph)
+        restandardised.attach(graph)
+        predictors["nar_live_zero_shot_restandardised"] = Predictor(graph, restandardised)
     for predictor in predictors.values():
         predictor.set_traffic(snapshot)
 
@@ -385,7 +391,7 @@ def _plots(city, frame, true, predictions, mask, args) -> None:
 def _table(results: dict) -> str:
     order = ("oracle", "freeflow", "freeflow_x_index", "live_scalar", "learned_scalar",
              "learned_scalar_x_index", "nar_shipped", "nar_no_feed", "nar_live",
-             "nar_live_zero_shot")
+             "nar_live_zero_shot", "nar_live_zero_shot_restandardised")
     lines = ["| city | split | compared | model | MAPE [95% CI] | median APE | within 10% | "
              "within 20% | median bias | unanswered |", "|" + " --- |" * 10]
     for city, report in results.items():
@@ -436,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-eval-trips", type=int, default=4000,
                         help="score at most this many trips per split (random, seeded)")
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--previous-model", default=None,
+                        help="an earlier Baltimore EtaModel (no live traffic) to compare, e.g. "
+                             "the one shipped before this benchmark: `git show d0402de:"
+                             "artifacts_shipped/eta_baltimore/{eta.safetensors,manifest.json}`")
     parser.add_argument("--cache-dir", default=str(REPO / "runs" / "traffic"))
     parser.add_argument("--shared-osm", default=str(REPO.parent / "shared" / "osm"))
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
