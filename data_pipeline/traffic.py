@@ -46,8 +46,6 @@ FEED_COLUMNS = ("window_start", "osm_way_id", "osm_start_node_id", "osm_end_node
 REQUIRED_COLUMNS = ("window_start", "osm_start_node_id", "osm_end_node_id", "speed_kph_mean")
 MAX_SPEED_KPH = 250.0
 DEFAULT_WINDOW_S = 300.0
-#: epoch seconds accepted for window_start (1970 .. 2100)
-_EPOCH_RANGE = (0.0, 4102444800.0)
 
 
 class FeedError(InputError):
@@ -170,30 +168,14 @@ def read_feed_files(source: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _local_seconds(values: pd.Series, timezone: str | None) -> np.ndarray:
-    """window_start → local seconds (NaN where unparseable). Numbers are epoch seconds;
-    strings are ISO-8601 (naive = local clock; with an offset → the city's clock)."""
-    out = np.full(len(values), np.nan)
-    numeric = pd.to_numeric(values, errors="coerce")
-    is_number = numeric.notna().to_numpy()
-    if is_number.any():
-        epoch = numeric.to_numpy(dtype=np.float64)[is_number]
-        ok = (epoch >= _EPOCH_RANGE[0]) & (epoch <= _EPOCH_RANGE[1])
-        stamps = pd.to_datetime(np.where(ok, epoch, 0), unit="s", utc=True)
-        stamps = stamps.tz_convert(timezone or "UTC").tz_localize(None)
-        local = stamps.as_unit("ns").asi8.astype(np.float64) / 1e9  # any resolution
-        out[np.flatnonzero(is_number)] = np.where(ok, local, np.nan)
-    text = values[~is_number]
-    for position, item in zip(np.flatnonzero(~is_number), text.tolist(), strict=True):
-        try:
-            stamp = pd.Timestamp(str(item))
-        except (ValueError, TypeError):
-            continue
-        if stamp is pd.NaT:
-            continue
-        if stamp.tzinfo is not None:
-            stamp = stamp.tz_convert(timezone or "UTC").tz_localize(None)
-        out[position] = stamp.value / 1e9
-    return out
+    """window_start → local seconds (NaN where not a time), by the project's one time
+    parser (:mod:`nareta.timeparse`, as departure times): ISO-8601 (naive = local clock;
+    with an offset → the city's clock) or epoch seconds in 1970..2100."""
+    from data_pipeline.trips import local_departure_times
+
+    clock = local_departure_times(values.reset_index(drop=True), timezone=timezone)
+    seconds = clock.to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
+    return np.where(clock.isna().to_numpy(), np.nan, seconds)
 
 
 def validate_feed(frame: pd.DataFrame, *, timezone: str | None = None,

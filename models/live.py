@@ -70,12 +70,9 @@ def local_seconds(moment, timezone: str | None = None) -> float:
     aware ones are converted to ``timezone``, else UTC)."""
     import datetime as dt
 
-    if moment.tzinfo is not None:
-        from zoneinfo import ZoneInfo
+    from nareta.timeparse import to_local_clock
 
-        moment = moment.astimezone(ZoneInfo(timezone) if timezone else dt.UTC).replace(
-            tzinfo=None)
-    return (moment - dt.datetime(1970, 1, 1)).total_seconds()
+    return (to_local_clock(moment, timezone) - dt.datetime(1970, 1, 1)).total_seconds()
 
 
 def local_datetime(seconds: float):
