@@ -232,18 +232,28 @@ class FreeFlowTurnModel(FreeFlowModel):
         self.identity = f"freeflow-turns:{graph.identity}"
         self._search = None
 
+    def _search_for(self, bucket) -> tuple:
+        """(line-graph matrix, targeted search) over this model's times (built once)."""
+        if self._search is None:
+            self._search = _turn_search(self.graph, self._times)
+        return self._search
+
     def run_from(self, origins: np.ndarray, bucket: int, *,
                  targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
-        if self._search is None:
-            turn_from, turn_to = self.graph["turn_from"], self.graph["turn_to"]
-            self._search = (_line_matrix(self.graph, self._times, None), _TargetSearch(
-                turn_from, turn_to, self._times[turn_to], self.graph["length_m"][turn_to],
-                self.graph.num_segments, parent_is_sender=True))
+        matrix, search = self._search_for(bucket)
         origins = np.asarray(origins, dtype=np.int64)
         if targets is not None:
-            return self._search[1].run(origins, targets, pointers)
-        times, predecessors = _whole(self._search[0], origins)
+            return search.run(origins, targets, pointers)
+        times, predecessors = _whole(matrix, origins)
         return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)
+
+
+def _turn_search(graph: RoadGraph, segment_times: np.ndarray) -> tuple:
+    """Whole-tree matrix and targeted search on the turn graph for ``segment_times``."""
+    turn_from, turn_to = graph["turn_from"], graph["turn_to"]
+    return (_line_matrix(graph, segment_times, None), _TargetSearch(
+        turn_from, turn_to, segment_times[turn_to], graph["length_m"][turn_to],
+        graph.num_segments, parent_is_sender=True))
 
 
 class LiveScalarModel(FreeFlowTurnModel):
@@ -271,24 +281,16 @@ class LiveScalarModel(FreeFlowTurnModel):
         log_ratio = state.features[:, LIVE_FEATURES.index("log_ratio")].astype(np.float64)
         return np.where(observed, self._times * np.exp(-log_ratio), self._times)
 
-    def run_from(self, origins: np.ndarray, bucket, *,
-                 targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
+    def _search_for(self, bucket) -> tuple:
+        """The turn-graph search over this run key's times (an LRU of 8 keys)."""
         with self._lock:
             search = self._searches.get(bucket)
             if search is not None:
                 self._searches.move_to_end(bucket)
-        if search is None:
-            times = self.segment_times_s(bucket)
-            turn_from, turn_to = self.graph["turn_from"], self.graph["turn_to"]
-            search = (_line_matrix(self.graph, times, None), _TargetSearch(
-                turn_from, turn_to, times[turn_to], self.graph["length_m"][turn_to],
-                self.graph.num_segments, parent_is_sender=True))
-            with self._lock:
-                self._searches[bucket] = search
-                while len(self._searches) > 8:
-                    self._searches.popitem(last=False)
-        origins = np.asarray(origins, dtype=np.int64)
-        if targets is not None:
-            return search[1].run(origins, targets, pointers)
-        times, predecessors = _whole(search[0], origins)
-        return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)
+                return search
+        search = _turn_search(self.graph, self.segment_times_s(bucket))
+        with self._lock:
+            self._searches[bucket] = search
+            while len(self._searches) > 8:
+                self._searches.popitem(last=False)
+        return search
