@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from data_pipeline.road_graph import RoadGraph
 from models.frontier import frontier_run
-from models.live import LIVE_FEATURES, key_parts
+from models.live import LIVE_FEATURES, key_parts, no_traffic_features
 from models.processor import NEG_INF, Processor, WeightEncoder, load_pretrained, scatter_max
 from models.travel_time import OriginRun
 from nareta.artifacts import artifact_hash, atomic_artifact_dir, read_manifest, write_manifest
@@ -346,9 +346,8 @@ class EtaModel(nn.Module):
         if not self.config.traffic:
             return None, None
         if state is None:
-            live = torch.zeros(self.graph.num_segments, len(LIVE_FEATURES))
-            live[:, LIVE_FEATURES.index("age")] = 1.0
-            return live, torch.zeros(self.graph.num_segments)
+            return (torch.from_numpy(no_traffic_features(self.graph.num_segments)),
+                    torch.zeros(self.graph.num_segments))
         if state.features.shape != (self.graph.num_segments, len(LIVE_FEATURES)):
             raise ArtifactError("the traffic state was built for another road graph")
         return (torch.from_numpy(state.features),

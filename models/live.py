@@ -40,6 +40,14 @@ TREND_S = 900.0
 _LOG_RATIO_RANGE = (-3.0, 1.0)
 
 
+def no_traffic_features(num_segments: int) -> np.ndarray:
+    """``[E, F]`` features of segments the feed says nothing about (all zero, age 1): the
+    starting point of every state, and what a model sees with no feed at all."""
+    features = np.zeros((num_segments, len(LIVE_FEATURES)), dtype=np.float32)
+    features[:, LIVE_FEATURES.index("age")] = 1.0
+    return features
+
+
 @dataclass(frozen=True, eq=False)
 class TrafficState:
     """Per-segment live features ``[E, len(LIVE_FEATURES)]`` at one departure window."""
@@ -152,14 +160,13 @@ class TrafficSnapshot:
         if coverage < 1.0 and len(segments):
             keep = np.random.default_rng(seed).random(len(segments)) < coverage
             segments, log_ratio, age = segments[keep], log_ratio[keep], age[keep]
-        features = np.zeros((n, len(LIVE_FEATURES)), dtype=np.float32)
+        features = no_traffic_features(n)
         observed = np.zeros(n, dtype=bool)
         observed[segments] = True
         value = np.zeros(n)
         value[segments] = log_ratio
         features[segments, 0] = log_ratio
         features[:, 1] = observed
-        features[:, 2] = 1.0
         features[segments, 2] = np.clip(age / self.max_age_s, 0.0, 1.0)
         city = float(np.median(log_ratio)) if len(log_ratio) else 0.0
         smoothed, reached = value.copy(), observed.copy()
