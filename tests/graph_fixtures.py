@@ -108,3 +108,20 @@ def raw_road_graph(osm_data) -> RoadGraph:
             if not oneway or reverse:
                 paths.append(((b, a), way.way_id))
     return road_graph_from_paths(osm_data.node_lonlat, paths)
+
+
+def longest_free_flow_trip(graph: RoadGraph):
+    """(origin, destination, free-flow ETA s): from the first piece of one of the first
+    ten segments to the first piece of any segment, the pair with the longest free-flow
+    time on the turn graph (a trip a few segments long on a small graph)."""
+    from models.predictor import Predictor
+    from models.travel_time import FreeFlowTurnModel
+
+    base = Predictor(graph, FreeFlowTurnModel(graph))
+    offsets, lon, lat = graph["path_offsets"], graph["path_lon"], graph["path_lat"]
+    points = [((lon[offsets[s]] + lon[offsets[s] + 1]) / 2,
+               (lat[offsets[s]] + lat[offsets[s] + 1]) / 2) for s in range(graph.num_segments)]
+    durations = base.matrix(points[:10], points).durations_s
+    i, j = np.unravel_index(np.nanargmax(np.where(np.isfinite(durations), durations, -1)),
+                            durations.shape)
+    return points[i], points[j], base.eta(points[i], points[j]).eta_s

@@ -15,7 +15,7 @@ from models.live import LIVE_FEATURES, TrafficSnapshot, TrafficStore, local_seco
 from models.predictor import Predictor
 from models.travel_time import FreeFlowTurnModel, LiveScalarModel
 from nareta.errors import InputError
-from tests.graph_fixtures import road_graph_from_paths
+from tests.graph_fixtures import longest_free_flow_trip, road_graph_from_paths
 
 CHAIN = 9  # segments 0 -> 1 -> ... -> 8 along a meridian
 FEATURE = {name: index for index, name in enumerate(LIVE_FEATURES)}
@@ -101,14 +101,7 @@ def clipped(clipped_osm):
 @pytest.fixture(scope="module")
 def trip(clipped):
     """Two points whose free-flow route is a few segments long."""
-    base = Predictor(clipped, FreeFlowTurnModel(clipped))
-    offsets, lon, lat = clipped["path_offsets"], clipped["path_lon"], clipped["path_lat"]
-    points = [((lon[offsets[s]] + lon[offsets[s] + 1]) / 2,
-               (lat[offsets[s]] + lat[offsets[s] + 1]) / 2) for s in range(clipped.num_segments)]
-    durations = base.matrix(points[:10], points).durations_s
-    i, j = np.unravel_index(np.nanargmax(np.where(np.isfinite(durations), durations, -1)),
-                            durations.shape)
-    return points[i], points[j], base.eta(points[i], points[j]).eta_s
+    return longest_free_flow_trip(clipped)
 
 
 def everywhere(graph, factor: float, window: str = "2026-11-18T08:00") -> TrafficSnapshot:

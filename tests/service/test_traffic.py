@@ -20,8 +20,8 @@ import pytest
 from data_pipeline.traffic import segment_feed_rows, write_feed
 from models.live import TrafficStore
 from models.predictor import Predictor
-from models.travel_time import FreeFlowTurnModel
 from tests.conftest import REPO
+from tests.graph_fixtures import longest_free_flow_trip
 from tests.service.conftest import free_port, serve
 
 WINDOW = "2026-11-18T08:00"
@@ -37,14 +37,8 @@ def city(tmp_path_factory, clipped_osm):
     root = tmp_path_factory.mktemp("traffic-service")
     graph = ingest_osm(clipped_osm).graph
     graph.save(root / "graph")
-    base = Predictor(graph, FreeFlowTurnModel(graph))
-    offsets, lon, lat = graph["path_offsets"], graph["path_lon"], graph["path_lat"]
-    points = [((lon[offsets[s]] + lon[offsets[s] + 1]) / 2,
-               (lat[offsets[s]] + lat[offsets[s] + 1]) / 2) for s in range(graph.num_segments)]
-    durations = base.matrix(points[:10], points).durations_s
-    i, j = np.unravel_index(np.nanargmax(np.where(np.isfinite(durations), durations, -1)),
-                            durations.shape)
-    return root / "graph", graph, points[i], points[j]
+    origin, destination, _ = longest_free_flow_trip(graph)
+    return root / "graph", graph, origin, destination
 
 
 def feed_rows(graph, factor: float, windows=(WINDOW, "2026-11-18T08:05")) -> pd.DataFrame:
