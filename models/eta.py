@@ -426,6 +426,9 @@ class EtaModel(nn.Module):
     #: targeted searches go this much farther than the farthest target (so that the keys
     #: around it, whose states the pointer decoder reads, are settled too)
     search_slack = 1.0
+    #: targeted queries on the contraction hierarchy ("cch") or by the bounded channel
+    #: search ("search"); both exact (tests/models/test_cch.py)
+    engine = "cch"
 
     @property
     def supports_channel_search(self) -> bool:
@@ -464,16 +467,21 @@ class EtaModel(nn.Module):
             if self.__dict__.get("_csr_graph") is not self.graph:
                 index = latents.edge_index.numpy()
                 self._csr = Csr.build(index[0], index[1], self.num_keys)
+                self._hierarchy = None
                 self._csr_graph = self.graph
         edge_cost = -edge_term.astype(np.float64)
         channel = self.supports_channel_search and bool((edge_cost >= 0).all())
+        search = ChannelSearch(self._csr, edge_cost) if channel else None
         plan = {
             "edge_term": edge_term,
             "sender_matrix": sender_matrix,
             "readout": readout,
             "node_pointer": pointer if sender_matrix is None else sender_matrix.T @ pointer,
             "edge_pointer": edge_term.astype(np.float64) @ pointer,
-            "search": ChannelSearch(self._csr, edge_cost) if channel else None,
+            "search": search,
+            # targeted queries: the customised hierarchy (models.cch), exact like the search
+            "metric": (self._key_hierarchy().customise(search.cost[self._csr.edge_row])
+                       if channel and self.engine == "cch" and not self.training else None),
         }
         if not self.training:
             with self._cache_lock:
@@ -481,6 +489,22 @@ class EtaModel(nn.Module):
                 while len(plans) > 8:
                     plans.popitem(last=False)
         return plan
+
+    def _key_hierarchy(self):
+        """The contraction hierarchy of the processor graph's keys (built once per graph;
+        segments sit at their midpoints in turn mode)."""
+        from models.cch import Hierarchy
+
+        with self._cache_lock:
+            if self.__dict__.get("_hierarchy") is None:
+                graph = self.graph
+                lat = graph["node_lat"].astype(np.float64)
+                xy = np.stack([graph["node_lon"] * np.cos(np.radians(lat.mean())), lat], 1)
+                if self.graph_mode == "turn":
+                    xy = (xy[graph["edge_source"]] + xy[graph["edge_target"]]) / 2
+                csr = self._csr
+                self._hierarchy = Hierarchy.build(csr.sender, csr.receiver, self.num_keys, xy)
+            return self._hierarchy
 
     def _decode(self, plan: dict[str, Any], state: np.ndarray, limits: np.ndarray,
                 root: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -553,15 +577,17 @@ class EtaModel(nn.Module):
 
         csr = self._csr
         keys = np.unique(np.asarray(wanted, dtype=np.int64))
+        indptr, order, key_length, edge_length = self._walk_inputs()
+        parent = np.full(self.num_keys, -1, dtype=np.int64)
+        pointer_proven = np.zeros(self.num_keys, dtype=np.bool_)
+        if plan.get("metric") is not None:
+            return self._answer_on_hierarchy(plan, root, keys, parent, pointer_proven)
         cost, limits = plan["search"].distances_to(root, keys, slack=self.search_slack)
         state = -cost
         finite = np.isfinite(cost[keys]).all(axis=1)
         seconds = np.full(len(keys), np.inf)
         seconds[finite] = (state[keys[finite]] * plan["readout"]).sum(-1) * self.time_scale
         seconds[keys == root] = 0.0
-        indptr, order, key_length, edge_length = self._walk_inputs()
-        parent = np.full(self.num_keys, -1, dtype=np.int64)
-        pointer_proven = np.zeros(self.num_keys, dtype=np.bool_)
         metres, proven = kernels.walk_pointers(
             indptr, order, csr.sender, csr.edge_row, np.ascontiguousarray(state),
             plan["node_pointer"], plan["edge_pointer"], np.ascontiguousarray(limits),
@@ -571,6 +597,28 @@ class EtaModel(nn.Module):
         unlimited = not np.isfinite(limits).any()
         return (keys, seconds, metres, np.where(finite, proven, unlimited), parent,
                 pointer_proven)
+
+    def _answer_on_hierarchy(self, plan: dict[str, Any], root: int, keys: np.ndarray,
+                             parent: np.ndarray, pointer_proven: np.ndarray
+                             ) -> tuple[np.ndarray, ...]:
+        """:meth:`_answer_targets` on the customised hierarchy: exact costs at the keys and
+        at every sender the pointer walk compares, so every answer is proven unless the
+        pointers loop."""
+        from models import kernels
+
+        csr, hierarchy, metric = self._csr, self._key_hierarchy(), plan["metric"]
+        indptr, order, key_length, edge_length = self._walk_inputs()
+        cost, metres, proven = kernels.cch_targets(
+            hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
+            int(root), keys, indptr, order, csr.sender, csr.edge_row, plan["node_pointer"],
+            plan["edge_pointer"], key_length, edge_length, self.graph_mode == "node", True,
+            parent, pointer_proven)
+        finite = np.isfinite(cost).all(axis=1)
+        seconds = np.full(len(keys), np.inf)
+        seconds[finite] = (-cost[finite] * plan["readout"]).sum(-1) * self.time_scale
+        seconds[keys == root] = 0.0
+        metres[keys == root] = 0.0
+        return keys, seconds, metres, proven, parent, pointer_proven
 
     @torch.no_grad()
     def run_from(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16,

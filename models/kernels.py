@@ -251,3 +251,175 @@ def path_parents(sender, row, via, root, targets, parent_is_sender):
             node = sender[pos]
             steps += 1
     return keys, parents
+
+
+# ---------------------------------------------------------------- contraction hierarchy
+# (models.cch: arcs are the filled graph's edges, each stored once at its lower end;
+# ``up[a]`` is the cost low -> high, ``down[a]`` high -> low)
+
+
+@njit(cache=True)
+def cch_find_arcs(up_indptr, up_head, low, high):
+    """The arc joining ``low`` to ``high`` for each edge (-1 for a self-loop)."""
+    out = np.full(len(low), -1, np.int64)
+    for e in range(len(low)):
+        if low[e] == high[e]:
+            continue
+        for a in range(up_indptr[low[e]], up_indptr[low[e] + 1]):
+            if up_head[a] == high[e]:
+                out[e] = a
+                break
+    return out
+
+
+@njit(cache=True)
+def cch_triangles(up_indptr, up_head, order, num_nodes):
+    """``[T, 3]`` arcs (v-x, v-y, x-y) of every lower triangle, rank v < x < y, in
+    increasing rank of v (the order customisation must follow)."""
+    scratch = np.full(num_nodes, -1, np.int64)
+    total = 0
+    for v in order:
+        begin, end = up_indptr[v], up_indptr[v + 1]
+        total += (end - begin) * (end - begin - 1) // 2
+    out = np.empty((total, 3), np.int64)
+    t = 0
+    for v in order:
+        begin, end = up_indptr[v], up_indptr[v + 1]
+        for i in range(begin, end):
+            x = up_head[i]
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = p
+            for j in range(i + 1, end):  # heads sorted by rank: y above x
+                out[t, 0] = i
+                out[t, 1] = j
+                out[t, 2] = scratch[up_head[j]]
+                t += 1
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = -1
+    return out
+
+
+@njit(cache=True)
+def cch_customise(edge_arc, edge_up, edge_cost, num_arcs, triangles):
+    """Arc costs per channel: the cheapest original edge, then the lower triangles in
+    rank order (x -> y via v: x -> v -> y)."""
+    channels = edge_cost.shape[1]
+    up = np.full((num_arcs, channels), np.inf)
+    down = np.full((num_arcs, channels), np.inf)
+    for e in range(len(edge_arc)):
+        a = edge_arc[e]
+        if a < 0:
+            continue
+        for k in range(channels):
+            if edge_up[e]:
+                if edge_cost[e, k] < up[a, k]:
+                    up[a, k] = edge_cost[e, k]
+            elif edge_cost[e, k] < down[a, k]:
+                down[a, k] = edge_cost[e, k]
+    for t in range(len(triangles)):
+        vx, vy, xy = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+        for k in range(channels):
+            candidate = down[vx, k] + up[vy, k]
+            if candidate < up[xy, k]:
+                up[xy, k] = candidate
+            candidate = down[vy, k] + up[vx, k]
+            if candidate < down[xy, k]:
+                down[xy, k] = candidate
+    return up, down
+
+
+@njit(cache=True)
+def _cch_settle(u, parent, up_indptr, up_head, down, fwd, on_chain, dist, done, stack):
+    """Exact distances from the query's root at ``u`` and its unsettled ancestors, top
+    down (restricted PHAST: every higher neighbour of a node is its ancestor)."""
+    size = 0
+    x = u
+    while x >= 0 and not done[x]:
+        stack[size] = x
+        size += 1
+        x = parent[x]
+    channels = dist.shape[1]
+    for i in range(size - 1, -1, -1):
+        x = stack[i]
+        for k in range(channels):
+            dist[x, k] = fwd[x, k] if on_chain[x] else np.inf
+        for a in range(up_indptr[x], up_indptr[x + 1]):
+            y = up_head[a]
+            for k in range(channels):
+                candidate = dist[y, k] + down[a, k]
+                if candidate < dist[x, k]:
+                    dist[x, k] = candidate
+        done[x] = True
+
+
+@njit(cache=True)
+def cch_targets(parent, up_indptr, up_head, up, down, root, targets, in_indptr,
+                in_position, sender, row, node_pointer, edge_pointer, key_length,
+                edge_length, parent_is_row, walk, parent_out, proven_out):
+    """Per-channel costs ``[T, C]`` from ``root`` to ``targets`` on a customised
+    hierarchy, and (``walk``) the pointer decoder followed back from each target as
+    :func:`walk_pointers` does, every sender's state exact. Returns (cost, metres,
+    proven): a walk that fails to reach ``root`` leaves metres nan and proven False."""
+    n = len(parent)
+    channels = up.shape[1]
+    fwd = np.empty((n, channels))
+    dist = np.empty((n, channels))
+    on_chain = np.zeros(n, np.bool_)
+    done = np.zeros(n, np.bool_)
+    stack = np.empty(n, np.int64)
+    x = root
+    while x >= 0:
+        on_chain[x] = True
+        fwd[x, :] = np.inf
+        x = parent[x]
+    fwd[root, :] = 0.0
+    x = root
+    while x >= 0:  # upward search: the root's ancestors only
+        for a in range(up_indptr[x], up_indptr[x + 1]):
+            y = up_head[a]
+            for k in range(channels):
+                candidate = fwd[x, k] + up[a, k]
+                if candidate < fwd[y, k]:
+                    fwd[y, k] = candidate
+        x = parent[x]
+    cost = np.empty((len(targets), channels))
+    for t in range(len(targets)):
+        _cch_settle(targets[t], parent, up_indptr, up_head, down, fwd, on_chain, dist, done,
+                    stack)
+        cost[t, :] = dist[targets[t], :]
+    metres = np.zeros(len(targets))
+    proven = np.ones(len(targets), np.bool_)
+    if not walk:
+        return cost, metres, proven
+    for t in range(len(targets)):
+        node = targets[t]
+        if dist[node, 0] == np.inf:
+            metres[t] = np.nan  # unreachable: nothing to walk, the cost says so
+            continue
+        steps = 0
+        while node != root:
+            best = -np.inf
+            winner = -1
+            for i in range(in_indptr[node], in_indptr[node + 1]):
+                pos = in_position[i]
+                u = sender[pos]
+                _cch_settle(u, parent, up_indptr, up_head, down, fwd, on_chain, dist, done,
+                            stack)
+                score = edge_pointer[row[pos]]
+                for k in range(channels):
+                    score += node_pointer[k] * -dist[u, k]
+                if score == -np.inf or score != score:
+                    continue
+                if score > best or (score == best and winner >= 0 and row[pos] < row[winner]):
+                    best = score
+                    winner = pos
+            if winner < 0 or steps > n:
+                proven[t] = False
+                metres[t] = np.nan
+                break
+            parent_out[node] = row[winner] if parent_is_row else sender[winner]
+            proven_out[node] = True
+            metres[t] += key_length[node] + edge_length[row[winner]]
+            node = sender[winner]
+            steps += 1
+    return cost, metres, proven

@@ -1,0 +1,226 @@
+r"""A customizable contraction hierarchy (CCH) over the latent cost channels: exact
+point-to-point and few-to-many answers of the frozen processor without searching the map.
+
+With the identity sender map every latent channel ``k`` of the processor is a shortest-path
+problem with fixed non-negative edge costs per run key (time bucket, traffic snapshot), see
+:class:`models.executor.ChannelSearch`. Routing engines answer such queries with a
+hierarchy; nareta uses the *customizable* kind (Dibbelt, Strasser & Wagner, "Customizable
+Contraction Hierarchies", JEA 2016), the metric-independent cousin of OSRM's MLD:
+
+1. **Topology, once per graph** (:meth:`Hierarchy.build`): a nested-dissection order from
+   recursive geometric bisection (a separator: one side of the cut edges), the undirected
+   graph contracted in that order with every fill-in edge (symbolic elimination along the
+   elimination tree), and the list of lower triangles in processing order.
+2. **Customisation, once per run key** (:meth:`Hierarchy.customise`): every arc gets its
+   upward and downward cost in every channel from the original edges (cheapest parallel
+   edge), then one pass over the lower triangles in rank order makes each arc's cost the
+   cheapest path through lower nodes -- all channels at once (``[arcs, C]``).
+3. **Queries** (:func:`models.kernels.cch_targets`): the upward search from the root walks
+   only its elimination-tree ancestors; distances at any key follow by a *lazy* restricted
+   PHAST sweep down that key's ancestor chain (each ancestor computed once per query,
+   top-down). The pointer decoder is then walked back from each target, reading the exact
+   states of the senders it compares.
+
+Every value is the exact per-channel shortest-path cost (only the order of the float
+additions differs from the label-correcting search), so the decoded times and pointers are
+the whole-graph run's: ``tests/models/test_cch.py`` compares them on random graphs and on
+the bundled city with the shipped model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: parts at most this large are ordered without splitting them further
+_LEAF = 8
+
+
+@dataclass
+class Metric:
+    """A customised hierarchy: per arc and channel the cost low -> high (``up``) and
+    high -> low (``down``), inf where no path through lower nodes exists."""
+
+    up: np.ndarray  # [A, C] float64
+    down: np.ndarray  # [A, C] float64
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.up.nbytes + self.down.nbytes)
+
+
+def _undirected(sender: np.ndarray, receiver: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = sender != receiver
+    low = np.minimum(sender[keep], receiver[keep])
+    high = np.maximum(sender[keep], receiver[keep])
+    pairs = np.unique(np.stack([low, high], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _vertex_cover(ends_a: np.ndarray, ends_b: np.ndarray) -> np.ndarray:
+    """A minimum vertex cover of the bipartite cut graph (edges ``ends_a[i] - ends_b[i]``,
+    the two sides disjoint): König's construction from a maximum matching."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    left, li = np.unique(ends_a, return_inverse=True)
+    right, ri = np.unique(ends_b, return_inverse=True)
+    graph = csr_matrix((np.ones(len(li), np.int8), (li, ri)), shape=(len(left), len(right)))
+    match_right = maximum_bipartite_matching(graph, perm_type="column")  # per left: right
+    match_left = np.full(len(right), -1)
+    matched = match_right >= 0
+    match_left[match_right[matched]] = np.flatnonzero(matched)
+    # Z: reachable from unmatched left vertices by alternating paths
+    seen_left = ~matched
+    seen_right = np.zeros(len(right), dtype=bool)
+    frontier = np.flatnonzero(seen_left)
+    while frontier.size:
+        rows = graph[frontier]
+        reach = np.unique(rows.indices)
+        reach = reach[~seen_right[reach]]
+        seen_right[reach] = True
+        back = match_left[reach]
+        back = back[(back >= 0) & ~seen_left[np.maximum(back, 0)]]
+        seen_left[back] = True
+        frontier = back
+    return np.concatenate([left[~seen_left], right[seen_right]])
+
+
+def _bisect(nodes: np.ndarray, xy: np.ndarray, ea: np.ndarray, eb: np.ndarray,
+            side: np.ndarray) -> np.ndarray:
+    """Split ``nodes`` at the median of the best of four directions (the smallest
+    minimum vertex separator); leaves ``side`` 0 / 1 for the halves and 2 on the
+    separator, which it returns."""
+    best = None
+    for angle in (0.0, 45.0, 90.0, 135.0):
+        theta = np.radians(angle)
+        projection = xy[:, 0] * np.cos(theta) + xy[:, 1] * np.sin(theta)
+        ranked = np.argsort(projection, kind="stable")
+        half = len(nodes) // 2
+        side[nodes[ranked[:half]]] = 0
+        side[nodes[ranked[half:]]] = 1
+        cut = side[ea] != side[eb]
+        zero = np.where(side[ea[cut]] == 0, ea[cut], eb[cut])
+        one = np.where(side[ea[cut]] == 0, eb[cut], ea[cut])
+        separator = _vertex_cover(zero, one) if cut.any() else np.zeros(0, np.int64)
+        if best is None or len(separator) < len(best[1]):
+            best = (ranked, separator)
+    ranked, separator = best
+    side[nodes[ranked[:half]]] = 0
+    side[nodes[ranked[half:]]] = 1
+    side[separator] = 2
+    return separator
+
+
+def dissection_order(num_nodes: int, edge_a: np.ndarray, edge_b: np.ndarray,
+                     coords: np.ndarray) -> np.ndarray:
+    """Nodes in contraction order (first = least important): nested dissection by
+    recursive bisection at the median along the best of four directions, the separator a
+    minimum vertex cover of the cut edges, ordered after both halves."""
+    order: list[np.ndarray] = []
+    # an explicit stack keeps deep recursion off the Python stack; a separator is emitted
+    # after both halves, so it is pushed before them
+    stack: list[tuple] = [("part", np.arange(num_nodes), edge_a, edge_b)]
+    side = np.zeros(num_nodes, dtype=np.int8)
+    while stack:
+        item = stack.pop()
+        if item[0] == "emit":
+            order.append(item[1])
+            continue
+        _, nodes, ea, eb = item
+        if len(nodes) <= _LEAF:
+            order.append(nodes)
+            continue
+        separator = _bisect(nodes, coords[nodes], ea, eb, side)
+        stack.append(("emit", separator))
+        for part in (0, 1):
+            inside = (side[ea] == part) & (side[eb] == part)
+            stack.append(("part", nodes[side[nodes] == part], ea[inside], eb[inside]))
+    result = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+    if len(result) != num_nodes or len(np.unique(result)) != num_nodes:
+        raise AssertionError("dissection order is not a permutation")
+    return result.astype(np.int64)
+
+
+@dataclass
+class Hierarchy:
+    """The metric-independent part: contraction order, elimination tree, upward arcs
+    (``up_head[up_indptr[v]:up_indptr[v+1]]``: ``v``'s higher neighbours in the filled
+    graph, by rank), where each original edge lands, and the lower triangles."""
+
+    num_nodes: int
+    rank: np.ndarray  # [N]
+    parent: np.ndarray  # [N] elimination-tree parent, -1 at a root
+    up_indptr: np.ndarray  # [N+1]
+    up_head: np.ndarray  # [A]
+    edge_arc: np.ndarray  # [E] arc of each original edge position (-1: a self-loop)
+    edge_up: np.ndarray  # [E] bool: the edge runs low -> high along its arc
+    triangles: np.ndarray  # [T, 3] arcs (v-x, v-y, x-y) with rank v < x < y, by rank of v
+
+    @property
+    def num_arcs(self) -> int:
+        return len(self.up_head)
+
+    @classmethod
+    def build(cls, sender: np.ndarray, receiver: np.ndarray, num_nodes: int,
+              coords: np.ndarray) -> Hierarchy:
+        """``sender`` / ``receiver``: the directed edges (positions as the caller keeps
+        them); ``coords`` ``[N, 2]`` planar positions for the dissection."""
+        from models import kernels
+
+        sender = np.asarray(sender, dtype=np.int64)
+        receiver = np.asarray(receiver, dtype=np.int64)
+        edge_a, edge_b = _undirected(sender, receiver)
+        order = dissection_order(num_nodes, edge_a, edge_b, np.asarray(coords, np.float64))
+        rank = np.empty(num_nodes, dtype=np.int64)
+        rank[order] = np.arange(num_nodes)
+        parent, up_indptr, up_head = _eliminate(num_nodes, rank, order, edge_a, edge_b)
+        low = np.where(rank[sender] <= rank[receiver], sender, receiver)
+        high = np.where(rank[sender] <= rank[receiver], receiver, sender)
+        edge_arc = kernels.cch_find_arcs(up_indptr, up_head, low, high)
+        edge_arc[sender == receiver] = -1
+        triangles = kernels.cch_triangles(up_indptr, up_head, order, num_nodes)
+        return cls(num_nodes, rank, parent, up_indptr, up_head, edge_arc, sender == low,
+                   triangles)
+
+    def customise(self, edge_cost: np.ndarray) -> Metric:
+        """``edge_cost`` ``[E, C]`` >= 0 per original edge position: the metric."""
+        from models import kernels
+
+        up, down = kernels.cch_customise(
+            self.edge_arc, self.edge_up, np.ascontiguousarray(edge_cost, dtype=np.float64),
+            self.num_arcs, self.triangles)
+        return Metric(up, down)
+
+
+def _eliminate(num_nodes: int, rank: np.ndarray, order: np.ndarray, edge_a: np.ndarray,
+               edge_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symbolic elimination: a node's higher neighbours in the filled graph are its own
+    higher neighbours plus its elimination-tree children's (less itself); its parent is the
+    lowest of them. Returns (parent, up_indptr, up_head with heads sorted by rank)."""
+    low = np.where(rank[edge_a] < rank[edge_b], edge_a, edge_b)
+    high = np.where(rank[edge_a] < rank[edge_b], edge_b, edge_a)
+    upper: list[set[int]] = [set() for _ in range(num_nodes)]
+    for lo, hi in zip(low.tolist(), high.tolist(), strict=True):
+        upper[lo].add(hi)
+    children: list[list[int]] = [[] for _ in range(num_nodes)]
+    parent = np.full(num_nodes, -1, dtype=np.int64)
+    rank_list = rank.tolist()
+    heads: list[list[int]] = [[] for _ in range(num_nodes)]
+    for v in order.tolist():
+        mine = upper[v]
+        for child in children[v]:
+            mine |= upper[child]
+            upper[child] = set()  # no longer needed: free it
+        mine.discard(v)
+        ordered = sorted(mine, key=rank_list.__getitem__)
+        heads[v] = ordered
+        if ordered:
+            parent[v] = ordered[0]
+            children[ordered[0]].append(v)
+    counts = np.array([len(h) for h in heads], dtype=np.int64)
+    up_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    up_head = np.fromiter((x for h in heads for x in h), dtype=np.int64,
+                          count=int(counts.sum()))
+    return parent, up_indptr, up_head

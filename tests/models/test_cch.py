@@ -1,0 +1,105 @@
+"""The customizable contraction hierarchy answers exactly what the whole-graph search does."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from models import kernels
+from models.cch import Hierarchy, dissection_order
+from models.executor import ChannelSearch, Csr
+from models.registry import load_model
+
+SHIPPED_ETA = Path(__file__).resolve().parents[2] / "artifacts_shipped" / "eta_baltimore"
+
+
+def _geometric_graph(seed: int, n: int, *, strongly_connected: bool = True):
+    """Directed k-nearest-neighbour graph with one-way edges, parallel edges, a self-loop
+    and (optionally) nodes that cannot be reached."""
+    rng = np.random.default_rng(seed)
+    coords = rng.random((n, 2))
+    _, near = cKDTree(coords).query(coords, 4)
+    sender = np.repeat(np.arange(n), 3)
+    receiver = near[:, 1:].ravel()
+    both = rng.random(len(sender)) < 0.8  # the rest are one-way
+    sender, receiver = (np.concatenate([sender, receiver[both]]),
+                        np.concatenate([receiver, sender[both]]))
+    sender = np.concatenate([sender, sender[:20], [5]])  # parallel edges and a self-loop
+    receiver = np.concatenate([receiver, receiver[:20], [5]])
+    if not strongly_connected:  # nodes 0-9 have no way in
+        keep = receiver >= 10
+        sender, receiver = sender[keep], receiver[keep]
+    return coords, sender, receiver
+
+
+def _cch_costs(hierarchy, metric, csr, root, targets):
+    n = csr.num_nodes
+    order = np.argsort(csr.receiver, kind="stable")
+    in_indptr = np.concatenate([[0], np.cumsum(np.bincount(csr.receiver, minlength=n))])
+    cost, _, _ = kernels.cch_targets(
+        hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
+        int(root), targets, in_indptr, order, csr.sender, csr.edge_row,
+        np.ones(metric.up.shape[1]), np.zeros(len(csr.sender)), np.zeros(n),
+        np.zeros(len(csr.sender)), False, False, np.full(n, -1), np.zeros(n, dtype=bool))
+    return cost
+
+
+def test_order_is_a_nested_dissection_and_up_neighbours_are_ancestors():
+    coords, sender, receiver = _geometric_graph(0, 300)
+    hierarchy = Hierarchy.build(sender, receiver, 300, coords)
+    assert sorted(hierarchy.rank.tolist()) == list(range(300))
+    for v in range(300):
+        heads = hierarchy.up_head[hierarchy.up_indptr[v]:hierarchy.up_indptr[v + 1]]
+        assert (hierarchy.rank[heads] > hierarchy.rank[v]).all()
+        ancestors, x = set(), hierarchy.parent[v]
+        while x >= 0:
+            ancestors.add(int(x))
+            x = hierarchy.parent[x]
+        assert set(heads.tolist()) <= ancestors
+    # the top separator is small next to the graph (a grid-like graph of 300 nodes)
+    order = dissection_order(300, *np.unique(np.sort(np.stack([sender, receiver], 1), 1),
+                                             axis=0).T, coords)
+    assert len(np.unique(order)) == 300
+
+
+@pytest.mark.parametrize("connected", [True, False])
+def test_hierarchy_distances_equal_the_channel_search(connected):
+    coords, sender, receiver = _geometric_graph(1, 400, strongly_connected=connected)
+    rng = np.random.default_rng(2)
+    csr = Csr.build(sender, receiver, 400)
+    cost = rng.random((len(sender), 5)) * 10
+    cost[rng.random(len(sender)) < 0.05] = 0.0  # zero-cost edges are allowed
+    search = ChannelSearch(csr, cost)
+    hierarchy = Hierarchy.build(csr.sender, csr.receiver, 400, coords)
+    metric = hierarchy.customise(search.cost[csr.edge_row])
+    for root in range(0, 400, 9):
+        full = search.distances(np.array([root]))[0]
+        got = _cch_costs(hierarchy, metric, csr, root, np.arange(400))
+        assert np.array_equal(np.isinf(got), np.isinf(full))
+        finite = np.isfinite(full)
+        assert np.allclose(got[finite], full[finite], rtol=1e-12, atol=1e-12)
+    if not connected:
+        assert np.isinf(_cch_costs(hierarchy, metric, csr, 50, np.arange(10))).all()
+
+
+def test_shipped_model_answers_on_the_hierarchy_equal_the_whole_graph_run(bundled_graph):
+    model = load_model(SHIPPED_ETA, bundled_graph)
+    assert model.engine == "cch"
+    bucket = model.time_bucket(None)
+    rng = np.random.default_rng(4)
+    origins = rng.choice(model.num_keys, 40, replace=False)
+    targets = [rng.choice(model.num_keys, 3, replace=False) for _ in origins]
+    whole = model.run_from(origins, bucket)
+    lean = model.run_from(origins, bucket, targets=targets, pointers=False)
+    for row, (keys, seconds, metres, path_keys, parents) in enumerate(lean.answers):
+        assert set(targets[row]) <= set(keys.tolist())  # every target proven
+        assert np.allclose(seconds, whole.node_time_s[row, keys], rtol=1e-12)
+        # the walked pointers are the whole-graph decoder's, and so are the metres
+        assert np.array_equal(parents, whole.parent_segment[row, path_keys])
+        assert np.isfinite(metres).all()
+    # a second run key gets its own customisation, with its own answers
+    other = model.run_from(origins[:5], bucket + 20, targets=targets[:5], pointers=False)
+    reference = model.run_from(origins[:5], bucket + 20)
+    for row, (keys, seconds, *_rest) in enumerate(other.answers):
+        assert np.allclose(seconds, reference.node_time_s[row, keys], rtol=1e-12)
