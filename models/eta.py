@@ -442,6 +442,11 @@ class EtaModel(nn.Module):
         return self.supports_channel_search
 
     @property
+    def targets_are_cheap(self) -> bool:
+        """Targeted runs are hierarchy queries (a small fraction of a whole-graph run)."""
+        return self.supports_targets and self.engine == "cch"
+
+    @property
     def num_keys(self) -> int:
         return self.graph.num_segments if self.graph_mode == "turn" else self.graph.num_nodes
 
@@ -619,6 +624,26 @@ class EtaModel(nn.Module):
         seconds[keys == root] = 0.0
         metres[keys == root] = 0.0
         return keys, seconds, metres, proven, parent, pointer_proven
+
+    def durations_to(self, roots: np.ndarray, keys: np.ndarray, bucket) -> np.ndarray:
+        """``[R, K]`` seconds from each root to each key (inf: no route), as
+        :meth:`run_from` answers them, without pointers: the hierarchy's many-to-many (a
+        duration matrix). Needs :attr:`targets_are_cheap`."""
+        from models import kernels
+
+        plan = self._plan(bucket)
+        if plan.get("metric") is None:
+            raise ValueError("durations_to needs the contraction-hierarchy engine")
+        hierarchy, metric = self._key_hierarchy(), plan["metric"]
+        roots = np.asarray(roots, dtype=np.int64)
+        keys = np.asarray(keys, dtype=np.int64)
+        cost = kernels.cch_many(hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head,
+                                metric.up, metric.down, roots, keys)
+        finite = np.isfinite(cost).all(axis=-1)
+        seconds = np.full(finite.shape, np.inf)
+        seconds[finite] = (-cost[finite] * plan["readout"]).sum(-1) * self.time_scale
+        seconds[roots[:, None] == keys[None, :]] = 0.0
+        return seconds
 
     @torch.no_grad()
     def run_from(self, origins: np.ndarray, bucket: int, *, batch_size: int = 16,

@@ -423,3 +423,41 @@ def cch_targets(parent, up_indptr, up_head, up, down, root, targets, in_indptr,
             node = sender[winner]
             steps += 1
     return cost, metres, proven
+
+
+@njit(cache=True)
+def cch_many(parent, up_indptr, up_head, up, down, roots, targets):
+    """``[R, T, C]`` per-channel costs from every root to every target: per root one
+    upward search and the restricted downward sweep over the targets' ancestors."""
+    n = len(parent)
+    channels = up.shape[1]
+    fwd = np.empty((n, channels))
+    dist = np.empty((n, channels))
+    on_chain = np.zeros(n, np.bool_)
+    done = np.zeros(n, np.bool_)
+    stack = np.empty(n, np.int64)
+    out = np.empty((len(roots), len(targets), channels))
+    for r in range(len(roots)):
+        root = roots[r]
+        on_chain[:] = False
+        done[:] = False
+        x = root
+        while x >= 0:
+            on_chain[x] = True
+            fwd[x, :] = np.inf
+            x = parent[x]
+        fwd[root, :] = 0.0
+        x = root
+        while x >= 0:
+            for a in range(up_indptr[x], up_indptr[x + 1]):
+                y = up_head[a]
+                for k in range(channels):
+                    candidate = fwd[x, k] + up[a, k]
+                    if candidate < fwd[y, k]:
+                        fwd[y, k] = candidate
+            x = parent[x]
+        for t in range(len(targets)):
+            _cch_settle(targets[t], parent, up_indptr, up_head, down, fwd, on_chain, dist,
+                        done, stack)
+            out[r, t, :] = dist[targets[t], :]
+    return out

@@ -255,7 +255,10 @@ class Predictor:
         self._cached_bytes = 0
         keys = graph.num_segments if self.mode == "turn" else graph.num_nodes
         # whole-graph trees (time f8, parent i4, metres f8) cheap enough to cache many of
-        self._whole_fits = keys * 20 * 32 <= self._cache_bytes
+        # (a model whose targeted runs are hierarchy queries never widens: those cost a
+        # small fraction of a whole run; answers for a repeated root merge instead)
+        self._whole_fits = keys * 20 * 32 <= self._cache_bytes and not getattr(
+            model, "targets_are_cheap", False)
         # beyond this many target keys a search stopping at them costs about a whole run
         self._many_targets = max(32, keys // 50)
         self._lock = threading.Lock()
@@ -825,9 +828,11 @@ class Predictor:
         )
 
     def matrix(self, origins: list[Point], destinations: list[Point],
-               departure_time: dt.datetime | None = None) -> MatrixResult:
+               departure_time: dt.datetime | None = None, *,
+               distances: bool = True) -> MatrixResult:
         """Durations and distances for every (origin, destination) pair; one model run per
-        distinct origin node, all of them in one batch."""
+        distinct origin node, all of them in one batch. ``distances=False``: durations
+        only (distances nan), by the model's many-to-many where it has one."""
         if not origins or not destinations:
             raise InputError("a matrix needs at least one origin and one destination")
         snapped = self.snap([*origins, *destinations])
@@ -835,11 +840,36 @@ class Predictor:
         bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
-        trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
-        durations, distances = self._cells(origin_points, destination_points, bucket, trees,
-                                           times)
-        return MatrixResult(durations, distances, origin_points, destination_points,
-                            traffic)
+        end_keys = self._end_keys(destination_points, times)
+        if not distances and getattr(self.model, "targets_are_cheap", False):
+            trees = self._duration_trees(start_nodes, end_keys, bucket)
+            durations, _ = self._cells(origin_points, destination_points, bucket, trees, times)
+            return MatrixResult(durations, np.full_like(durations, np.nan), origin_points,
+                                destination_points, traffic)
+        trees = self._trees(start_nodes, bucket, end_keys)
+        durations, metres = self._cells(origin_points, destination_points, bucket, trees,
+                                        times)
+        return MatrixResult(durations, metres, origin_points, destination_points, traffic)
+
+    def _duration_trees(self, roots: list[int], keys: np.ndarray, bucket) -> dict[int, _Tree]:
+        """Trees that know only the times at ``keys`` (many-to-many, not cached): enough for
+        :meth:`_cells`' durations; their metres read 0."""
+        roots_array = np.unique(np.asarray(roots, dtype=np.int64))
+        keys = np.unique(keys)
+        started = time.perf_counter()
+        seconds = self.model.durations_to(roots_array, keys, bucket)
+        with self._lock:
+            self.stats["runs"] += len(roots_array)
+            self.stats["run_seconds"] += time.perf_counter() - started
+        size = self.graph.num_segments if self.mode == "turn" else self.graph.num_nodes
+        parent = np.full(size, -1, dtype=np.int32)
+        metres = np.zeros(size)
+        trees = {}
+        for row, root in enumerate(roots_array.tolist()):
+            time_s = np.full(size, np.inf)
+            time_s[keys] = seconds[row]
+            trees[root] = _Tree(time_s=time_s, parent=parent, length_m=metres)
+        return trees
 
     def _cells(self, origin_points: list[Waypoint], destination_points: list[Waypoint],
                bucket: int, trees: dict[int, _Tree | _PartialTree], times: np.ndarray

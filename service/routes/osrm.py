@@ -130,7 +130,8 @@ def table(request: Request, coordinates: str, predictor: PredictorDep,
         with request.app.state.matrix_budget.hold(len(rows) * len(columns),
                                                   timeout_s=settings.queue_timeout_s):
             result = predictor.matrix([snapped[source_indices[r]] for r in rows],
-                                      [snapped[destination_indices[c]] for c in columns])
+                                      [snapped[destination_indices[c]] for c in columns],
+                                      distances="distance" in wanted)
         durations[np.ix_(rows, columns)] = result.durations_s
         distances[np.ix_(rows, columns)] = result.distances_m
     body: dict = {"code": "Ok"}

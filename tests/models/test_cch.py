@@ -103,3 +103,28 @@ def test_shipped_model_answers_on_the_hierarchy_equal_the_whole_graph_run(bundle
     reference = model.run_from(origins[:5], bucket + 20)
     for row, (keys, seconds, *_rest) in enumerate(other.answers):
         assert np.allclose(seconds, reference.node_time_s[row, keys], rtol=1e-12)
+
+
+def test_duration_matrix_equals_the_full_matrix(bundled_graph):
+    """The many-to-many (durations only) gives the durations of the matrix that walks every
+    cell's pointers; points on shared segments (direct rides, loops) included."""
+    from models.predictor import Predictor
+
+    model = load_model(SHIPPED_ETA, bundled_graph)
+    predictor = Predictor(bundled_graph, model)
+    rng = np.random.default_rng(5)
+    lon, lat = bundled_graph["node_lon"], bundled_graph["node_lat"]
+    source, target = bundled_graph["edge_source"], bundled_graph["edge_target"]
+    segments = rng.choice(bundled_graph.num_segments, 12, replace=False)
+    points = []
+    for segment in segments:  # two points on each segment: same-segment cells
+        for share in (0.3, 0.7):
+            points.append((float(lon[source[segment]] * (1 - share) + lon[target[segment]] * share),
+                           float(lat[source[segment]] * (1 - share) + lat[target[segment]] * share)))
+    full = predictor.matrix(points, points)
+    runs = predictor.stats["runs"]
+    lean = predictor.matrix(points, points, distances=False)
+    assert predictor.stats["runs"] > runs
+    assert np.isnan(lean.distances_m).all()
+    assert np.allclose(lean.durations_s, full.durations_s, rtol=1e-9, equal_nan=True)
+    assert np.isfinite(full.durations_s).mean() > 0.9
