@@ -613,11 +613,12 @@ class EtaModel(nn.Module):
 
         csr, hierarchy, metric = self._csr, self._key_hierarchy(), plan["metric"]
         indptr, order, key_length, edge_length = self._walk_inputs()
+        scratch = hierarchy.scratch(metric.up.shape[1])
         cost, metres, proven = kernels.cch_targets(
             hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
             int(root), keys, indptr, order, csr.sender, csr.edge_row, plan["node_pointer"],
             plan["edge_pointer"], key_length, edge_length, self.graph_mode == "node", True,
-            parent, pointer_proven)
+            parent, pointer_proven, *scratch.arrays, scratch.next_stamp())
         finite = np.isfinite(cost).all(axis=1)
         seconds = np.full(len(keys), np.inf)
         seconds[finite] = (-cost[finite] * plan["readout"]).sum(-1) * self.time_scale

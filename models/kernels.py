@@ -329,63 +329,72 @@ def cch_customise(edge_arc, edge_up, edge_cost, num_arcs, triangles):
 
 
 @njit(cache=True)
-def _cch_settle(u, parent, up_indptr, up_head, down, fwd, on_chain, dist, done, stack):
+def _cch_settle(u, parent, up_indptr, up_head, down, fwd, on_chain, dist, done, stack,
+                stamp):
     """Exact distances from the query's root at ``u`` and its unsettled ancestors, top
-    down (restricted PHAST: every higher neighbour of a node is its ancestor)."""
+    down (restricted PHAST: every higher neighbour of a node is its ancestor). A node is
+    on the root's chain / settled in this query when its entry equals ``stamp``."""
     size = 0
     x = u
-    while x >= 0 and not done[x]:
+    while x >= 0 and done[x] != stamp:
         stack[size] = x
         size += 1
         x = parent[x]
     channels = dist.shape[1]
     for i in range(size - 1, -1, -1):
         x = stack[i]
-        for k in range(channels):
-            dist[x, k] = fwd[x, k] if on_chain[x] else np.inf
+        row = dist[x]
+        if on_chain[x] == stamp:
+            row[:] = fwd[x]
+        else:
+            row[:] = np.inf
         for a in range(up_indptr[x], up_indptr[x + 1]):
-            y = up_head[a]
+            other = dist[up_head[a]]
+            cost = down[a]
             for k in range(channels):
-                candidate = dist[y, k] + down[a, k]
-                if candidate < dist[x, k]:
-                    dist[x, k] = candidate
-        done[x] = True
+                row[k] = min(row[k], other[k] + cost[k])
+        done[x] = stamp
+
+
+@njit(cache=True)
+def _cch_upward(root, parent, up_indptr, up_head, up, fwd, on_chain, stamp):
+    """The upward search from ``root``: cheapest costs to its elimination-tree ancestors."""
+    x = root
+    while x >= 0:
+        on_chain[x] = stamp
+        fwd[x, :] = np.inf
+        x = parent[x]
+    fwd[root, :] = 0.0
+    channels = fwd.shape[1]
+    x = root
+    while x >= 0:
+        source = fwd[x]
+        for a in range(up_indptr[x], up_indptr[x + 1]):
+            head = fwd[up_head[a]]
+            cost = up[a]
+            for k in range(channels):
+                head[k] = min(head[k], source[k] + cost[k])
+        x = parent[x]
 
 
 @njit(cache=True)
 def cch_targets(parent, up_indptr, up_head, up, down, root, targets, in_indptr,
                 in_position, sender, row, node_pointer, edge_pointer, key_length,
-                edge_length, parent_is_row, walk, parent_out, proven_out):
+                edge_length, parent_is_row, walk, parent_out, proven_out, fwd, dist,
+                on_chain, done, stack, stamp):
     """Per-channel costs ``[T, C]`` from ``root`` to ``targets`` on a customised
     hierarchy, and (``walk``) the pointer decoder followed back from each target as
     :func:`walk_pointers` does, every sender's state exact. Returns (cost, metres,
-    proven): a walk that fails to reach ``root`` leaves metres nan and proven False."""
+    proven): a walk that fails to reach ``root`` leaves metres nan and proven False.
+    ``fwd`` / ``dist`` ``[N, C]``, ``on_chain`` / ``done`` ``[N]`` int64 and ``stack``
+    ``[N]`` are scratch (reused across queries: ``stamp`` must be new for each)."""
     n = len(parent)
     channels = up.shape[1]
-    fwd = np.empty((n, channels))
-    dist = np.empty((n, channels))
-    on_chain = np.zeros(n, np.bool_)
-    done = np.zeros(n, np.bool_)
-    stack = np.empty(n, np.int64)
-    x = root
-    while x >= 0:
-        on_chain[x] = True
-        fwd[x, :] = np.inf
-        x = parent[x]
-    fwd[root, :] = 0.0
-    x = root
-    while x >= 0:  # upward search: the root's ancestors only
-        for a in range(up_indptr[x], up_indptr[x + 1]):
-            y = up_head[a]
-            for k in range(channels):
-                candidate = fwd[x, k] + up[a, k]
-                if candidate < fwd[y, k]:
-                    fwd[y, k] = candidate
-        x = parent[x]
+    _cch_upward(root, parent, up_indptr, up_head, up, fwd, on_chain, stamp)
     cost = np.empty((len(targets), channels))
     for t in range(len(targets)):
         _cch_settle(targets[t], parent, up_indptr, up_head, down, fwd, on_chain, dist, done,
-                    stack)
+                    stack, stamp)
         cost[t, :] = dist[targets[t], :]
     metres = np.zeros(len(targets))
     proven = np.ones(len(targets), np.bool_)
@@ -404,7 +413,7 @@ def cch_targets(parent, up_indptr, up_head, up, down, root, targets, in_indptr,
                 pos = in_position[i]
                 u = sender[pos]
                 _cch_settle(u, parent, up_indptr, up_head, down, fwd, on_chain, dist, done,
-                            stack)
+                            stack, stamp)
                 score = edge_pointer[row[pos]]
                 for k in range(channels):
                     score += node_pointer[k] * -dist[u, k]
@@ -433,31 +442,14 @@ def cch_many(parent, up_indptr, up_head, up, down, roots, targets):
     channels = up.shape[1]
     fwd = np.empty((n, channels))
     dist = np.empty((n, channels))
-    on_chain = np.zeros(n, np.bool_)
-    done = np.zeros(n, np.bool_)
+    on_chain = np.zeros(n, np.int64)
+    done = np.zeros(n, np.int64)
     stack = np.empty(n, np.int64)
     out = np.empty((len(roots), len(targets), channels))
     for r in range(len(roots)):
-        root = roots[r]
-        on_chain[:] = False
-        done[:] = False
-        x = root
-        while x >= 0:
-            on_chain[x] = True
-            fwd[x, :] = np.inf
-            x = parent[x]
-        fwd[root, :] = 0.0
-        x = root
-        while x >= 0:
-            for a in range(up_indptr[x], up_indptr[x + 1]):
-                y = up_head[a]
-                for k in range(channels):
-                    candidate = fwd[x, k] + up[a, k]
-                    if candidate < fwd[y, k]:
-                        fwd[y, k] = candidate
-            x = parent[x]
+        _cch_upward(roots[r], parent, up_indptr, up_head, up, fwd, on_chain, r + 1)
         for t in range(len(targets)):
             _cch_settle(targets[t], parent, up_indptr, up_head, down, fwd, on_chain, dist,
-                        done, stack)
+                        done, stack, r + 1)
             out[r, t, :] = dist[targets[t], :]
     return out

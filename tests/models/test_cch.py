@@ -37,11 +37,13 @@ def _cch_costs(hierarchy, metric, csr, root, targets):
     n = csr.num_nodes
     order = np.argsort(csr.receiver, kind="stable")
     in_indptr = np.concatenate([[0], np.cumsum(np.bincount(csr.receiver, minlength=n))])
+    scratch = hierarchy.scratch(metric.up.shape[1])
     cost, _, _ = kernels.cch_targets(
         hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
         int(root), targets, in_indptr, order, csr.sender, csr.edge_row,
         np.ones(metric.up.shape[1]), np.zeros(len(csr.sender)), np.zeros(n),
-        np.zeros(len(csr.sender)), False, False, np.full(n, -1), np.zeros(n, dtype=bool))
+        np.zeros(len(csr.sender)), False, False, np.full(n, -1), np.zeros(n, dtype=bool),
+        *scratch.arrays, scratch.next_stamp())
     return cost
 
 
