@@ -10,11 +10,12 @@ Contraction Hierarchies", JEA 2016), the metric-independent cousin of OSRM's MLD
 1. **Topology, once per graph** (:meth:`Hierarchy.build`): a nested-dissection order from
    recursive geometric bisection (a separator: one side of the cut edges), the undirected
    graph contracted in that order with every fill-in edge (symbolic elimination along the
-   elimination tree), and the list of lower triangles in processing order.
+   elimination tree).
 2. **Customisation, once per run key** (:meth:`Hierarchy.customise`): every arc gets its
    upward and downward cost in every channel from the original edges (cheapest parallel
-   edge), then one pass over the lower triangles in rank order makes each arc's cost the
-   cheapest path through lower nodes -- all channels at once (``[arcs, C]``).
+   edge), then one pass over the lower triangles (enumerated on the fly) in rank order makes
+   each arc's cost the cheapest path through lower nodes -- all channels at once
+   (``[arcs, C]``).
 3. **Queries** (:func:`models.kernels.cch_targets`): the upward search from the root walks
    only its elimination-tree ancestors; distances at any key follow by a *lazy* restricted
    PHAST sweep down that key's ancestor chain (each ancestor computed once per query,
@@ -178,7 +179,7 @@ class Scratch:
 class Hierarchy:
     """The metric-independent part: contraction order, elimination tree, upward arcs
     (``up_head[up_indptr[v]:up_indptr[v+1]]``: ``v``'s higher neighbours in the filled
-    graph, by rank), where each original edge lands, and the lower triangles."""
+    graph, by rank), and where each original edge lands."""
 
     num_nodes: int
     rank: np.ndarray  # [N]
@@ -187,7 +188,7 @@ class Hierarchy:
     up_head: np.ndarray  # [A]
     edge_arc: np.ndarray  # [E] arc of each original edge position (-1: a self-loop)
     edge_up: np.ndarray  # [E] bool: the edge runs low -> high along its arc
-    triangles: np.ndarray  # [T, 3] arcs (v-x, v-y, x-y) with rank v < x < y, by rank of v
+    order: np.ndarray  # [N] nodes by rank
 
     @property
     def num_arcs(self) -> int:
@@ -211,9 +212,8 @@ class Hierarchy:
         high = np.where(rank[sender] <= rank[receiver], receiver, sender)
         edge_arc = kernels.cch_find_arcs(up_indptr, up_head, low, high)
         edge_arc[sender == receiver] = -1
-        triangles = kernels.cch_triangles(up_indptr, up_head, order, num_nodes)
         return cls(num_nodes, rank, parent, up_indptr, up_head, edge_arc, sender == low,
-                   triangles)
+                   order)
 
     def scratch(self, channels: int) -> Scratch:
         """This thread's query buffers (allocated once per thread and channel count:
@@ -230,7 +230,7 @@ class Hierarchy:
 
         up, down = kernels.cch_customise(
             self.edge_arc, self.edge_up, np.ascontiguousarray(edge_cost, dtype=np.float64),
-            self.num_arcs, self.triangles)
+            self.up_indptr, self.up_head, self.order)
         return Metric(up, down)
 
 

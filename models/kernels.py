@@ -273,36 +273,11 @@ def cch_find_arcs(up_indptr, up_head, low, high):
 
 
 @njit(cache=True)
-def cch_triangles(up_indptr, up_head, order, num_nodes):
-    """``[T, 3]`` arcs (v-x, v-y, x-y) of every lower triangle, rank v < x < y, in
-    increasing rank of v (the order customisation must follow)."""
-    scratch = np.full(num_nodes, -1, np.int64)
-    total = 0
-    for v in order:
-        begin, end = up_indptr[v], up_indptr[v + 1]
-        total += (end - begin) * (end - begin - 1) // 2
-    out = np.empty((total, 3), np.int64)
-    t = 0
-    for v in order:
-        begin, end = up_indptr[v], up_indptr[v + 1]
-        for i in range(begin, end):
-            x = up_head[i]
-            for p in range(up_indptr[x], up_indptr[x + 1]):
-                scratch[up_head[p]] = p
-            for j in range(i + 1, end):  # heads sorted by rank: y above x
-                out[t, 0] = i
-                out[t, 1] = j
-                out[t, 2] = scratch[up_head[j]]
-                t += 1
-            for p in range(up_indptr[x], up_indptr[x + 1]):
-                scratch[up_head[p]] = -1
-    return out
-
-
-@njit(cache=True)
-def cch_customise(edge_arc, edge_up, edge_cost, num_arcs, triangles):
-    """Arc costs per channel: the cheapest original edge, then the lower triangles in
-    rank order (x -> y via v: x -> v -> y)."""
+def cch_customise(edge_arc, edge_up, edge_cost, up_indptr, up_head, order):
+    """Arc costs per channel: the cheapest original edge, then every lower triangle
+    (v-x, v-y, x-y with rank v < x < y) in increasing rank of v: x -> y via v is
+    x -> v -> y. Triangles are enumerated on the fly (a 50k-node grid has 60M)."""
+    num_arcs = len(up_head)
     channels = edge_cost.shape[1]
     up = np.full((num_arcs, channels), np.inf)
     down = np.full((num_arcs, channels), np.inf)
@@ -312,19 +287,25 @@ def cch_customise(edge_arc, edge_up, edge_cost, num_arcs, triangles):
             continue
         for k in range(channels):
             if edge_up[e]:
-                if edge_cost[e, k] < up[a, k]:
-                    up[a, k] = edge_cost[e, k]
-            elif edge_cost[e, k] < down[a, k]:
-                down[a, k] = edge_cost[e, k]
-    for t in range(len(triangles)):
-        vx, vy, xy = triangles[t, 0], triangles[t, 1], triangles[t, 2]
-        for k in range(channels):
-            candidate = down[vx, k] + up[vy, k]
-            if candidate < up[xy, k]:
-                up[xy, k] = candidate
-            candidate = down[vy, k] + up[vx, k]
-            if candidate < down[xy, k]:
-                down[xy, k] = candidate
+                up[a, k] = min(up[a, k], edge_cost[e, k])
+            else:
+                down[a, k] = min(down[a, k], edge_cost[e, k])
+    scratch = np.full(len(order), -1, np.int64)
+    for v in order:
+        begin, end = up_indptr[v], up_indptr[v + 1]
+        for i in range(begin, end):
+            x = up_head[i]
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = p
+            up_vx, down_vx = up[i], down[i]
+            for j in range(i + 1, end):  # heads sorted by rank: y above x
+                xy = scratch[up_head[j]]
+                up_xy, down_xy, up_vy, down_vy = up[xy], down[xy], up[j], down[j]
+                for k in range(channels):
+                    up_xy[k] = min(up_xy[k], down_vx[k] + up_vy[k])
+                    down_xy[k] = min(down_xy[k], down_vy[k] + up_vx[k])
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = -1
     return up, down
 
 

@@ -680,13 +680,16 @@ class Predictor:
             traffic=traffic,
         )
 
-    def _end_keys(self, points: list[Waypoint], times: np.ndarray) -> np.ndarray:
+    def _end_keys(self, points: list[Waypoint], times: np.ndarray,
+                  starts: set[int] | None = None) -> np.ndarray:
         """Keys a query's trees must answer: the destinations' end keys and, in turn mode,
-        the segments turning into them (a trip may loop back onto its own segment)."""
+        the segments turning into them (a trip may loop back onto its own segment: only
+        end keys among ``starts``, the roots' keys, when the caller gives them)."""
         keys = [leg.key for p in points for leg in self._ends(p, times)]
         if self.mode == "turn":
             into = self._turns_into()
             keys += [int(into[1][t]) for key in list(keys)
+                     if starts is None or key in starts
                      for t in range(into[0][key], into[0][key + 1])]
         return np.array(keys, dtype=np.int64)
 
@@ -840,13 +843,13 @@ class Predictor:
         bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
-        end_keys = self._end_keys(destination_points, times)
         if not distances and getattr(self.model, "targets_are_cheap", False):
+            end_keys = self._end_keys(destination_points, times, set(start_nodes))
             trees = self._duration_trees(start_nodes, end_keys, bucket)
             durations, _ = self._cells(origin_points, destination_points, bucket, trees, times)
             return MatrixResult(durations, np.full_like(durations, np.nan), origin_points,
                                 destination_points, traffic)
-        trees = self._trees(start_nodes, bucket, end_keys)
+        trees = self._trees(start_nodes, bucket, self._end_keys(destination_points, times))
         durations, metres = self._cells(origin_points, destination_points, bucket, trees,
                                         times)
         return MatrixResult(durations, metres, origin_points, destination_points, traffic)

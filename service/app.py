@@ -51,7 +51,7 @@ def load_predictor(settings: Settings) -> Predictor:
     return predictor
 
 
-def osrm_traffic_headers(request: Request) -> None:
+async def osrm_traffic_headers(request: Request) -> None:
     """OSRM answers keep OSRM's body; a model that takes live traffic says which snapshot it
     used in headers: ``X-Nareta-Traffic`` (``live`` or ``historical; <reason>``) and
     ``X-Nareta-Traffic-As-Of`` (ISO local time, only when live). OSRM queries carry no

@@ -15,11 +15,13 @@ from service.config import Settings
 from service.errors import ServiceError
 
 
-def get_settings(request: Request) -> Settings:
+# ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a hand-off that
+# costs more than these lookups (and than a hierarchy query)
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     predictor = getattr(request.app.state, "predictor", None)
     if predictor is None or not predictor.ready:
         raise ServiceError(503, "NotReady", "the model is still loading; retry shortly")
@@ -37,7 +39,7 @@ def api_key_check(settings: Settings) -> Callable:
     expected = settings.api_key.get_secret_value().encode() if settings.api_key else b""
 
     # A default, not Annotated: the annotation is a string (PEP 563) and `header` is local.
-    def check(key: str | None = Security(header)) -> None:
+    async def check(key: str | None = Security(header)) -> None:
         if not secrets.compare_digest((key or "").encode(), expected):
             raise ServiceError(401, "Unauthorized",
                                f"send a valid API key in the {settings.api_key_header} header")
