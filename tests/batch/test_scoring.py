@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from batch.scoring import score_frame
-from models.predictor import Predictor
-from models.travel_time import FreeFlowModel, OriginRun
+from models.inference.predictor import Predictor
+from models.inference.travel_time import FreeFlowModel, OriginRun
 from tests.batch.conftest import BAD_ROWS, make_od_frame
 
 

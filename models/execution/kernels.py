@@ -1,0 +1,253 @@
+"""Compiled (numba) loops behind :class:`models.execution.executor.ChannelSearch`.
+
+Graphs are CSR arrays sorted by sender: out-edges of node ``u`` are positions
+``indptr[u]:indptr[u+1]``, ``receiver[pos]`` their heads and ``row[pos]`` their row in a
+per-edge cost table. Compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _swap(keys, items, where, i, j):
+    keys[i], keys[j] = keys[j], keys[i]
+    items[i], items[j] = items[j], items[i]
+    where[items[i]] = i
+    where[items[j]] = j
+
+
+@njit(cache=True)
+def _sift_up(keys, items, where, i):
+    while i > 0:
+        parent = (i - 1) // 2
+        if keys[parent] <= keys[i]:
+            break
+        _swap(keys, items, where, i, parent)
+        i = parent
+
+
+@njit(cache=True)
+def _update(keys, items, where, size, key, item):
+    """Insert ``item`` with ``key``, or lower its key if queued (keys only decrease)."""
+    i = where[item]
+    if i < 0:
+        i = size
+        items[i] = item
+        where[item] = i
+        size += 1
+    keys[i] = key
+    _sift_up(keys, items, where, i)
+    return size
+
+
+@njit(cache=True)
+def _pop(keys, items, where, size):
+    key, item = keys[0], items[0]
+    where[item] = -1
+    size -= 1
+    if size > 0:
+        keys[0], items[0] = keys[size], items[size]
+        where[items[0]] = 0
+        i = 0
+        while True:
+            left = 2 * i + 1
+            if left >= size:
+                break
+            child = left
+            if left + 1 < size and keys[left + 1] < keys[left]:
+                child = left + 1
+            if keys[i] <= keys[child]:
+                break
+            _swap(keys, items, where, i, child)
+            i = child
+    return key, item, size
+
+
+@njit(cache=True)
+def guide_search(indptr, receiver, row, weight, root, is_target, num_targets):
+    """Dijkstra on ``weight[row[pos]]`` from ``root``, stopping once every target is
+    settled. Returns (distance [N], settled [N] bool, reaching edge position [N] or -1)."""
+    n = len(indptr) - 1
+    dist = np.full(n, np.inf)
+    settled = np.zeros(n, np.bool_)
+    via = np.full(n, -1, np.int64)
+    keys = np.empty(n, np.float64)
+    items = np.empty(n, np.int64)
+    where = np.full(n, -1, np.int64)
+    dist[root] = 0.0
+    size = _update(keys, items, where, 0, 0.0, root)
+    left = num_targets
+    while size > 0 and left > 0:
+        key, u, size = _pop(keys, items, where, size)
+        settled[u] = True
+        if is_target[u]:
+            left -= 1
+        for pos in range(indptr[u], indptr[u + 1]):
+            v = receiver[pos]
+            candidate = key + weight[row[pos]]
+            if candidate < dist[v] and not settled[v]:
+                dist[v] = candidate
+                via[v] = pos
+                size = _update(keys, items, where, size, candidate, v)
+    return dist, settled, via
+
+
+@njit(cache=True)
+def path_costs(sender, row, cost, via, root, targets):
+    """``[T, C]``: per-channel cost of the path ``via`` pointers give from ``root`` to each
+    target (inf if a pointer chain breaks)."""
+    out = np.zeros((len(targets), cost.shape[1]))
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root:
+            pos = via[node]
+            if pos < 0 or steps > len(via):
+                out[t, :] = np.inf
+                break
+            out[t, :] += cost[row[pos]]
+            node = sender[pos]
+            steps += 1
+    return out
+
+
+@njit(cache=True)
+def channel_search(indptr, receiver, row, cost, root, limits):
+    """Per-channel shortest-path costs from ``root`` under ``cost[row[pos], k]`` >= 0, all
+    channels in one label-correcting pass: a node is re-queued whenever any channel
+    improves, keyed by the mean of its channels, so at the end every edge satisfies the
+    triangle inequality in every channel (the unique fixed point). Values above
+    ``limits[k]`` are never stored: the result is exact where finite, inf beyond."""
+    n = len(indptr) - 1
+    channels = cost.shape[1]
+    dist = np.full((n, channels), np.inf)
+    keys = np.empty(n, np.float64)
+    items = np.empty(n, np.int64)
+    where = np.full(n, -1, np.int64)
+    dist[root, :] = 0.0
+    size = _update(keys, items, where, 0, 0.0, root)
+    while size > 0:
+        key, u, size = _pop(keys, items, where, size)
+        for pos in range(indptr[u], indptr[u + 1]):
+            v = receiver[pos]
+            r = row[pos]
+            improved = False
+            for k in range(channels):
+                candidate = dist[u, k] + cost[r, k]
+                if candidate < dist[v, k] and candidate <= limits[k]:
+                    dist[v, k] = candidate
+                    improved = True
+            if improved:  # (re-)queue v, keyed by the mean of its channels
+                total = 0.0
+                finite = 0
+                for k in range(channels):
+                    if dist[v, k] < np.inf:
+                        total += dist[v, k]
+                        finite += 1
+                size = _update(keys, items, where, size, total / finite, v)
+    return dist
+
+
+@njit(cache=True)
+def best_incoming(sender, receiver, row, node_score, edge_score, candidate, num_nodes):
+    """Per node, the incoming edge position maximising ``node_score[sender] +
+    edge_score[row]`` over candidate senders (lowest ``row`` among ties), or -1."""
+    best = np.full(num_nodes, -np.inf)
+    winner = np.full(num_nodes, -1, np.int64)
+    for pos in range(len(sender)):
+        u = sender[pos]
+        if not candidate[u]:
+            continue
+        v = receiver[pos]
+        score = node_score[u] + edge_score[row[pos]]
+        if score > best[v] or (score == best[v] and winner[v] >= 0
+                               and row[pos] < row[winner[v]]):
+            best[v] = score
+            winner[v] = pos
+    return winner
+
+
+@njit(cache=True)
+def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge_pointer,
+                  limits, key_length, edge_length, root, targets, parent_is_row,
+                  parent_out, proven_out):
+    """Follow the pointer decoder back from each target to ``root`` without decoding the
+    whole graph: at each key, the incoming edge with the best score ``node_pointer .
+    state[sender] + edge_pointer[row]`` wins (lowest row among ties). Senders left
+    unsettled (``-inf`` in some channel, costlier than ``limits`` there) compete with the
+    optimistic state ``-limits``: a pointer is proven only if a settled sender wins.
+
+    ``in_indptr`` / ``in_position``: incoming edge positions grouped by receiver. Metres add
+    ``key_length[key]`` (turn mode: the segment entered) plus ``edge_length[row]`` (node
+    mode: the segment driven). Each visited key's pointer goes to ``parent_out`` (the
+    sender, or the edge row if ``parent_is_row``) and whether it is proven to
+    ``proven_out``. Returns (metres [T], proven [T])."""
+    metres = np.zeros(len(targets))
+    proven = np.ones(len(targets), np.bool_)
+    channels = state.shape[1]
+    n = state.shape[0]
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root:
+            best = -np.inf
+            winner = -1
+            winner_settled = False
+            for i in range(in_indptr[node], in_indptr[node + 1]):
+                pos = in_position[i]
+                u = sender[pos]
+                score = edge_pointer[row[pos]]
+                settled = True
+                for k in range(channels):
+                    value = state[u, k]
+                    if value == -np.inf:
+                        settled = False
+                        value = -limits[k]
+                    score += node_pointer[k] * value
+                if score == -np.inf or score != score:
+                    continue
+                if score > best or (score == best and winner >= 0 and row[pos] < row[winner]):
+                    best = score
+                    winner = pos
+                    winner_settled = settled
+            if winner < 0 or not winner_settled or steps > n:
+                proven[t] = False
+                metres[t] = np.nan
+                break
+            parent_out[node] = row[winner] if parent_is_row else sender[winner]
+            proven_out[node] = True
+            metres[t] += key_length[node] + edge_length[row[winner]]
+            node = sender[winner]
+            steps += 1
+    return metres, proven
+
+
+@njit(cache=True)
+def path_parents(sender, row, via, root, targets, parent_is_sender):
+    """The (key, parent) pairs on the ``via`` paths from each target back to ``root``
+    (parent: the sender, or the edge row; keys may repeat across targets)."""
+    count = 0
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root and via[node] >= 0 and steps <= len(via):
+            count += 1
+            node = sender[via[node]]
+            steps += 1
+    keys = np.empty(count, np.int64)
+    parents = np.empty(count, np.int64)
+    i = 0
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root and via[node] >= 0 and steps <= len(via):
+            pos = via[node]
+            keys[i] = node
+            parents[i] = sender[pos] if parent_is_sender else row[pos]
+            i += 1
+            node = sender[pos]
+            steps += 1
+    return keys, parents
