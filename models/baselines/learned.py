@@ -212,6 +212,8 @@ class LearnedScalarBaseline:
     graph, so the Predictor, the HTTP service and batch scoring can serve it."""
 
     graph_mode = "turn"
+    supports_targets = False  # every run is scipy's whole-graph Dijkstra
+    uses_traffic = False
 
     def __init__(
         self,
@@ -237,6 +239,10 @@ class LearnedScalarBaseline:
     @property
     def name(self) -> str:
         return "learned_scalar_time" if self.config.time_features else "learned_scalar"
+
+    @property
+    def timezone(self) -> str | None:
+        return self.config.timezone
 
     # ---- TravelTimeModel
     @property

@@ -340,6 +340,10 @@ class EtaModel(nn.Module):
         """The encoder reads live traffic features (run keys carry a traffic state)."""
         return self.config.traffic
 
+    @property
+    def timezone(self) -> str | None:
+        return self.config.timezone
+
     def _live_inputs(self, state) -> tuple[Tensor | None, Tensor | None]:
         """Live features ``[E, L]`` and the feed's log time factor ``[E]``; without a state
         every segment is 'not observed' and the prior is zero (the historical model)."""

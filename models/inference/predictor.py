@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
-import inspect
 import threading
 import time
 from collections import OrderedDict
@@ -246,7 +245,7 @@ class Predictor:
         self.traffic = traffic or TrafficStore()
         self.max_snap_distance_m = max_snap_distance_m
         self.snapper = Snapper(graph)
-        self.mode = getattr(model, "graph_mode", "node")
+        self.mode = model.graph_mode
         if self.mode not in ("node", "turn"):
             raise ValueError(f"model graph_mode must be 'node' or 'turn', not {self.mode!r}")
         self._cache: OrderedDict[tuple[int, int], _Tree] = OrderedDict()
@@ -261,10 +260,7 @@ class Predictor:
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[int, int], threading.Event] = {}
         # models that can stop a run once the keys a query needs are settled
-        parameters = inspect.signature(model.run_from).parameters
-        self._targeted = bool(getattr(model, "supports_targets", False)) and (
-            "targets" in parameters)
-        self._lean = self._targeted and "pointers" in parameters
+        self._targeted = bool(model.supports_targets)
         self.stats = {"runs": 0, "cache_hits": 0, "run_seconds": 0.0, "targeted_runs": 0,
                       "widened_runs": 0}
         self.ready = True
@@ -300,7 +296,7 @@ class Predictor:
     # ------------------------------------------------------------------ traffic
     @property
     def uses_traffic(self) -> bool:
-        return bool(getattr(self.model, "uses_traffic", False))
+        return bool(self.model.uses_traffic)
 
     def set_traffic(self, snapshot: TrafficSnapshot | None) -> None:
         """Replace the live snapshot (atomically; cached runs of the old one are never
@@ -320,8 +316,7 @@ class Predictor:
         bucket = self.model.time_bucket(departure_time)
         if departure_time is None:
             return bucket, TrafficUse(False, "no traffic feed loaded")
-        t = local_seconds(departure_time, getattr(getattr(self.model, "config", None),
-                                                  "timezone", None))
+        t = local_seconds(departure_time, self.model.timezone)
         state, reason = self.traffic.state_for(t)
         if state is None:
             return bucket, TrafficUse(False, reason)
@@ -477,9 +472,8 @@ class Predictor:
         targeted = [i for i, w in enumerate(widen) if not w]
         whole = [i for i, w in enumerate(widen) if w]
         trees: list[_Tree | None] = [None] * len(roots)
-        options = {"pointers": False} if self._lean else {}
         run = self.model.run_from(roots_array[targeted], bucket,
-                                  targets=[targets[roots[i]] for i in targeted], **options)
+                                  targets=[targets[roots[i]] for i in targeted], pointers=False)
         for i, tree in zip(targeted, self._to_trees(run), strict=True):
             trees[i] = tree
             if not tree.covers(targets[roots[i]]):  # stopped short of a proof: whole run

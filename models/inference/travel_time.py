@@ -41,12 +41,22 @@ class OriginRun:
 
 
 class TravelTimeModel(Protocol):
-    """What the Predictor needs from a model."""
+    """What the Predictor needs from a model: its answers (the methods) and what it can do
+    (the capability attributes, declared by every model rather than guessed by callers)."""
 
     name: str
     identity: str  # a hash that changes whenever the model's answers could change
     #: "node": trees over junctions, no turn costs; "turn": trees over segments via turns
     graph_mode: str
+    #: :meth:`run_from` takes ``targets`` (per origin, the keys the caller reads) and
+    #: ``pointers`` and may then stop once those keys are settled, answering only them
+    supports_targets: bool
+    #: run keys carry a live traffic state (:class:`models.inference.live.RunKey`) beside
+    #: the departure-time bucket
+    uses_traffic: bool
+    #: the IANA time zone of the model's clock for departures given with an offset (None:
+    #: departure times are read as they come)
+    timezone: str | None
 
     def time_bucket(self, departure_time: dt.datetime | None) -> int:
         """The departure-time bucket the model distinguishes (0 if it ignores time)."""
@@ -61,8 +71,12 @@ class TravelTimeModel(Protocol):
         """``[T]`` seconds per turn (turn mode), or None."""
         ...
 
-    def run_from(self, origins: np.ndarray, bucket: int) -> OriginRun:
-        """Travel times from each of ``origins`` (node indices; segments in turn mode)."""
+    def run_from(self, origins: np.ndarray, bucket: int, *,
+                 targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
+        """Travel times from each of ``origins`` (node indices; segments in turn mode).
+        ``targets`` and ``pointers`` are passed only to models that declare
+        ``supports_targets``: with ``pointers=False`` a targeted run may leave out the
+        pointers off the paths back from the targets."""
         ...
 
 
@@ -176,6 +190,8 @@ class FreeFlowModel:
     graph_mode = "node"
     #: run_from can stop once given targets are settled
     supports_targets = True
+    uses_traffic = False
+    timezone = None
 
     def __init__(self, graph: RoadGraph):
         self.graph = graph

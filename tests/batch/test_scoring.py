@@ -38,6 +38,8 @@ def test_statuses_and_answers_equal_eta(predictor, bundled_graph_dir):
 class _Unreachable(FreeFlowModel):
     """Free-flow, except that nothing but the origin itself is reachable."""
 
+    supports_targets = False  # its run_from answers whole runs only
+
     def run_from(self, origins, bucket):
         run = super().run_from(origins, bucket)
         times = np.full_like(run.node_time_s, np.inf)

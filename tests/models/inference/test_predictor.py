@@ -64,6 +64,8 @@ def test_far_point_is_no_segment(tiny_predictor):
 class _BrokenPointers(FreeFlowModel):
     """Free-flow times, but every pointer is wrong: exercises the route fallback."""
 
+    supports_targets = False  # its run_from answers whole runs only
+
     def run_from(self, origins, bucket):
         run = super().run_from(origins, bucket)
         return OriginRun(run.origins, run.node_time_s, np.full_like(run.parent_segment, -1))
