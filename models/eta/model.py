@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from data_pipeline.road_graph import RoadGraph
 from models.execution.frontier import frontier_run
+from models.inference.graph_modes import GraphMode, graph_mode
 from models.inference.live import LIVE_FEATURES, key_parts, no_traffic_features
 from models.inference.travel_time import OriginRun
 from models.processor.model import NEG_INF, Processor, WeightEncoder, load_pretrained, scatter_max
@@ -223,7 +224,7 @@ class RoadEncoder(nn.Module):
         factor = factor.clamp(-self.config.max_log_factor,
                                                           self.config.max_log_factor)
         segment_time = free_flow * torch.exp(factor) / time_scale  # [E]
-        if self.config.graph_mode == "node":
+        if not graph_mode(self.config.graph_mode).keys_are_segments:  # no turns to time
             residual = self.residual(g) if self.config.residual else None  # [E, H]
             penalty = segment_time.new_zeros(turn_x.shape[0])
             return segment_time, penalty, residual
@@ -276,8 +277,7 @@ class EtaModel(nn.Module):
                  scaler: FeatureScaler | None = None, time_scale: float | None = None):
         super().__init__()
         self.config = config or EtaConfig()
-        if self.config.graph_mode not in ("turn", "node"):
-            raise ValueError(f"graph_mode must be 'turn' or 'node', not {self.config.graph_mode!r}")
+        graph_mode(self.config.graph_mode)  # ValueError unless "turn" or "node"
         if processor.config.layer != "tropical":
             raise ArtifactError("the ETA model needs a processor with the homogeneous "
                                 f"'tropical' layer, not {processor.config.layer!r}")
@@ -328,6 +328,11 @@ class EtaModel(nn.Module):
         return self.config.graph_mode
 
     @property
+    def mode(self) -> GraphMode:
+        """The node / turn strategy (:mod:`models.inference.graph_modes`)."""
+        return graph_mode(self.config.graph_mode)
+
+    @property
     def identity(self) -> str:
         return getattr(self, "_identity", "untrained")
 
@@ -372,7 +377,7 @@ class EtaModel(nn.Module):
         segment_time, penalty, residual = self.encoder(
             self.segment_x, self.turn_x, self.turn_index, self.free_flow, time_x,
             self.time_scale, offset, live_x, live_prior)
-        if self.config.graph_mode == "turn":
+        if self.mode.keys_are_segments:
             weight = segment_time[self.turn_index[1]] + penalty  # [T]
             edge_index = self.turn_index
         else:
@@ -422,7 +427,7 @@ class EtaModel(nn.Module):
 
     @torch.no_grad()
     def turn_times_s(self, bucket: int) -> np.ndarray | None:
-        if self.config.graph_mode == "node":
+        if not self.mode.keys_are_segments:
             return None
         return self.latents(bucket).turn_penalty.double().numpy() * self.time_scale
 
@@ -444,7 +449,7 @@ class EtaModel(nn.Module):
 
     @property
     def num_keys(self) -> int:
-        return self.graph.num_segments if self.graph_mode == "turn" else self.graph.num_nodes
+        return self.mode.num_keys(self.graph)
 
     def _plan(self, bucket) -> dict[str, Any]:
         """Per-run-key NumPy constants for :meth:`run_from` (an LRU of a few keys, shared
@@ -518,7 +523,7 @@ class EtaModel(nn.Module):
         has = (winner >= 0) & reached
         has[root] = False
         # turn mode: the previous segment (the turn's sender); node mode: the segment
-        chosen = csr.sender[pick] if self.graph_mode == "turn" else csr.edge_row[pick]
+        chosen = self.mode.tree_parent(csr.sender, csr.edge_row)[pick]
         parent = np.where(has, chosen, -1)
         if not limited:
             return seconds, parent, np.ones_like(reached), np.ones_like(reached)
@@ -539,7 +544,7 @@ class EtaModel(nn.Module):
                 csr.receiver, minlength=csr.num_nodes))]).astype(np.int64)
             length = self.graph["length_m"].astype(np.float64)
             rows = int(csr.edge_row.max(initial=-1)) + 1
-            if self.graph_mode == "turn":  # entering segment b drives all of it
+            if self.mode.keys_are_segments:  # entering segment b drives all of it
                 key_length, edge_length = length, np.zeros(rows)
             else:  # driving segment e (edge row = segment id)
                 key_length, edge_length = np.zeros(csr.num_nodes), length
@@ -569,7 +574,7 @@ class EtaModel(nn.Module):
         metres, proven = kernels.walk_pointers(
             indptr, order, csr.sender, csr.edge_row, np.ascontiguousarray(state),
             plan["node_pointer"], plan["edge_pointer"], np.ascontiguousarray(limits),
-            key_length, edge_length, int(root), keys, self.graph_mode == "node", parent,
+            key_length, edge_length, int(root), keys, not self.mode.keys_are_segments, parent,
             pointer_proven)
         # a target the unlimited search left at inf is unreachable: that answer is exact too
         unlimited = not np.isfinite(limits).any()
@@ -643,7 +648,7 @@ class EtaModel(nn.Module):
         """:meth:`run_from` executed by the torch frontier (the training path); kept to
         check the NumPy executor against it."""
         latents = self.latents(bucket)
-        num_keys = self.graph.num_segments if self.graph_mode == "turn" else self.graph.num_nodes
+        num_keys = self.num_keys
         times, parents = [], []
         sender, receiver = latents.edge_index
         for start in range(0, len(origins), batch_size):
@@ -659,10 +664,9 @@ class EtaModel(nn.Module):
                                          "amin")  # [B, K] winning incoming edge
             has = (first < receiver.numel()) & reached
             has[torch.arange(len(roots)), roots] = False
-            if self.graph_mode == "turn":  # parent = the previous segment (turn's sender)
-                parent = torch.where(has, sender[first.clamp_max(receiver.numel() - 1)], -1)
-            else:  # parent = the segment (edge id) reaching the node
-                parent = torch.where(has, first, -1)
+            # turn: the previous segment (the turn's sender); node: the segment (edge id)
+            sent = sender[first.clamp_max(receiver.numel() - 1)]
+            parent = torch.where(has, self.mode.tree_parent(sent, first), -1)
             times.append(time_norm.double().numpy() * self.time_scale)
             parents.append(parent.numpy())
         return OriginRun(np.asarray(origins, np.int64), np.concatenate(times),

@@ -27,6 +27,7 @@ import torch
 
 from data_pipeline.road_graph import RoadGraph
 from models.eta.model import EtaConfig, EtaModel, time_bucket
+from models.inference.graph_modes import graph_mode
 from models.processor.model import load_pretrained
 from nareta.errors import InputError
 
@@ -194,25 +195,20 @@ class CorridorBatcher:
     def __init__(self, model: EtaModel, config: TrainConfig):
         graph = model.graph
         self.model, self.config, self.graph = model, config, graph
-        self.mode = model.graph_mode
+        self.mode = graph_mode(model.graph_mode)
         x, y = graph["node_x_m"], graph["node_y_m"]
         source, target = graph["edge_source"], graph["edge_target"]
-        if self.mode == "turn":  # keys are segments, located at their midpoint
-            self.key_x = (x[source] + x[target]) / 2
-            self.key_y = (y[source] + y[target]) / 2
-            self.edge_from, self.edge_to = graph["turn_from"], graph["turn_to"]
-        else:
-            self.key_x, self.key_y = x, y
-            self.edge_from, self.edge_to = source, target
+        self.key_x, self.key_y = self.mode.key_xy(graph)
+        self.edge_from, self.edge_to = self.mode.key_edges(graph)
         self.num_keys = len(self.key_x)
         self.end_x, self.end_y = x[target], y[target]
         self.start_x, self.start_y = x[source], y[source]
 
     def root_key(self, segment: int) -> int:
-        return segment if self.mode == "turn" else int(self.graph["edge_target"][segment])
+        return int(self.mode.start_key(self.graph, segment))
 
     def end_key(self, segment: int) -> int:
-        return segment if self.mode == "turn" else int(self.graph["edge_source"][segment])
+        return int(self.mode.end_key(self.graph, segment))
 
     def corridor(self, data: TripBatchData, rows: np.ndarray) -> np.ndarray:
         """Boolean mask over keys: the union of the rows' ellipses, plus their end keys."""
@@ -299,12 +295,10 @@ class CorridorBatcher:
         d = torch.from_numpy(data.destination_segment[rows_all])
         p = torch.from_numpy(data.origin_position[rows_all]).float()
         q = torch.from_numpy(data.destination_position[rows_all]).float()
-        if self.mode == "turn":
-            middle = times[0, ends]  # end of origin segment -> end of destination segment
-            total = (1 - p) * segment_time[o] + middle - (1 - q) * segment_time[d]
-        else:
-            middle = times[0, ends]  # end node of origin segment -> start node of destination
-            total = (1 - p) * segment_time[o] + middle + q * segment_time[d]
+        # turn: end of origin segment -> end of destination segment (its undriven part
+        # taken off); node: end node of origin segment -> start node of destination
+        middle = times[0, ends]
+        total = (1 - p) * segment_time[o] + middle + self.mode.end_share(q) * segment_time[d]
         ok = reached[0, ends] & torch.isfinite(total)
         return total[ok] * self.model.time_scale, rows_all[ok.numpy()]
 
@@ -314,7 +308,7 @@ def predict_frame(model: EtaModel, frame: pd.DataFrame, *, corridor_factor: floa
     """Predicted seconds for snapped trips, as the Predictor answers them (the best of both
     directions of a two-way street at each end, no driven route used), computed on each
     origin's corridor. nan where no option reaches the destination."""
-    from models.inference.predictor import driving_directions
+    from models.inference.graph_modes import driving_directions
 
     options = []  # (trip row, origin segment, position, destination segment, position)
     for row, trip in enumerate(frame.itertuples()):

@@ -24,6 +24,7 @@ import numpy as np
 
 from data_pipeline.road_graph import RoadGraph
 from data_pipeline.snap import Snapper
+from models.inference.graph_modes import Leg, graph_mode
 from models.inference.live import (
     RunKey,
     TrafficSnapshot,
@@ -31,26 +32,10 @@ from models.inference.live import (
     local_datetime,
     local_seconds,
 )
-from models.inference.travel_time import (
-    OriginRun,
-    TravelTimeModel,
-    dijkstra_tree,
-    line_dijkstra_tree,
-)
+from models.inference.travel_time import OriginRun, TravelTimeModel
 from nareta.errors import InputError, NoRouteError, NoSegmentError
 
 Point = tuple[float, float]  # (lon, lat)
-_AT_NODE = 1e-9  # a snapped fraction this close to 0 or 1 stands on the node itself
-
-
-def driving_directions(segment: int, twin: int, fraction: float) -> list[tuple[int, float]]:
-    """(segment, position by length) for each direction a point snapped at ``fraction`` of
-    ``segment`` can be driven in: the segment itself and, on a two-way street, its reverse
-    ``twin`` (-1 if none), where the same point lies at ``1 - fraction``."""
-    directions = [(int(segment), float(fraction))]
-    if twin >= 0:
-        directions.append((int(twin), 1.0 - float(fraction)))
-    return directions
 
 
 @dataclass(frozen=True)
@@ -63,23 +48,6 @@ class Waypoint:
     segment: int
     twin: int  # the reverse-direction segment, or -1
     fraction: float  # position along `segment` by length
-
-
-@dataclass(frozen=True)
-class _Leg:
-    """One way to leave an origin or reach a destination, costing `time_s` and `length_m` on
-    the partial `segment`. `key` is where it meets a shortest-path tree: a node (node mode)
-    or a segment (turn mode, where trees measure time to the *end* of each segment, so an
-    end leg's time and length are negative: the unfinished part of the last segment)."""
-
-    key: int
-    time_s: float
-    length_m: float
-    segment: int
-    position: float  # position of the query point along `segment`, by length
-    #: turn mode, a trip that leaves `segment` and loops back onto it: the segment the
-    #: tree reaches before turning back onto `segment` (-1: none)
-    via: int = -1
 
 
 @dataclass(frozen=True)
@@ -245,14 +213,13 @@ class Predictor:
         self.traffic = traffic or TrafficStore()
         self.max_snap_distance_m = max_snap_distance_m
         self.snapper = Snapper(graph)
-        self.mode = model.graph_mode
-        if self.mode not in ("node", "turn"):
-            raise ValueError(f"model graph_mode must be 'node' or 'turn', not {self.mode!r}")
+        #: node or turn mode (:mod:`models.inference.graph_modes`)
+        self.graph_mode = graph_mode(model.graph_mode)
         self._cache: OrderedDict[tuple[int, int], _Tree] = OrderedDict()
         self._cache_runs = cache_runs
         self._cache_bytes = int(cache_mb * 2**20)
         self._cached_bytes = 0
-        keys = graph.num_segments if self.mode == "turn" else graph.num_nodes
+        keys = self.graph_mode.num_keys(graph)
         # whole-graph trees (time f8, parent i4, metres f8) cheap enough to cache many of
         self._whole_fits = keys * 20 * 32 <= self._cache_bytes
         # beyond this many target keys a search stopping at them costs about a whole run
@@ -362,35 +329,11 @@ class Predictor:
                          int(snaps.segment[i]), int(snaps.twin[i]), float(snaps.fraction[i]))
                 for i in range(len(array))]
 
-    def _directions(self, point: Waypoint) -> list[tuple[int, float]]:
-        return driving_directions(point.segment, point.twin, point.fraction)
+    def _starts(self, point: Waypoint, times: np.ndarray) -> list[Leg]:
+        return self.graph_mode.starts(self.graph, point, times)
 
-    def _starts(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
-        length, source, target = (self.graph[name] for name in
-                                  ("length_m", "edge_source", "edge_target"))
-        legs = []
-        for segment, position in self._directions(point):
-            key = segment if self.mode == "turn" else int(target[segment])
-            legs.append(_Leg(key, (1 - position) * times[segment],
-                             (1 - position) * length[segment], segment, position))
-        if self.mode == "node" and point.fraction <= _AT_NODE:  # on the segment's start node
-            legs.append(_Leg(int(source[point.segment]), 0.0, 0.0, -1, 0.0))
-        return legs
-
-    def _ends(self, point: Waypoint, times: np.ndarray) -> list[_Leg]:
-        length, source, target = (self.graph[name] for name in
-                                  ("length_m", "edge_source", "edge_target"))
-        legs = []
-        for segment, position in self._directions(point):
-            if self.mode == "turn":
-                legs.append(_Leg(segment, -(1 - position) * times[segment],
-                                 -(1 - position) * length[segment], segment, position))
-            else:
-                legs.append(_Leg(int(source[segment]), position * times[segment],
-                                 position * length[segment], segment, position))
-        if self.mode == "node" and point.fraction >= 1 - _AT_NODE:  # on the segment's end node
-            legs.append(_Leg(int(target[point.segment]), 0.0, 0.0, -1, 1.0))
-        return legs
+    def _ends(self, point: Waypoint, times: np.ndarray) -> list[Leg]:
+        return self.graph_mode.ends(self.graph, point, times)
 
     # ------------------------------------------------------------------ model runs
     def _trees(self, nodes: list[int], bucket: int,
@@ -501,7 +444,7 @@ class Predictor:
 
     def _to_trees(self, run: OriginRun) -> list[_Tree | _PartialTree]:
         if run.answers is not None:  # sparse answers: keys, seconds, metres, path pointers
-            size = self.graph.num_segments if self.mode == "turn" else self.graph.num_nodes
+            size = self.graph_mode.num_keys(self.graph)
             return [_PartialTree(
                 _Sparse(dict(zip(keys.tolist(), seconds.tolist(), strict=True)), np.inf, size),
                 _Sparse(dict(zip(path_keys.tolist(), parents.tolist(), strict=True)), -1,
@@ -509,7 +452,6 @@ class Predictor:
                 _Sparse(dict(zip(keys.tolist(), metres.tolist(), strict=True)), np.nan, size))
                 for keys, seconds, metres, path_keys, parents in run.answers]
         length = self.graph["length_m"].astype(np.float64)
-        source = self.graph["edge_source"]
         keys = run.node_time_s.shape[1]
         trees = []
         for b, root in enumerate(run.origins):
@@ -517,12 +459,9 @@ class Predictor:
             has_parent = parent >= 0
             safe = np.maximum(parent, 0)
             # Metres along the tree by pointer doubling: ancestor and length to it.
-            if self.mode == "turn":  # keys are segments; a segment's parent is the previous one
-                ancestor = np.where(has_parent, safe, np.arange(keys))
-                metres = np.where(has_parent, length, 0.0)
-            else:  # keys are nodes; a node's parent is the segment that reaches it
-                ancestor = np.where(has_parent, source[safe], np.arange(keys))
-                metres = np.where(has_parent, length[safe], 0.0)
+            ancestor = np.where(has_parent, self.graph_mode.previous_key(self.graph, safe),
+                                np.arange(keys))
+            metres = np.where(has_parent, self.graph_mode.step_length_m(length, safe), 0.0)
             ancestor[root] = root
             metres[root] = 0.0
             limited = run.exact_time is not None and not run.exact_time[b].all()
@@ -544,17 +483,14 @@ class Predictor:
 
     def _exact_tree(self, root: int, times: np.ndarray, bucket: int) -> _Tree:
         """Dijkstra over the model's own segment (and turn) times: the route fallback."""
-        if self.mode == "turn":
-            run = line_dijkstra_tree(self.graph, times, self.model.turn_times_s(bucket),
-                                     np.array([root]))
-        else:
-            run = dijkstra_tree(self.graph, times, np.array([root]))
+        run = self.graph_mode.exact_tree(self.graph, times, self.model.turn_times_s(bucket),
+                                         np.array([root]))
         return self._to_trees(run)[0]
 
     # ------------------------------------------------------------------ queries
     def _best(self, origin: Waypoint, destination: Waypoint, bucket: int,
               trees: dict[int, _Tree], times: np.ndarray, *,
-              starts: list[_Leg] | None = None, ends: list[_Leg] | None = None):
+              starts: list[Leg] | None = None, ends: list[Leg] | None = None):
         """The cheapest (start leg, end leg) combination, or a direct ride on one segment.
         ``starts`` / ``ends``: the origin's and destination's legs, if the caller has them
         (a matrix builds each point's legs once, not once per cell)."""
@@ -571,7 +507,7 @@ class Predictor:
                         best = (total, metres, start, end)
                     continue
                 tree = trees[start.key]
-                if self.mode == "turn" and start.key == end.key:
+                if self.graph_mode.keys_are_segments and start.key == end.key:
                     # leave the segment and come back onto it: the best turn into it
                     loop = self._loop(tree, end.segment, bucket, times)
                     if loop is not None:
@@ -594,7 +530,7 @@ class Predictor:
             best = (total, self._fallback_metres(start, end, times, bucket), start, end)
         return best
 
-    def _fallback_metres(self, start: _Leg, end: _Leg, times: np.ndarray, bucket) -> float:
+    def _fallback_metres(self, start: Leg, end: Leg, times: np.ndarray, bucket) -> float:
         """Metres from ``start`` to ``end`` along Dijkstra over the model's own times (the
         route's fallback when the model's predecessor pointers do not form a path)."""
         key = end.via if end.via >= 0 else end.key
@@ -675,7 +611,7 @@ class Predictor:
         """Keys a query's trees must answer: the destinations' end keys and, in turn mode,
         the segments turning into them (a trip may loop back onto its own segment)."""
         keys = [leg.key for p in points for leg in self._ends(p, times)]
-        if self.mode == "turn":
+        if self.graph_mode.keys_are_segments:  # the segments turning into them
             into = self._turns_into()
             keys += [int(into[1][t]) for key in list(keys)
                      for t in range(into[0][key], into[0][key + 1])]
@@ -712,7 +648,6 @@ class Predictor:
         """Whether every pointer from ``key`` back to ``root`` is the whole-graph run's."""
         if isinstance(tree, _Tree) and tree.exact_parent is None:
             return True
-        source = self.graph["edge_source"]
         current = key
         for _ in range(len(tree.parent) + 1):
             if current == root:
@@ -722,36 +657,14 @@ class Predictor:
             previous = int(tree.parent[current])
             if previous < 0:
                 return True  # unreached or broken: the fallback handles it
-            current = previous if self.mode == "turn" else int(source[previous])
+            current = int(self.graph_mode.previous_key(self.graph, previous))
         return False
 
     def _follow(self, parent: np.ndarray, root: int, key: int) -> list[int] | None:
-        """The segments strictly between the start leg and the end leg along the tree's
-        parent pointers (from `root` to `key`), or None if the pointers break or loop."""
-        source, target = self.graph["edge_source"], self.graph["edge_target"]
-        path: list[int] = []
-        current = key
-        for _ in range(len(parent) + 1):
-            if current == root:
-                path.reverse()
-                return path[1:] if self.mode == "turn" else path  # turn: drop the root
-            previous = int(parent[current])
-            if previous < 0:
-                return None
-            if self.mode == "turn":
-                if target[previous] != source[current]:
-                    return None
-                path.append(previous)
-            else:
-                if target[previous] != current:
-                    return None
-                path.append(previous)
-                previous = int(source[previous])
-            current = previous
-        return None
+        return self.graph_mode.follow(self.graph, parent, root, key)
 
     @staticmethod
-    def _assemble(start: _Leg, end: _Leg, middle: list[int]) -> tuple[list[int], list[float]]:
+    def _assemble(start: Leg, end: Leg, middle: list[int]) -> tuple[list[int], list[float]]:
         """Segments and the share of each driven; legs standing on a node add nothing."""
         if start.segment == end.segment >= 0 and not middle and start.position <= end.position:
             return [start.segment], [end.position - start.position]
@@ -760,7 +673,7 @@ class Predictor:
         kept = [(s, share) for s, share in zip(segments, shares, strict=True) if s >= 0]
         return [s for s, _ in kept], [share for _, share in kept]
 
-    def _geometry(self, segments: list[int], start: _Leg, end: _Leg, origin: Waypoint,
+    def _geometry(self, segments: list[int], start: Leg, end: Leg, origin: Waypoint,
                   destination: Waypoint) -> list[Point]:
         lon, lat = self.graph["path_lon"], self.graph["path_lat"]
         coordinates: list[Point] = [(origin.lon, origin.lat)]
@@ -795,11 +708,7 @@ class Predictor:
         starts = self._starts(point, times)
         trees = self._trees([leg.key for leg in starts], bucket, whole=True)
         arrival = np.min([leg.time_s + trees[leg.key].time_s for leg in starts], axis=0)
-        if self.mode == "turn":  # arrival at the end of each segment -> at each node
-            node_time = np.full(self.graph.num_nodes, np.inf)
-            np.minimum.at(node_time, self.graph["edge_target"], arrival)
-        else:
-            node_time = arrival
+        node_time = self.graph_mode.node_times(self.graph, arrival)
         with np.errstate(invalid="ignore"):
             left = max_seconds - node_time[self.graph["edge_source"]]  # [E]
             reach = np.clip(np.nan_to_num(left / times, nan=0.0, neginf=0.0), 0.0, 1.0)
@@ -908,7 +817,7 @@ class Predictor:
 
     def _cell(self, durations: np.ndarray, distances: np.ndarray, i: int, j: int,
               origin: Waypoint, destination: Waypoint, bucket: int, trees: dict,
-              times: np.ndarray, starts: list[_Leg], ends: list[_Leg]) -> None:
+              times: np.ndarray, starts: list[Leg], ends: list[Leg]) -> None:
         total, metres, _, _ = self._best(origin, destination, bucket, trees, times,
                                          starts=starts, ends=ends)
         if np.isfinite(total):
