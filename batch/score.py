@@ -32,7 +32,7 @@ from batch.lock import hold_output_lock
 from batch.output import PartitionedOutput, part_name
 from batch.scoring import install_traffic, run_groups, score_frame
 from batch.table import coordinates, departure_times, read_od_table
-from models.predictor import Predictor
+from models.inference.predictor import Predictor
 from nareta.artifacts import library_versions, sha256_file
 from nareta.defaults import resolve_artifacts, resolve_model
 from nareta.errors import DepartureTimeError, InputError, NaretaError
@@ -322,7 +322,7 @@ def _score_on_dask(frame, partitions, pending, output, bar, failures, *, schedul
 
 
 def _iso_local(seconds: float) -> str | None:
-    from models.live import local_datetime
+    from models.inference.live import local_datetime
 
     if not np.isfinite(seconds):
         return None

@@ -1,4 +1,4 @@
-"""Scoring one partition of OD pairs with a :class:`~models.predictor.Predictor`.
+"""Scoring one partition of OD pairs with a :class:`~models.inference.predictor.Predictor`.
 
 Pure pandas/numpy, no Dask: the Dask job, the one-process benchmark and the tests call the
 same :func:`score_frame`. Rows are grouped by (departure-time bucket, origin) and each
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from batch.table import coordinates, departure_times
-from models.predictor import Predictor
+from models.inference.predictor import Predictor
 from nareta.errors import InputError, NoRouteError, NoSegmentError
 
 OK = "ok"

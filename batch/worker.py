@@ -15,7 +15,7 @@ import pandas as pd
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from batch.scoring import install_traffic, score_frame
-from models.predictor import Predictor
+from models.inference.predictor import Predictor
 
 
 @functools.lru_cache(maxsize=4)

@@ -73,7 +73,7 @@ def run_city(name: str, graph_dir: Path, trips_path: Path, cache: Path, args) ->
 
     from data_pipeline.road_graph import RoadGraph
     from data_pipeline.trips import read_trips, snap_trips, split_by_area, split_by_time
-    from models.baselines import (
+    from models.baselines.learned import (
         FreeFlowBaseline,
         GnnConfig,
         GnnRegressorBaseline,
@@ -82,7 +82,7 @@ def run_city(name: str, graph_dir: Path, trips_path: Path, cache: Path, args) ->
         load_baseline,
         save_baseline,
     )
-    from models.evaluate import evaluate_predictions, trip_length_m
+    from models.evaluation.evaluate import evaluate_predictions, trip_length_m
 
     torch.set_num_threads(1)
     graph = RoadGraph.load(graph_dir)

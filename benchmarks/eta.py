@@ -37,8 +37,8 @@ def _train_or_load(name: str, graph, frame, cache: Path, args, *, graph_mode: st
     """Train an ETA model (cached by name) and return (model, train_seconds, trips)."""
     import torch
 
-    from models.eta import EtaConfig, EtaModel
-    from models.train import TrainConfig, fit_eta
+    from models.eta.model import EtaConfig, EtaModel
+    from models.eta.train import TrainConfig, fit_eta
 
     directory = cache / name
     processor_dir = PROCESSOR
@@ -65,7 +65,7 @@ def _write_random_processor(directory: Path, seed: int) -> None:
     """The ablation: a processor of the shipped config with random, untrained weights."""
     import torch
 
-    from models.processor import (
+    from models.processor.model import (
         KIND,
         SCHEMA_VERSION,
         WEIGHTS_FILE,
@@ -87,8 +87,8 @@ def _write_random_processor(directory: Path, seed: int) -> None:
 
 
 def _evaluate(model, graph, frame, *, plot_dir: Path | None = None, title: str = "") -> dict:
-    from models.evaluate import evaluate_predictions, plot_results, trip_length_m
-    from models.train import predict_frame
+    from models.eta.train import predict_frame
+    from models.evaluation.evaluate import evaluate_predictions, plot_results, trip_length_m
 
     started = time.perf_counter()
     predicted = predict_frame(model, frame)
@@ -105,7 +105,7 @@ def _evaluate(model, graph, frame, *, plot_dir: Path | None = None, title: str =
 
 
 def _latency(model, graph) -> dict:
-    from models.predictor import Predictor
+    from models.inference.predictor import Predictor
 
     predictor = Predictor(graph, model)
     rng = np.random.default_rng(0)
@@ -155,9 +155,9 @@ def main() -> int:
 
     from data_pipeline.road_graph import RoadGraph
     from data_pipeline.trips import read_trips, snap_trips, split_by_area, split_by_time
-    from models.baselines import LearnedScalarBaseline
-    from models.eta import EtaModel
-    from models.evaluate import evaluate_predictions, trip_length_m
+    from models.baselines.learned import LearnedScalarBaseline
+    from models.eta.model import EtaModel
+    from models.evaluation.evaluate import evaluate_predictions, trip_length_m
 
     torch.set_num_threads(1)
     base_args = argparse.Namespace(hours=3.0, profile="rush", rate=2500.0, seed=args.seed,

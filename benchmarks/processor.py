@@ -6,7 +6,7 @@
 Prints a table, writes ``processor.json`` and ``processor_accuracy.png`` (pointer accuracy
 against graph size) into ``--out-dir``. Ground truth: scipy's Dijkstra.
 
-Metrics (models/processor_metrics.py): pointer accuracy = fraction of nodes whose predicted
+Metrics (models/processor/metrics.py): pointer accuracy = fraction of nodes whose predicted
 predecessor is right, where with ties a pointer counts as right if its edge lies on SOME
 shortest path; path optimality = fraction of reachable nodes from which following predicted
 pointers reaches the source along a shortest path; whole-graph accuracy = fraction of runs
@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.algorithms import exact_distances
-from models.processor import load_pretrained, shortest_paths
-from models.processor_metrics import evaluate_run, summarise
-from models.synthetic import CLRS_TEST_P, erdos_renyi, road_like
+from models.processor.algorithms import exact_distances
+from models.processor.metrics import evaluate_run, summarise
+from models.processor.model import load_pretrained, shortest_paths
+from models.processor.synthetic import CLRS_TEST_P, erdos_renyi, road_like
 
 ANCHORS = (
     "anchors (pointer accuracy): CLRS-30 bellman_ford n=64: MPNN ~92%, Triplet-GMPNN 97.4% "
@@ -59,7 +59,7 @@ def synthetic_suites(seed: int) -> dict[str, tuple[int, list]]:
 
 def road_graph_suite(road, label: str, seed: int, sources: int = 50):
     """A RoadGraph with free-flow seconds as weights and ``sources`` random origins."""
-    from models.synthetic import Graph
+    from models.processor.synthetic import Graph
 
     graph = Graph(
         road.num_nodes,

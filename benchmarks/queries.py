@@ -45,8 +45,8 @@ def main() -> int:
     import torch
 
     from data_pipeline.ingest import ingest_osm
-    from models.predictor import Predictor
-    from models.registry import load_model
+    from models.inference.predictor import Predictor
+    from models.inference.registry import load_model
     from nareta.errors import NoRouteError
 
     torch.set_num_threads(1)

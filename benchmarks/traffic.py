@@ -103,7 +103,7 @@ def load_city(folder: Path):
     from data_pipeline.road_graph import RoadGraph
     from data_pipeline.traffic import load_feed
     from data_pipeline.trips import read_trips, snap_trips
-    from models.live import TrafficSnapshot
+    from models.inference.live import TrafficSnapshot
 
     graph = RoadGraph.load(folder / "graph")
     table = snap_trips(read_trips(folder / "trips.parquet"), graph)
@@ -132,8 +132,8 @@ def splits(frame, *, seed: int = 0, holdout_s: float = 3600.0) -> dict[str, np.n
 # --------------------------------------------------------------------------- models
 def train_live(city: str, graph, frame, snapshot, rows, args, seed: int):
     """The NAR model with live traffic features (cached by settings)."""
-    from models.eta import EtaConfig, EtaModel
-    from models.train import TrainConfig, fit_eta
+    from models.eta.model import EtaConfig, EtaModel
+    from models.eta.train import TrainConfig, fit_eta
 
     directory = Path(args.cache_dir) / city / f"nar_live_seed{seed}"
     settings = {"minutes": args.train_minutes, "epochs": args.epochs, "trips": int(rows.sum()),
@@ -257,10 +257,10 @@ def bootstrap_mape(true, predicted, *, draws: int = 500, seed: int = 0) -> list[
 
 # --------------------------------------------------------------------------- one city
 def evaluate_city(city: str, args, live_models: dict) -> dict:
-    from models.baselines import LearnedScalarBaseline
-    from models.eta import EtaModel, FeatureScaler
-    from models.predictor import Predictor
-    from models.travel_time import FreeFlowTurnModel, LiveScalarModel
+    from models.baselines.learned import LearnedScalarBaseline
+    from models.eta.model import EtaModel, FeatureScaler
+    from models.inference.predictor import Predictor
+    from models.inference.travel_time import FreeFlowTurnModel, LiveScalarModel
 
     folder = simulate(city, args)
     graph, frame, snapshot, manifest, feed_report = load_city(folder)

@@ -26,7 +26,7 @@ from nareta.errors import InputError
 def _local_seconds(text: str | None, timezone: str | None) -> float | None:
     if text is None:
         return None
-    from models.live import local_seconds
+    from models.inference.live import local_seconds
     from service.schemas import parse_departure_time
 
     try:
@@ -63,7 +63,7 @@ def check(feed: Path, graph_dir: Path, *, now: str | None = None,
     summary = {"feed": str(feed), "graph": str(graph_dir), "graph_identity": graph.identity,
                **report.to_json()}
     if len(observations):
-        from models.live import local_datetime
+        from models.inference.live import local_datetime
 
         summary.update({
             "observations": len(observations),

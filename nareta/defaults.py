@@ -29,16 +29,16 @@ from nareta.errors import ArtifactError, InputError
 
 if TYPE_CHECKING:
     from data_pipeline.road_graph import RoadGraph
-    from models.travel_time import TravelTimeModel
+    from models.inference.travel_time import TravelTimeModel
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_OSM = REPO / "data" / "osm" / "baltimore.osm.pbf"
 SHIPPED_MODEL = REPO / "artifacts_shipped" / "eta_baltimore"
 #: models that need no artifact: ``--model NAME`` -> "module:Class", built as Class(graph)
 NAMED_MODELS: dict[str, str] = {
-    "freeflow": "models.travel_time:FreeFlowModel",
-    "freeflow-turns": "models.travel_time:FreeFlowTurnModel",
-    "live-scalar": "models.travel_time:LiveScalarModel",
+    "freeflow": "models.inference.travel_time:FreeFlowModel",
+    "freeflow-turns": "models.inference.travel_time:FreeFlowTurnModel",
+    "live-scalar": "models.inference.travel_time:LiveScalarModel",
 }
 
 
@@ -147,7 +147,7 @@ def load_travel_time_model(value: str | os.PathLike[str] | None,
     if resolved in NAMED_MODELS:
         module_name, class_name = NAMED_MODELS[resolved].split(":")
         return getattr(importlib.import_module(module_name), class_name)(graph)
-    from models.registry import load_model
+    from models.inference.registry import load_model
 
     return load_model(resolved, graph)
 

@@ -28,7 +28,7 @@ def transfer_model(model_dir: str | os.PathLike[str], graph_dir: str | os.PathLi
     Raises InputError when the model already belongs to that graph or is not an ETA model.
     """
     from data_pipeline.road_graph import RoadGraph
-    from models.eta import KIND, SCHEMA_VERSION, EtaModel
+    from models.eta.model import KIND, SCHEMA_VERSION, EtaModel
 
     out_dir = Path(out_dir)
     check_output_dir(out_dir, force=force)  # fail before any work
@@ -42,7 +42,7 @@ def transfer_model(model_dir: str | os.PathLike[str], graph_dir: str | os.PathLi
     model = EtaModel.load(model_dir, graph, allow_other_graph=True)
     if timezone is not None:
         model.config = dataclasses.replace(model.config, timezone=timezone)
-    from models.registry import find_processor
+    from models.inference.registry import find_processor
 
     processor_dir = find_processor(model_dir, source["processor"]).resolve()
     record: dict[str, Any] = {

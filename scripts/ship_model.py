@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> int:
     from data_pipeline.road_graph import RoadGraph
-    from models.eta import EtaModel
+    from models.eta.model import EtaModel
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)

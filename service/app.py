@@ -14,8 +14,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import __file__ as _fastapi_offline_init
 
-from models.live import TrafficStore
-from models.predictor import Predictor
+from models.inference.live import TrafficStore
+from models.inference.predictor import Predictor
 from nareta import __version__
 from nareta.errors import InputError
 from service.config import Settings

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from models.predictor import Predictor
+from models.inference.predictor import Predictor
 from service.config import Settings
 from service.errors import ServiceError
 

@@ -8,7 +8,7 @@ import numpy as np
 import shapely
 
 from data_pipeline.road_graph import HIGHWAY_CLASSES, RoadGraph
-from models.predictor import IsochroneResult
+from models.inference.predictor import IsochroneResult
 
 Coordinates = list[tuple[float, float]]
 

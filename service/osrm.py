@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from data_pipeline.ingest import EARTH_RADIUS_M
 from data_pipeline.road_graph import RoadGraph
-from models.predictor import RouteResult, Waypoint
+from models.inference.predictor import RouteResult, Waypoint
 from service import polyline
 from service.errors import ServiceError
 from service.geometry import without_repeats

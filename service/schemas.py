@@ -22,7 +22,7 @@ Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False,
                                    description="WGS84 longitude, degrees in [-180, 180]")]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False,
                                   description="WGS84 latitude, degrees in [-90, 90]")]
-#: What an omitted departure time means (``models.eta.DEFAULT_DEPARTURE``; a test keeps
+#: What an omitted departure time means (``models.eta.model.DEFAULT_DEPARTURE``; a test keeps
 #: the two equal).
 DEFAULT_DEPARTURE_HELP = (
     "omitted = 2026-11-18T12:00 local time of the city (a weekday at noon: the time the "

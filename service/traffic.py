@@ -1,7 +1,7 @@
 """The service's live traffic: the feed file loaded at start-up (and reloaded when it
 changes), rows posted to ``POST /v1/traffic``, and what ``GET /v1/traffic`` reports.
 
-The snapshot lives in the Predictor's :class:`models.live.TrafficStore`, one per server
+The snapshot lives in the Predictor's :class:`models.inference.live.TrafficStore`, one per server
 process: with ``--workers N`` a ``POST /v1/traffic`` reaches one process only, so several
 workers take their feed from a file (``--traffic PATH``), which every process polls for
 changes (``NARETA_TRAFFIC_RELOAD_S``).
@@ -34,8 +34,8 @@ from data_pipeline.traffic import (
     map_feed,
     validate_feed,
 )
-from models.live import TREND_S, TrafficSnapshot, local_datetime, local_seconds
-from models.predictor import Predictor, TrafficUse
+from models.inference.live import TREND_S, TrafficSnapshot, local_datetime, local_seconds
+from models.inference.predictor import Predictor, TrafficUse
 
 logger = logging.getLogger("nareta.service")
 #: posted windows may start this far past the server's wall clock (clocks of producers drift)

@@ -7,7 +7,7 @@ import math
 
 from fastapi import APIRouter, Request
 
-from models.predictor import TrafficUse, Waypoint
+from models.inference.predictor import TrafficUse, Waypoint
 from nareta.errors import TooBigError
 from service.deps import PredictorDep, SettingsDep
 from service.errors import error_responses

@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from models.predictor import Waypoint
+from models.inference.predictor import Waypoint
 from nareta.errors import TooBigError
 from service import osrm
 from service.deps import PredictorDep, SettingsDep

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from models.live import local_datetime
+from models.inference.live import local_datetime
 from nareta.errors import TooBigError
 from service.deps import PredictorDep, SettingsDep
 from service.errors import ServiceError, error_responses

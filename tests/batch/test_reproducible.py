@@ -1,6 +1,6 @@
 """Two runs of one ``nareta score`` job write the same bytes, one on a 2-worker Dask
 cluster and one in a single process: a partition's answers do not depend on which worker
-scored it or what that worker's run cache held (models.predictor.Predictor.isolated).
+scored it or what that worker's run cache held (models.inference.predictor.Predictor.isolated).
 Before, a root's second partition was answered from a whole-graph tree in one run and
 from a targeted run in the other, which differ in the last bits (around-the-block loops'
 metres, the learned model's seconds)."""
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from batch.score import score_table
-from models.routing import reverse_twins
+from models.baselines.routing import reverse_twins
 from tests.conftest import REPO, run_cli
 
 pytest.importorskip("distributed")

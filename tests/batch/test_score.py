@@ -11,7 +11,7 @@ import pytest
 
 from batch.output import MANIFEST_NAME, PLAN_NAME
 from batch.score import score_table
-from models.predictor import Predictor
+from models.inference.predictor import Predictor
 from nareta.errors import ArtifactError, InputError, NaretaError, OutputExistsError
 from tests.batch.conftest import BAD_ROWS
 from tests.conftest import run_cli

@@ -14,8 +14,8 @@ import pytest
 from batch.output import MANIFEST_NAME
 from batch.score import score_table
 from data_pipeline.traffic import segment_feed_rows, write_feed
-from models.live import TrafficStore
-from models.predictor import Predictor
+from models.inference.live import TrafficStore
+from models.inference.predictor import Predictor
 from nareta.errors import InputError
 from tests.conftest import run_cli
 

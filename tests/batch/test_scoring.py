@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from batch.scoring import score_frame
-from models.predictor import Predictor
-from models.travel_time import FreeFlowModel, OriginRun
+from models.inference.predictor import Predictor
+from models.inference.travel_time import FreeFlowModel, OriginRun
 from tests.batch.conftest import BAD_ROWS, make_od_frame
 
 
@@ -37,6 +37,8 @@ def test_statuses_and_answers_equal_eta(predictor, bundled_graph_dir):
 
 class _Unreachable(FreeFlowModel):
     """Free-flow, except that nothing but the origin itself is reachable."""
+
+    supports_targets = False  # its run_from answers whole runs only
 
     def run_from(self, origins, bucket):
         run = super().run_from(origins, bucket)

@@ -217,7 +217,7 @@ def test_days_differ_write_a_feed_and_train_a_live_model(helsinki, tmp_path):
     on it gives a model that takes live traffic."""
     from data_pipeline.road_graph import RoadGraph
     from data_pipeline.traffic import load_feed
-    from models.registry import load_model
+    from models.inference.registry import load_model
 
     osm, graph_dir = helsinki
     out = tmp_path / "days.parquet"

@@ -10,7 +10,7 @@ SHIPPED_PROCESSOR = REPO / "artifacts_shipped" / "processor"
 @pytest.fixture(scope="session")
 def shipped():
     """(processor, weight_encoder, manifest) of the shipped artifact, loaded once."""
-    from models.processor import load_pretrained
+    from models.processor.model import load_pretrained
 
     return load_pretrained(SHIPPED_PROCESSOR)
 

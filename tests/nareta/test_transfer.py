@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.road_graph import RoadGraph
-from models.eta import EtaModel
+from models.eta.model import EtaModel
 from nareta.artifacts import MANIFEST_NAME
 from nareta.defaults import SHIPPED_MODEL
 from nareta.errors import ArtifactError

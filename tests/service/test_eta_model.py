@@ -49,7 +49,7 @@ def test_departure_time_changes_the_answer(eta_client):
 
 
 def test_no_departure_time_means_what_the_schema_says(eta_client):
-    from models.eta import DEFAULT_DEPARTURE
+    from models.eta.model import DEFAULT_DEPARTURE
 
     schemas = eta_client.get("/openapi.json").json()["components"]["schemas"]
     described = schemas["EtaRequest"]["properties"]["departure_time"]["description"]
@@ -83,8 +83,8 @@ def test_served_answers_equal_whole_graph_runs(eta_client, bundled_graph):
 
     import numpy as np
 
-    from models.predictor import Predictor
-    from models.registry import load_model
+    from models.inference.predictor import Predictor
+    from models.inference.registry import load_model
 
     whole = Predictor(bundled_graph, load_model(SHIPPED_MODEL, bundled_graph))
     whole._targeted = False

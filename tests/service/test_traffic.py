@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from data_pipeline.traffic import segment_feed_rows, write_feed
-from models.live import TrafficStore
-from models.predictor import Predictor
+from models.inference.live import TrafficStore
+from models.inference.predictor import Predictor
 from tests.conftest import REPO
 from tests.graph_fixtures import longest_free_flow_trip
 from tests.service.conftest import free_port, serve
@@ -351,8 +351,8 @@ def test_a_learned_model_with_live_inputs(city, tmp_path):
     its answer; with the feed expired it gives its historical answer again."""
     import torch
 
-    from models.eta import EtaConfig, EtaModel
-    from models.processor import load_pretrained
+    from models.eta.model import EtaConfig, EtaModel
+    from models.processor.model import load_pretrained
 
     graph_dir, graph, origin, destination = city
     shipped = REPO / "artifacts_shipped" / "processor"

@@ -1,0 +1,1 @@
+"""ETA error metrics and ``nareta evaluate``."""

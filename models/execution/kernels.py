@@ -1,0 +1,436 @@
+"""Compiled (numba) loops behind :class:`models.execution.executor.ChannelSearch`.
+
+Graphs are CSR arrays sorted by sender: out-edges of node ``u`` are positions
+``indptr[u]:indptr[u+1]``, ``receiver[pos]`` their heads and ``row[pos]`` their row in a
+per-edge cost table. Compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _swap(keys, items, where, i, j):
+    keys[i], keys[j] = keys[j], keys[i]
+    items[i], items[j] = items[j], items[i]
+    where[items[i]] = i
+    where[items[j]] = j
+
+
+@njit(cache=True)
+def _sift_up(keys, items, where, i):
+    while i > 0:
+        parent = (i - 1) // 2
+        if keys[parent] <= keys[i]:
+            break
+        _swap(keys, items, where, i, parent)
+        i = parent
+
+
+@njit(cache=True)
+def _update(keys, items, where, size, key, item):
+    """Insert ``item`` with ``key``, or lower its key if queued (keys only decrease)."""
+    i = where[item]
+    if i < 0:
+        i = size
+        items[i] = item
+        where[item] = i
+        size += 1
+    keys[i] = key
+    _sift_up(keys, items, where, i)
+    return size
+
+
+@njit(cache=True)
+def _pop(keys, items, where, size):
+    key, item = keys[0], items[0]
+    where[item] = -1
+    size -= 1
+    if size > 0:
+        keys[0], items[0] = keys[size], items[size]
+        where[items[0]] = 0
+        i = 0
+        while True:
+            left = 2 * i + 1
+            if left >= size:
+                break
+            child = left
+            if left + 1 < size and keys[left + 1] < keys[left]:
+                child = left + 1
+            if keys[i] <= keys[child]:
+                break
+            _swap(keys, items, where, i, child)
+            i = child
+    return key, item, size
+
+
+@njit(cache=True)
+def guide_search(indptr, receiver, row, weight, root, is_target, num_targets):
+    """Dijkstra on ``weight[row[pos]]`` from ``root``, stopping once every target is
+    settled. Returns (distance [N], settled [N] bool, reaching edge position [N] or -1)."""
+    n = len(indptr) - 1
+    dist = np.full(n, np.inf)
+    settled = np.zeros(n, np.bool_)
+    via = np.full(n, -1, np.int64)
+    keys = np.empty(n, np.float64)
+    items = np.empty(n, np.int64)
+    where = np.full(n, -1, np.int64)
+    dist[root] = 0.0
+    size = _update(keys, items, where, 0, 0.0, root)
+    left = num_targets
+    while size > 0 and left > 0:
+        key, u, size = _pop(keys, items, where, size)
+        settled[u] = True
+        if is_target[u]:
+            left -= 1
+        for pos in range(indptr[u], indptr[u + 1]):
+            v = receiver[pos]
+            candidate = key + weight[row[pos]]
+            if candidate < dist[v] and not settled[v]:
+                dist[v] = candidate
+                via[v] = pos
+                size = _update(keys, items, where, size, candidate, v)
+    return dist, settled, via
+
+
+@njit(cache=True)
+def path_costs(sender, row, cost, via, root, targets):
+    """``[T, C]``: per-channel cost of the path ``via`` pointers give from ``root`` to each
+    target (inf if a pointer chain breaks)."""
+    out = np.zeros((len(targets), cost.shape[1]))
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root:
+            pos = via[node]
+            if pos < 0 or steps > len(via):
+                out[t, :] = np.inf
+                break
+            out[t, :] += cost[row[pos]]
+            node = sender[pos]
+            steps += 1
+    return out
+
+
+@njit(cache=True)
+def channel_search(indptr, receiver, row, cost, root, limits):
+    """Per-channel shortest-path costs from ``root`` under ``cost[row[pos], k]`` >= 0, all
+    channels in one label-correcting pass: a node is re-queued whenever any channel
+    improves, keyed by the mean of its channels, so at the end every edge satisfies the
+    triangle inequality in every channel (the unique fixed point). Values above
+    ``limits[k]`` are never stored: the result is exact where finite, inf beyond."""
+    n = len(indptr) - 1
+    channels = cost.shape[1]
+    dist = np.full((n, channels), np.inf)
+    keys = np.empty(n, np.float64)
+    items = np.empty(n, np.int64)
+    where = np.full(n, -1, np.int64)
+    dist[root, :] = 0.0
+    size = _update(keys, items, where, 0, 0.0, root)
+    while size > 0:
+        key, u, size = _pop(keys, items, where, size)
+        for pos in range(indptr[u], indptr[u + 1]):
+            v = receiver[pos]
+            r = row[pos]
+            improved = False
+            for k in range(channels):
+                candidate = dist[u, k] + cost[r, k]
+                if candidate < dist[v, k] and candidate <= limits[k]:
+                    dist[v, k] = candidate
+                    improved = True
+            if improved:  # (re-)queue v, keyed by the mean of its channels
+                total = 0.0
+                finite = 0
+                for k in range(channels):
+                    if dist[v, k] < np.inf:
+                        total += dist[v, k]
+                        finite += 1
+                size = _update(keys, items, where, size, total / finite, v)
+    return dist
+
+
+@njit(cache=True)
+def best_incoming(sender, receiver, row, node_score, edge_score, candidate, num_nodes):
+    """Per node, the incoming edge position maximising ``node_score[sender] +
+    edge_score[row]`` over candidate senders (lowest ``row`` among ties), or -1."""
+    best = np.full(num_nodes, -np.inf)
+    winner = np.full(num_nodes, -1, np.int64)
+    for pos in range(len(sender)):
+        u = sender[pos]
+        if not candidate[u]:
+            continue
+        v = receiver[pos]
+        score = node_score[u] + edge_score[row[pos]]
+        if score > best[v] or (score == best[v] and winner[v] >= 0
+                               and row[pos] < row[winner[v]]):
+            best[v] = score
+            winner[v] = pos
+    return winner
+
+
+@njit(cache=True)
+def walk_pointers(in_indptr, in_position, sender, row, state, node_pointer, edge_pointer,
+                  limits, key_length, edge_length, root, targets, parent_is_row,
+                  parent_out, proven_out):
+    """Follow the pointer decoder back from each target to ``root`` without decoding the
+    whole graph: at each key, the incoming edge with the best score ``node_pointer .
+    state[sender] + edge_pointer[row]`` wins (lowest row among ties). Senders left
+    unsettled (``-inf`` in some channel, costlier than ``limits`` there) compete with the
+    optimistic state ``-limits``: a pointer is proven only if a settled sender wins.
+
+    ``in_indptr`` / ``in_position``: incoming edge positions grouped by receiver. Metres add
+    ``key_length[key]`` (turn mode: the segment entered) plus ``edge_length[row]`` (node
+    mode: the segment driven). Each visited key's pointer goes to ``parent_out`` (the
+    sender, or the edge row if ``parent_is_row``) and whether it is proven to
+    ``proven_out``. Returns (metres [T], proven [T])."""
+    metres = np.zeros(len(targets))
+    proven = np.ones(len(targets), np.bool_)
+    channels = state.shape[1]
+    n = state.shape[0]
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root:
+            best = -np.inf
+            winner = -1
+            winner_settled = False
+            for i in range(in_indptr[node], in_indptr[node + 1]):
+                pos = in_position[i]
+                u = sender[pos]
+                score = edge_pointer[row[pos]]
+                settled = True
+                for k in range(channels):
+                    value = state[u, k]
+                    if value == -np.inf:
+                        settled = False
+                        value = -limits[k]
+                    score += node_pointer[k] * value
+                if score == -np.inf or score != score:
+                    continue
+                if score > best or (score == best and winner >= 0 and row[pos] < row[winner]):
+                    best = score
+                    winner = pos
+                    winner_settled = settled
+            if winner < 0 or not winner_settled or steps > n:
+                proven[t] = False
+                metres[t] = np.nan
+                break
+            parent_out[node] = row[winner] if parent_is_row else sender[winner]
+            proven_out[node] = True
+            metres[t] += key_length[node] + edge_length[row[winner]]
+            node = sender[winner]
+            steps += 1
+    return metres, proven
+
+
+@njit(cache=True)
+def path_parents(sender, row, via, root, targets, parent_is_sender):
+    """The (key, parent) pairs on the ``via`` paths from each target back to ``root``
+    (parent: the sender, or the edge row; keys may repeat across targets)."""
+    count = 0
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root and via[node] >= 0 and steps <= len(via):
+            count += 1
+            node = sender[via[node]]
+            steps += 1
+    keys = np.empty(count, np.int64)
+    parents = np.empty(count, np.int64)
+    i = 0
+    for t in range(len(targets)):
+        node = targets[t]
+        steps = 0
+        while node != root and via[node] >= 0 and steps <= len(via):
+            pos = via[node]
+            keys[i] = node
+            parents[i] = sender[pos] if parent_is_sender else row[pos]
+            i += 1
+            node = sender[pos]
+            steps += 1
+    return keys, parents
+
+
+# ---------------------------------------------------------------- contraction hierarchy
+# (models.cch: arcs are the filled graph's edges, each stored once at its lower end;
+# ``up[a]`` is the cost low -> high, ``down[a]`` high -> low)
+
+
+@njit(cache=True)
+def cch_find_arcs(up_indptr, up_head, low, high):
+    """The arc joining ``low`` to ``high`` for each edge (-1 for a self-loop)."""
+    out = np.full(len(low), -1, np.int64)
+    for e in range(len(low)):
+        if low[e] == high[e]:
+            continue
+        for a in range(up_indptr[low[e]], up_indptr[low[e] + 1]):
+            if up_head[a] == high[e]:
+                out[e] = a
+                break
+    return out
+
+
+@njit(cache=True)
+def cch_customise(edge_arc, edge_up, edge_cost, up_indptr, up_head, order):
+    """Arc costs per channel: the cheapest original edge, then every lower triangle
+    (v-x, v-y, x-y with rank v < x < y) in increasing rank of v: x -> y via v is
+    x -> v -> y. Triangles are enumerated on the fly (a 50k-node grid has 60M)."""
+    num_arcs = len(up_head)
+    channels = edge_cost.shape[1]
+    up = np.full((num_arcs, channels), np.inf)
+    down = np.full((num_arcs, channels), np.inf)
+    for e in range(len(edge_arc)):
+        a = edge_arc[e]
+        if a < 0:
+            continue
+        for k in range(channels):
+            if edge_up[e]:
+                up[a, k] = min(up[a, k], edge_cost[e, k])
+            else:
+                down[a, k] = min(down[a, k], edge_cost[e, k])
+    scratch = np.full(len(order), -1, np.int64)
+    for v in order:
+        begin, end = up_indptr[v], up_indptr[v + 1]
+        for i in range(begin, end):
+            x = up_head[i]
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = p
+            up_vx, down_vx = up[i], down[i]
+            for j in range(i + 1, end):  # heads sorted by rank: y above x
+                xy = scratch[up_head[j]]
+                up_xy, down_xy, up_vy, down_vy = up[xy], down[xy], up[j], down[j]
+                for k in range(channels):
+                    up_xy[k] = min(up_xy[k], down_vx[k] + up_vy[k])
+                    down_xy[k] = min(down_xy[k], down_vy[k] + up_vx[k])
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = -1
+    return up, down
+
+
+@njit(cache=True)
+def _cch_settle(u, parent, up_indptr, up_head, down, fwd, on_chain, dist, done, stack,
+                stamp):
+    """Exact distances from the query's root at ``u`` and its unsettled ancestors, top
+    down (restricted PHAST: every higher neighbour of a node is its ancestor). A node is
+    on the root's chain / settled in this query when its entry equals ``stamp``."""
+    size = 0
+    x = u
+    while x >= 0 and done[x] != stamp:
+        stack[size] = x
+        size += 1
+        x = parent[x]
+    channels = dist.shape[1]
+    for i in range(size - 1, -1, -1):
+        x = stack[i]
+        row = dist[x]
+        if on_chain[x] == stamp:
+            row[:] = fwd[x]
+        else:
+            row[:] = np.inf
+        for a in range(up_indptr[x], up_indptr[x + 1]):
+            other = dist[up_head[a]]
+            cost = down[a]
+            for k in range(channels):
+                row[k] = min(row[k], other[k] + cost[k])
+        done[x] = stamp
+
+
+@njit(cache=True)
+def _cch_upward(root, parent, up_indptr, up_head, up, fwd, on_chain, stamp):
+    """The upward search from ``root``: cheapest costs to its elimination-tree ancestors."""
+    x = root
+    while x >= 0:
+        on_chain[x] = stamp
+        fwd[x, :] = np.inf
+        x = parent[x]
+    fwd[root, :] = 0.0
+    channels = fwd.shape[1]
+    x = root
+    while x >= 0:
+        source = fwd[x]
+        for a in range(up_indptr[x], up_indptr[x + 1]):
+            head = fwd[up_head[a]]
+            cost = up[a]
+            for k in range(channels):
+                head[k] = min(head[k], source[k] + cost[k])
+        x = parent[x]
+
+
+@njit(cache=True)
+def cch_targets(parent, up_indptr, up_head, up, down, root, targets, in_indptr,
+                in_position, sender, row, node_pointer, edge_pointer, key_length,
+                edge_length, parent_is_row, walk, parent_out, proven_out, fwd, dist,
+                on_chain, done, stack, stamp):
+    """Per-channel costs ``[T, C]`` from ``root`` to ``targets`` on a customised
+    hierarchy, and (``walk``) the pointer decoder followed back from each target as
+    :func:`walk_pointers` does, every sender's state exact. Returns (cost, metres,
+    proven): a walk that fails to reach ``root`` leaves metres nan and proven False.
+    ``fwd`` / ``dist`` ``[N, C]``, ``on_chain`` / ``done`` ``[N]`` int64 and ``stack``
+    ``[N]`` are scratch (reused across queries: ``stamp`` must be new for each)."""
+    n = len(parent)
+    channels = up.shape[1]
+    _cch_upward(root, parent, up_indptr, up_head, up, fwd, on_chain, stamp)
+    cost = np.empty((len(targets), channels))
+    for t in range(len(targets)):
+        _cch_settle(targets[t], parent, up_indptr, up_head, down, fwd, on_chain, dist, done,
+                    stack, stamp)
+        cost[t, :] = dist[targets[t], :]
+    metres = np.zeros(len(targets))
+    proven = np.ones(len(targets), np.bool_)
+    if not walk:
+        return cost, metres, proven
+    for t in range(len(targets)):
+        node = targets[t]
+        if dist[node, 0] == np.inf:
+            metres[t] = np.nan  # unreachable: nothing to walk, the cost says so
+            continue
+        steps = 0
+        while node != root:
+            best = -np.inf
+            winner = -1
+            for i in range(in_indptr[node], in_indptr[node + 1]):
+                pos = in_position[i]
+                u = sender[pos]
+                _cch_settle(u, parent, up_indptr, up_head, down, fwd, on_chain, dist, done,
+                            stack, stamp)
+                score = edge_pointer[row[pos]]
+                for k in range(channels):
+                    score += node_pointer[k] * -dist[u, k]
+                if score == -np.inf or score != score:
+                    continue
+                if score > best or (score == best and winner >= 0 and row[pos] < row[winner]):
+                    best = score
+                    winner = pos
+            if winner < 0 or steps > n:
+                proven[t] = False
+                metres[t] = np.nan
+                break
+            parent_out[node] = row[winner] if parent_is_row else sender[winner]
+            proven_out[node] = True
+            metres[t] += key_length[node] + edge_length[row[winner]]
+            node = sender[winner]
+            steps += 1
+    return cost, metres, proven
+
+
+@njit(cache=True)
+def cch_many(parent, up_indptr, up_head, up, down, roots, targets):
+    """``[R, T, C]`` per-channel costs from every root to every target: per root one
+    upward search and the restricted downward sweep over the targets' ancestors."""
+    n = len(parent)
+    channels = up.shape[1]
+    fwd = np.empty((n, channels))
+    dist = np.empty((n, channels))
+    on_chain = np.zeros(n, np.int64)
+    done = np.zeros(n, np.int64)
+    stack = np.empty(n, np.int64)
+    out = np.empty((len(roots), len(targets), channels))
+    for r in range(len(roots)):
+        _cch_upward(roots[r], parent, up_indptr, up_head, up, fwd, on_chain, r + 1)
+        for t in range(len(targets)):
+            _cch_settle(targets[t], parent, up_indptr, up_head, down, fwd, on_chain, dist,
+                        done, stack, r + 1)
+            out[r, t, :] = dist[targets[t], :]
+    return out
