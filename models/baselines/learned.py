@@ -213,6 +213,7 @@ class LearnedScalarBaseline:
 
     graph_mode = "turn"
     supports_targets = False  # every run is scipy's whole-graph Dijkstra
+    targets_are_cheap = False
     uses_traffic = False
 
     def __init__(

@@ -493,7 +493,7 @@ class EtaModel(nn.Module):
             "node_pointer": pointer if sender_matrix is None else sender_matrix.T @ pointer,
             "edge_pointer": edge_term.astype(np.float64) @ pointer,
             "search": search,
-            # targeted queries: the customised hierarchy (models.cch), exact like the search
+            # targeted queries: the customised hierarchy (models.execution.cch), exact too
             "metric": (self._key_hierarchy().customise(search.cost[self._csr.edge_row])
                        if channel and self.engine == "cch" and not self.training else None),
         }
@@ -507,7 +507,7 @@ class EtaModel(nn.Module):
     def _key_hierarchy(self):
         """The contraction hierarchy of the processor graph's keys (built once per graph;
         segments sit at their midpoints in turn mode)."""
-        from models.cch import Hierarchy
+        from models.execution.cch import Hierarchy
 
         with self._cache_lock:
             if self.__dict__.get("_hierarchy") is None:
@@ -618,7 +618,7 @@ class EtaModel(nn.Module):
         """:meth:`_answer_targets` on the customised hierarchy: exact costs at the keys and
         at every sender the pointer walk compares, so every answer is proven unless the
         pointers loop."""
-        from models import kernels
+        from models.execution import kernels
 
         csr, hierarchy, metric = self._csr, self._key_hierarchy(), plan["metric"]
         indptr, order, key_length, edge_length = self._walk_inputs()
@@ -639,7 +639,7 @@ class EtaModel(nn.Module):
         """``[R, K]`` seconds from each root to each key (inf: no route), as
         :meth:`run_from` answers them, without pointers: the hierarchy's many-to-many (a
         duration matrix). Needs :attr:`targets_are_cheap`."""
-        from models import kernels
+        from models.execution import kernels
 
         plan = self._plan(bucket)
         if plan.get("metric") is None:

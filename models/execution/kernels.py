@@ -254,7 +254,7 @@ def path_parents(sender, row, via, root, targets, parent_is_sender):
 
 
 # ---------------------------------------------------------------- contraction hierarchy
-# (models.cch: arcs are the filled graph's edges, each stored once at its lower end;
+# (models.execution.cch: arcs are the filled graph's edges, each stored once at its lower end;
 # ``up[a]`` is the cost low -> high, ``down[a]`` high -> low)
 
 

@@ -223,8 +223,8 @@ class Predictor:
         # whole-graph trees (time f8, parent i4, metres f8) cheap enough to cache many of
         # (a model whose targeted runs are hierarchy queries never widens: those cost a
         # small fraction of a whole run; answers for a repeated root merge instead)
-        self._whole_fits = keys * 20 * 32 <= self._cache_bytes and not getattr(
-            model, "targets_are_cheap", False)
+        self._whole_fits = (keys * 20 * 32 <= self._cache_bytes
+                            and not model.targets_are_cheap)
         # beyond this many target keys a search stopping at them costs about a whole run
         self._many_targets = max(32, keys // 50)
         self._lock = threading.Lock()
@@ -746,7 +746,7 @@ class Predictor:
         bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         start_nodes = [leg.key for p in origin_points for leg in self._starts(p, times)]
-        if not distances and getattr(self.model, "targets_are_cheap", False):
+        if not distances and self.model.targets_are_cheap:
             end_keys = self._end_keys(destination_points, times, set(start_nodes))
             trees = self._duration_trees(start_nodes, end_keys, bucket)
             durations, _ = self._cells(origin_points, destination_points, bucket, trees, times)
@@ -767,7 +767,7 @@ class Predictor:
         with self._lock:
             self.stats["runs"] += len(roots_array)
             self.stats["run_seconds"] += time.perf_counter() - started
-        size = self.graph.num_segments if self.mode == "turn" else self.graph.num_nodes
+        size = self.graph_mode.num_keys(self.graph)
         parent = np.full(size, -1, dtype=np.int32)
         metres = np.zeros(size)
         trees = {}

@@ -51,6 +51,10 @@ class TravelTimeModel(Protocol):
     #: :meth:`run_from` takes ``targets`` (per origin, the keys the caller reads) and
     #: ``pointers`` and may then stop once those keys are settled, answering only them
     supports_targets: bool
+    #: targeted runs are hierarchy queries, a small fraction of a whole-graph run (then a
+    #: repeated root never widens to a whole run) and ``durations_to(roots, keys, bucket)``
+    #: answers ``[R, K]`` seconds without pointers (duration matrices)
+    targets_are_cheap: bool
     #: run keys carry a live traffic state (:class:`models.inference.live.RunKey`) beside
     #: the departure-time bucket
     uses_traffic: bool
@@ -190,6 +194,7 @@ class FreeFlowModel:
     graph_mode = "node"
     #: run_from can stop once given targets are settled
     supports_targets = True
+    targets_are_cheap = False
     uses_traffic = False
     timezone = None
 

@@ -3,7 +3,7 @@ point-to-point and few-to-many answers of the frozen processor without searching
 
 With the identity sender map every latent channel ``k`` of the processor is a shortest-path
 problem with fixed non-negative edge costs per run key (time bucket, traffic snapshot), see
-:class:`models.executor.ChannelSearch`. Routing engines answer such queries with a
+:class:`models.execution.executor.ChannelSearch`. Routing engines answer such queries with a
 hierarchy; nareta uses the *customizable* kind (Dibbelt, Strasser & Wagner, "Customizable
 Contraction Hierarchies", JEA 2016), the metric-independent cousin of OSRM's MLD:
 
@@ -16,7 +16,7 @@ Contraction Hierarchies", JEA 2016), the metric-independent cousin of OSRM's MLD
    edge), then one pass over the lower triangles (enumerated on the fly) in rank order makes
    each arc's cost the cheapest path through lower nodes -- all channels at once
    (``[arcs, C]``).
-3. **Queries** (:func:`models.kernels.cch_targets`): the upward search from the root walks
+3. **Queries** (:func:`models.execution.kernels.cch_targets`): the upward search from the root walks
    only its elimination-tree ancestors; distances at any key follow by a *lazy* restricted
    PHAST sweep down that key's ancestor chain (each ancestor computed once per query,
    top-down). The pointer decoder is then walked back from each target, reading the exact
@@ -159,7 +159,7 @@ def dissection_order(num_nodes: int, edge_a: np.ndarray, edge_b: np.ndarray,
 
 
 class Scratch:
-    """Per-thread buffers of :func:`models.kernels.cch_targets`: a node's entry in
+    """Per-thread buffers of :func:`models.execution.kernels.cch_targets`: a node's entry in
     ``on_chain`` / ``done`` equals the query's stamp when set in that query, so nothing
     is cleared between queries."""
 
@@ -199,7 +199,7 @@ class Hierarchy:
               coords: np.ndarray) -> Hierarchy:
         """``sender`` / ``receiver``: the directed edges (positions as the caller keeps
         them); ``coords`` ``[N, 2]`` planar positions for the dissection."""
-        from models import kernels
+        from models.execution import kernels
 
         sender = np.asarray(sender, dtype=np.int64)
         receiver = np.asarray(receiver, dtype=np.int64)
@@ -226,7 +226,7 @@ class Hierarchy:
 
     def customise(self, edge_cost: np.ndarray) -> Metric:
         """``edge_cost`` ``[E, C]`` >= 0 per original edge position: the metric."""
-        from models import kernels
+        from models.execution import kernels
 
         up, down = kernels.cch_customise(
             self.edge_arc, self.edge_up, np.ascontiguousarray(edge_cost, dtype=np.float64),

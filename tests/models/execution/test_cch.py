@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from models import kernels
-from models.cch import Hierarchy, dissection_order
-from models.executor import ChannelSearch, Csr
-from models.registry import load_model
+from models.execution import kernels
+from models.execution.cch import Hierarchy, dissection_order
+from models.execution.executor import ChannelSearch, Csr
+from models.inference.registry import load_model
 
-SHIPPED_ETA = Path(__file__).resolve().parents[2] / "artifacts_shipped" / "eta_baltimore"
+SHIPPED_ETA = Path(__file__).resolve().parents[3] / "artifacts_shipped" / "eta_baltimore"
 
 
 def _geometric_graph(seed: int, n: int, *, strongly_connected: bool = True):
@@ -110,7 +110,7 @@ def test_shipped_model_answers_on_the_hierarchy_equal_the_whole_graph_run(bundle
 def test_duration_matrix_equals_the_full_matrix(bundled_graph):
     """The many-to-many (durations only) gives the durations of the matrix that walks every
     cell's pointers; points on shared segments (direct rides, loops) included."""
-    from models.predictor import Predictor
+    from models.inference.predictor import Predictor
 
     model = load_model(SHIPPED_ETA, bundled_graph)
     predictor = Predictor(bundled_graph, model)
