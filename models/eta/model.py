@@ -507,17 +507,14 @@ class EtaModel(nn.Module):
     def _key_hierarchy(self):
         """The contraction hierarchy of the processor graph's keys (built once per graph;
         segments sit at their midpoints in turn mode)."""
-        from models.execution.cch import Hierarchy
+        from models.execution.cch import Hierarchy, key_coordinates
 
         with self._cache_lock:
             if self.__dict__.get("_hierarchy") is None:
-                graph = self.graph
-                lat = graph["node_lat"].astype(np.float64)
-                xy = np.stack([graph["node_lon"] * np.cos(np.radians(lat.mean())), lat], 1)
-                if self.graph_mode == "turn":
-                    xy = (xy[graph["edge_source"]] + xy[graph["edge_target"]]) / 2
                 csr = self._csr
-                self._hierarchy = Hierarchy.build(csr.sender, csr.receiver, self.num_keys, xy)
+                self._hierarchy = Hierarchy.build(
+                    csr.sender, csr.receiver, self.num_keys,
+                    key_coordinates(self.graph, self.graph_mode == "turn"))
             return self._hierarchy
 
     def _decode(self, plan: dict[str, Any], state: np.ndarray, limits: np.ndarray,

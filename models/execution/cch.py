@@ -264,3 +264,72 @@ def _eliminate(num_nodes: int, rank: np.ndarray, order: np.ndarray, edge_a: np.n
     up_head = np.fromiter((x for h in heads for x in h), dtype=np.int64,
                           count=int(counts.sum()))
     return parent, up_indptr, up_head
+
+
+def key_coordinates(graph, keys_are_segments: bool) -> np.ndarray:
+    """Planar positions for the dissection: junctions (node mode) or segment midpoints
+    (turn mode, where the keys are segments), lon scaled by cos(mean lat)."""
+    lat = graph["node_lat"].astype(np.float64)
+    xy = np.stack([graph["node_lon"] * np.cos(np.radians(lat.mean())), lat], axis=1)
+    if keys_are_segments:
+        xy = (xy[graph["edge_source"]] + xy[graph["edge_target"]]) / 2
+    return xy
+
+
+class ScalarQueries:
+    """Shortest paths of one scalar cost per edge (free flow, live scalar) on a customised
+    hierarchy: exact times at the targets and the tree's parents walked back from them
+    (each step the in-edge with the cheapest ``d(u) + w``, the lowest edge row among
+    ties), so a query touches the keys' ancestors, not the map.
+
+    ``csr``: the graph's edges (:class:`models.execution.executor.Csr`), ``weight`` and
+    ``length`` per edge row; ``parent_is_sender``: a key's parent is the previous key (turn
+    mode) rather than the edge row (node mode)."""
+
+    def __init__(self, hierarchy: Hierarchy, csr, weight: np.ndarray, length: np.ndarray,
+                 parent_is_sender: bool):
+        self.hierarchy, self.csr = hierarchy, csr
+        weight = np.asarray(weight, dtype=np.float64)
+        self.metric = hierarchy.customise(weight[csr.edge_row][:, None])
+        self.edge_pointer = -weight  # score = -(d(u) + w): the cheapest in-edge wins
+        self.edge_length = np.asarray(length, dtype=np.float64)
+        self.key_length = np.zeros(csr.num_nodes)
+        self.parent_is_sender = parent_is_sender
+        order = np.argsort(csr.receiver, kind="stable")
+        self.in_indptr = np.concatenate([[0], np.cumsum(np.bincount(
+            csr.receiver, minlength=csr.num_nodes))]).astype(np.int64)
+        self.in_position = order.astype(np.int64)
+
+    def answer(self, root: int, keys: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(keys, seconds, metres, path_keys, path_parents) as
+        :class:`models.inference.travel_time.OriginRun` answers carry them."""
+        from models.execution import kernels
+
+        hierarchy, metric, csr = self.hierarchy, self.metric, self.csr
+        parent = np.full(csr.num_nodes, -1, dtype=np.int64)
+        proven_path = np.zeros(csr.num_nodes, dtype=np.bool_)
+        scratch = hierarchy.scratch(1)
+        cost, metres, proven = kernels.cch_targets(
+            hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
+            int(root), keys, self.in_indptr, self.in_position, csr.sender, csr.edge_row,
+            np.ones(1), self.edge_pointer, self.key_length, self.edge_length,
+            not self.parent_is_sender, True, parent, proven_path, *scratch.arrays,
+            scratch.next_stamp())
+        seconds = cost[:, 0].copy()
+        seconds[keys == root] = 0.0
+        metres[keys == root] = 0.0
+        if not proven.all():  # the walk looped (cannot happen with positive weights)
+            raise AssertionError("shortest-path walk did not reach the root")
+        path_keys = np.flatnonzero(proven_path)
+        return keys, seconds, metres, path_keys, parent[path_keys]
+
+    def durations(self, roots: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """``[R, K]`` seconds (inf: no route)."""
+        from models.execution import kernels
+
+        hierarchy, metric = self.hierarchy, self.metric
+        seconds = kernels.cch_many(hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head,
+                                   metric.up, metric.down, np.asarray(roots, np.int64),
+                                   np.asarray(keys, np.int64))[:, :, 0]
+        seconds[np.asarray(roots)[:, None] == np.asarray(keys)[None, :]] = 0.0
+        return seconds

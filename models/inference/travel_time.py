@@ -98,19 +98,35 @@ class _TargetSearch:
     the tree's parent (node mode: the segment; turn mode: the previous segment)."""
 
     def __init__(self, sender: np.ndarray, receiver: np.ndarray, weight: np.ndarray,
-                 length: np.ndarray, num_keys: int, parent_is_sender: bool):
+                 length: np.ndarray, num_keys: int, parent_is_sender: bool, *,
+                 coordinates: np.ndarray | None = None, hierarchy=None):
+        from models.execution.cch import Hierarchy, ScalarQueries
         from models.execution.executor import Csr
 
         self.csr = Csr.build(sender, receiver, num_keys)
         self.weight = np.ascontiguousarray(weight, dtype=np.float64)
         self.length = np.ascontiguousarray(np.asarray(length, np.float64)[:, None])
         self.parent_is_sender = parent_is_sender
+        #: answers for given targets come from a contraction hierarchy (models.execution.cch)
+        #: when one is given (or ``coordinates`` to build it: topology shared across weights)
+        if hierarchy is None and coordinates is not None:
+            hierarchy = Hierarchy.build(self.csr.sender, self.csr.receiver, num_keys,
+                                        coordinates)
+        self.hierarchy = hierarchy
+        self.queries = None if hierarchy is None else ScalarQueries(
+            hierarchy, self.csr, self.weight, self.length[:, 0], parent_is_sender)
 
     def run(self, origins: np.ndarray, targets: list[np.ndarray], pointers: bool
             ) -> OriginRun:
         from models.execution import kernels
 
         csr = self.csr
+        if not pointers and self.queries is not None:  # hierarchy queries
+            answers = [self.queries.answer(root, np.unique(np.append(
+                np.asarray(wanted, dtype=np.int64), root)))
+                for root, wanted in zip(origins.tolist(), targets, strict=True)]
+            empty = np.zeros((len(origins), 0))
+            return OriginRun(origins, empty, empty.astype(np.int64), answers=answers)
         if not pointers:  # answers at the targets and the paths back only: no [N] arrays
             answers = []
             for root, wanted in zip(origins.tolist(), targets, strict=True):
@@ -153,7 +169,9 @@ class _TargetSearch:
 class _NodeTrees:
     """Shortest-path trees over junctions on fixed per-segment weights."""
 
-    def __init__(self, graph: RoadGraph, weights: np.ndarray):
+    def __init__(self, graph: RoadGraph, weights: np.ndarray, *, hierarchy: bool = False):
+        from models.execution.cch import key_coordinates
+
         self.graph = graph
         self.matrix = graph.to_scipy(weights)
         # (predecessor node, node) -> the lightest segment between them
@@ -162,8 +180,10 @@ class _NodeTrees:
         keys = source[order] * graph.num_nodes + target[order]
         first = np.concatenate([[True], keys[1:] != keys[:-1]])
         self.lookup_keys, self.lookup_segments = keys[first], order[first]
-        self.targeted = _TargetSearch(source, target, weights, graph["length_m"],
-                                      graph.num_nodes, parent_is_sender=False)
+        self.targeted = _TargetSearch(
+            source, target, weights, graph["length_m"], graph.num_nodes,
+            parent_is_sender=False,
+            coordinates=key_coordinates(graph, False) if hierarchy else None)
 
     def run(self, origins: np.ndarray, targets: list[np.ndarray] | None = None,
             pointers: bool = True) -> OriginRun:
@@ -194,7 +214,7 @@ class FreeFlowModel:
     graph_mode = "node"
     #: run_from can stop once given targets are settled
     supports_targets = True
-    targets_are_cheap = False
+    targets_are_cheap = True
     uses_traffic = False
     timezone = None
 
@@ -203,6 +223,7 @@ class FreeFlowModel:
         self._times = graph["free_flow_s"].astype(np.float64)
         self.identity = f"freeflow:{graph.identity}"
         self._trees = None
+        self._build_lock = threading.Lock()
 
     def time_bucket(self, departure_time: dt.datetime | None) -> int:
         return 0
@@ -213,11 +234,19 @@ class FreeFlowModel:
     def turn_times_s(self, bucket: int) -> None:
         return None
 
+    def _node_trees(self) -> _NodeTrees:
+        with self._build_lock:
+            if self._trees is None:
+                self._trees = _NodeTrees(self.graph, self._times, hierarchy=True)
+            return self._trees
+
     def run_from(self, origins: np.ndarray, bucket: int, *,
                  targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
-        if self._trees is None:
-            self._trees = _NodeTrees(self.graph, self._times)
-        return self._trees.run(origins, targets, pointers)
+        return self._node_trees().run(origins, targets, pointers)
+
+    def durations_to(self, roots: np.ndarray, keys: np.ndarray, bucket) -> np.ndarray:
+        """``[R, K]`` seconds from each root to each key (the hierarchy's many-to-many)."""
+        return self._node_trees().targeted.queries.durations(roots, keys)
 
 
 def _line_matrix(graph: RoadGraph, segment_times: np.ndarray, turn_times: np.ndarray | None):
@@ -255,9 +284,14 @@ class FreeFlowTurnModel(FreeFlowModel):
 
     def _search_for(self, bucket) -> tuple:
         """(line-graph matrix, targeted search) over this model's times (built once)."""
-        if self._search is None:
-            self._search = _turn_search(self.graph, self._times)
-        return self._search
+        with self._build_lock:
+            if self._search is None:
+                self._search = _turn_search(self.graph, self._times)
+            return self._search
+
+    def durations_to(self, roots: np.ndarray, keys: np.ndarray, bucket) -> np.ndarray:
+        """``[R, K]`` seconds from each root to each key (the hierarchy's many-to-many)."""
+        return self._search_for(bucket)[1].queries.durations(roots, keys)
 
     def run_from(self, origins: np.ndarray, bucket: int, *,
                  targets: list[np.ndarray] | None = None, pointers: bool = True) -> OriginRun:
@@ -269,12 +303,17 @@ class FreeFlowTurnModel(FreeFlowModel):
         return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)
 
 
-def _turn_search(graph: RoadGraph, segment_times: np.ndarray) -> tuple:
-    """Whole-tree matrix and targeted search on the turn graph for ``segment_times``."""
+def _turn_search(graph: RoadGraph, segment_times: np.ndarray, hierarchy=None) -> tuple:
+    """Whole-tree matrix and targeted search on the turn graph for ``segment_times``
+    (its contraction hierarchy built here unless one for this graph is given)."""
+    from models.execution.cch import key_coordinates
+
     turn_from, turn_to = graph["turn_from"], graph["turn_to"]
     return (_line_matrix(graph, segment_times, None), _TargetSearch(
         turn_from, turn_to, segment_times[turn_to], graph["length_m"][turn_to],
-        graph.num_segments, parent_is_sender=True))
+        graph.num_segments, parent_is_sender=True,
+        coordinates=None if hierarchy is not None else key_coordinates(graph, True),
+        hierarchy=hierarchy))
 
 
 class LiveScalarModel(FreeFlowTurnModel):
@@ -309,7 +348,9 @@ class LiveScalarModel(FreeFlowTurnModel):
             if search is not None:
                 self._searches.move_to_end(bucket)
                 return search
-        search = _turn_search(self.graph, self.segment_times_s(bucket))
+        # every run key's search shares the free-flow search's hierarchy (one topology)
+        search = _turn_search(self.graph, self.segment_times_s(bucket),
+                              super()._search_for(None)[1].hierarchy)
         with self._lock:
             self._searches[bucket] = search
             while len(self._searches) > 8:

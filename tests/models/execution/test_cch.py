@@ -107,12 +107,17 @@ def test_shipped_model_answers_on_the_hierarchy_equal_the_whole_graph_run(bundle
         assert np.allclose(seconds, reference.node_time_s[row, keys], rtol=1e-12)
 
 
-def test_duration_matrix_equals_the_full_matrix(bundled_graph):
+@pytest.mark.parametrize("kind", ["shipped", "freeflow", "freeflow-turns"])
+def test_duration_matrix_equals_the_full_matrix(kind, bundled_graph):
     """The many-to-many (durations only) gives the durations of the matrix that walks every
     cell's pointers; points on shared segments (direct rides, loops) included."""
     from models.inference.predictor import Predictor
+    from models.inference.travel_time import FreeFlowModel, FreeFlowTurnModel
 
-    model = load_model(SHIPPED_ETA, bundled_graph)
+    model = {"shipped": lambda: load_model(SHIPPED_ETA, bundled_graph),
+             "freeflow": lambda: FreeFlowModel(bundled_graph),
+             "freeflow-turns": lambda: FreeFlowTurnModel(bundled_graph)}[kind]()
+    assert model.targets_are_cheap
     predictor = Predictor(bundled_graph, model)
     rng = np.random.default_rng(5)
     lon, lat = bundled_graph["node_lon"], bundled_graph["node_lat"]
@@ -130,3 +135,30 @@ def test_duration_matrix_equals_the_full_matrix(bundled_graph):
     assert np.isnan(lean.distances_m).all()
     assert np.allclose(lean.durations_s, full.durations_s, rtol=1e-9, equal_nan=True)
     assert np.isfinite(full.durations_s).mean() > 0.9
+
+
+@pytest.mark.parametrize("kind", ["freeflow", "freeflow-turns", "live-scalar"])
+def test_scalar_models_answer_targets_on_the_hierarchy(kind, bundled_graph):
+    """Free flow (node and turn mode) and the live scalar answer targeted runs on their
+    hierarchy with scipy's whole-graph Dijkstra times, metres and parents."""
+    from models.inference.travel_time import FreeFlowModel, FreeFlowTurnModel, LiveScalarModel
+
+    model = {"freeflow": FreeFlowModel, "freeflow-turns": FreeFlowTurnModel,
+             "live-scalar": LiveScalarModel}[kind](bundled_graph)
+    bucket = model.time_bucket(None)
+    keys = bundled_graph.num_nodes if kind == "freeflow" else bundled_graph.num_segments
+    rng = np.random.default_rng(6)
+    origins = rng.choice(keys, 20, replace=False)
+    targets = [rng.choice(keys, 4, replace=False) for _ in origins]
+    whole = model.run_from(origins, bucket)
+    lean = model.run_from(origins, bucket, targets=targets, pointers=False)
+    search = model._node_trees().targeted if kind == "freeflow" else model._search_for(bucket)[1]
+    assert search.queries is not None
+    for row, (answered, seconds, metres, path_keys, parents) in enumerate(lean.answers):
+        assert set(targets[row]) <= set(answered.tolist())
+        assert np.allclose(seconds, whole.node_time_s[row, answered], rtol=1e-12)
+        assert np.array_equal(parents, whole.parent_segment[row, path_keys])
+        assert np.isfinite(metres).all()
+    durations = model.durations_to(origins, np.unique(np.concatenate(targets)), bucket)
+    assert np.allclose(durations, whole.node_time_s[:, np.unique(np.concatenate(targets))],
+                       rtol=1e-12)
