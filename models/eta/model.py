@@ -645,7 +645,7 @@ class EtaModel(nn.Module):
         roots = np.asarray(roots, dtype=np.int64)
         keys = np.asarray(keys, dtype=np.int64)
         cost = kernels.cch_many(hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head,
-                                metric.up, metric.down, roots, keys)
+                                metric.up, metric.down, hierarchy.rank, roots, keys, 8)
         finite = np.isfinite(cost).all(axis=-1)
         seconds = np.full(finite.shape, np.inf)
         seconds[finite] = (-cost[finite] * plan["readout"]).sum(-1) * self.time_scale

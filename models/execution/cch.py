@@ -329,7 +329,8 @@ class ScalarQueries:
 
         hierarchy, metric = self.hierarchy, self.metric
         seconds = kernels.cch_many(hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head,
-                                   metric.up, metric.down, np.asarray(roots, np.int64),
-                                   np.asarray(keys, np.int64))[:, :, 0]
+                                   metric.up, metric.down, hierarchy.rank,
+                                   np.asarray(roots, np.int64), np.asarray(keys, np.int64),
+                                   32)[:, :, 0]
         seconds[np.asarray(roots)[:, None] == np.asarray(keys)[None, :]] = 0.0
         return seconds

@@ -416,21 +416,57 @@ def cch_targets(parent, up_indptr, up_head, up, down, root, targets, in_indptr,
 
 
 @njit(cache=True)
-def cch_many(parent, up_indptr, up_head, up, down, roots, targets):
-    """``[R, T, C]`` per-channel costs from every root to every target: per root one
-    upward search and the restricted downward sweep over the targets' ancestors."""
+def cch_many(parent, up_indptr, up_head, up, down, rank, roots, targets, batch):
+    """``[R, T, C]`` per-channel costs from every root to every target: restricted PHAST
+    (Delling et al., "Faster batched shortest paths in road networks", 2011). The
+    targets' ancestors are selected once and ordered top-down; per root one upward
+    search, then the selection is swept for ``batch`` roots at a time, so each arc's
+    costs are read once per batch rather than once per root."""
     n = len(parent)
     channels = up.shape[1]
+    # the selection: every ancestor of a target, top-down (decreasing rank)
+    position = np.full(n, -1, np.int64)
+    count = 0
+    for t in range(len(targets)):
+        x = targets[t]
+        while x >= 0 and position[x] < 0:
+            position[x] = 0
+            count += 1
+            x = parent[x]
+    selected = np.empty(count, np.int64)
+    i = 0
+    for x in range(n):
+        if position[x] == 0:
+            selected[i] = x
+            i += 1
+    selected = selected[np.argsort(-rank[selected])]
+    for i in range(count):
+        position[selected[i]] = i
     fwd = np.empty((n, channels))
-    dist = np.empty((n, channels))
     on_chain = np.zeros(n, np.int64)
-    done = np.zeros(n, np.int64)
-    stack = np.empty(n, np.int64)
     out = np.empty((len(roots), len(targets), channels))
-    for r in range(len(roots)):
-        _cch_upward(roots[r], parent, up_indptr, up_head, up, fwd, on_chain, r + 1)
-        for t in range(len(targets)):
-            _cch_settle(targets[t], parent, up_indptr, up_head, down, fwd, on_chain, dist,
-                        done, stack, r + 1)
-            out[r, t, :] = dist[targets[t], :]
+    dist = np.empty((count, batch, channels))
+    for first in range(0, len(roots), batch):
+        size = min(batch, len(roots) - first)
+        dist[:, :, :] = np.inf
+        for b in range(size):
+            root = roots[first + b]
+            _cch_upward(root, parent, up_indptr, up_head, up, fwd, on_chain, first + b + 1)
+            x = root
+            while x >= 0:
+                if position[x] >= 0:
+                    dist[position[x], b, :] = fwd[x]
+                x = parent[x]
+        for i in range(count):
+            x = selected[i]
+            row = dist[i]
+            for a in range(up_indptr[x], up_indptr[x + 1]):
+                other = dist[position[up_head[a]]]
+                cost = down[a]
+                for b in range(size):
+                    for k in range(channels):
+                        row[b, k] = min(row[b, k], other[b, k] + cost[k])
+        for b in range(size):
+            for t in range(len(targets)):
+                out[first + b, t, :] = dist[position[targets[t]], b, :]
     return out
