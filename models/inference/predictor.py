@@ -548,8 +548,9 @@ class Predictor:
         origin_point, destination_point = self.snap([origin, destination])
         bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
-        trees = self._trees([leg.key for leg in self._starts(origin_point, times)], bucket,
-                            self._end_keys([destination_point], times))
+        roots = [leg.key for leg in self._starts(origin_point, times)]
+        trees = self._trees(roots, bucket,
+                            self._end_keys([destination_point], times, set(roots)))
         total, metres, _, _ = self._best(origin_point, destination_point, bucket, trees, times)
         if not np.isfinite(total):
             raise NoRouteError("no route connects the origin to the destination")
@@ -566,7 +567,8 @@ class Predictor:
         bucket, traffic = self.run_key(departure_time)
         times = self.model.segment_times_s(bucket)
         roots = [leg.key for leg in self._starts(origin_point, times)]
-        trees = self._trees(roots, bucket, self._end_keys([destination_point], times))
+        trees = self._trees(roots, bucket,
+                            self._end_keys([destination_point], times, set(roots)))
         total, metres, start, end = self._best(origin_point, destination_point, bucket, trees,
                                                times)
         if start is None:
@@ -873,9 +875,10 @@ class Predictor:
         wanted: dict[int, list[np.ndarray]] = {}
         for origin_point, destination_point in zip(origin_points, destination_points,
                                                    strict=True):
-            ends = self._end_keys([destination_point], times)
-            for leg in self._starts(origin_point, times):
-                wanted.setdefault(leg.key, []).append(ends)
+            starts = [leg.key for leg in self._starts(origin_point, times)]
+            ends = self._end_keys([destination_point], times, set(starts))
+            for key in starts:
+                wanted.setdefault(key, []).append(ends)
         trees = self._trees(list(wanted), bucket,
                             {root: np.unique(np.concatenate(keys))
                              for root, keys in wanted.items()})
