@@ -175,6 +175,20 @@ class Scratch:
         return self._stamp
 
 
+class PathScratch(Scratch):
+    """Buffers of :func:`models.execution.kernels.cch_scalar_paths`: fwd, fwd_arc, dist,
+    via, chain and done stamps, a stack and the triangle marks (kept at -1 between
+    calls)."""
+
+    def __init__(self, num_nodes: int):
+        self.channels = 1
+        self.arrays = (np.empty(num_nodes), np.empty(num_nodes, np.int64),
+                       np.empty(num_nodes), np.empty(num_nodes, np.int64),
+                       np.zeros(num_nodes, np.int64), np.zeros(num_nodes, np.int64),
+                       np.empty(num_nodes, np.int64), np.full(num_nodes, -1, np.int64))
+        self._stamp = 0
+
+
 @dataclass
 class Hierarchy:
     """The metric-independent part: contraction order, elimination tree, upward arcs
@@ -214,6 +228,14 @@ class Hierarchy:
         edge_arc[sender == receiver] = -1
         return cls(num_nodes, rank, parent, up_indptr, up_head, edge_arc, sender == low,
                    order)
+
+    def path_scratch(self) -> PathScratch:
+        """This thread's buffers for :func:`models.execution.kernels.cch_scalar_paths`."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        buffers = getattr(local, "paths", None)
+        if buffers is None:
+            buffers = local.paths = PathScratch(self.num_nodes)
+        return buffers
 
     def scratch(self, channels: int) -> Scratch:
         """This thread's query buffers (allocated once per thread and channel count:
@@ -290,6 +312,7 @@ class ScalarQueries:
                  parent_is_sender: bool):
         self.hierarchy, self.csr = hierarchy, csr
         weight = np.asarray(weight, dtype=np.float64)
+        self.weight = weight
         self.metric = hierarchy.customise(weight[csr.edge_row][:, None])
         self.edge_pointer = -weight  # score = -(d(u) + w): the cheapest in-edge wins
         self.edge_length = np.asarray(length, dtype=np.float64)
@@ -300,9 +323,66 @@ class ScalarQueries:
             csr.receiver, minlength=csr.num_nodes))]).astype(np.int64)
         self.in_position = order.astype(np.int64)
 
+    def _paths(self):
+        """Path-unpacking tables (built on first use): each arc's lower end, every node's
+        lower neighbours with their arcs, and per arc and direction the cheapest original
+        edge position (lowest edge row among equal costs)."""
+        if getattr(self, "_unpacking", None) is None:
+            hierarchy, csr = self.hierarchy, self.csr
+            n = hierarchy.num_nodes
+            arc_tail = np.repeat(np.arange(n), np.diff(hierarchy.up_indptr))
+            order = np.argsort(hierarchy.up_head, kind="stable")
+            down_indptr = np.concatenate([[0], np.cumsum(np.bincount(
+                hierarchy.up_head, minlength=n))]).astype(np.int64)
+            edge_cost = self.weight[csr.edge_row]
+            best = []
+            for upward in (True, False):
+                chosen = np.full(hierarchy.num_arcs, -1, dtype=np.int64)
+                edges = np.flatnonzero((hierarchy.edge_arc >= 0)
+                                       & (hierarchy.edge_up == upward))
+                # per arc the cheapest edge, lowest row first among equal costs
+                edges = edges[np.lexsort((csr.edge_row[edges], edge_cost[edges],
+                                          hierarchy.edge_arc[edges]))]
+                arcs = hierarchy.edge_arc[edges]
+                first = np.concatenate([[True], arcs[1:] != arcs[:-1]])
+                chosen[arcs[first]] = edges[first]
+                best.append(chosen)
+            self._unpacking = (arc_tail.astype(np.int64), down_indptr,
+                               arc_tail[order].astype(np.int64), order.astype(np.int64),
+                               best[0], best[1], edge_cost)
+        return self._unpacking
+
     def answer(self, root: int, keys: np.ndarray) -> tuple[np.ndarray, ...]:
         """(keys, seconds, metres, path_keys, path_parents) as
-        :class:`models.inference.travel_time.OriginRun` answers carry them."""
+        :class:`models.inference.travel_time.OriginRun` answers carry them: the classic
+        CH query (both upward searches, the best meeting ancestor) and the shortest path
+        unpacked through the lower triangles."""
+        from models.execution import kernels
+
+        hierarchy, metric, csr = self.hierarchy, self.metric, self.csr
+        arc_tail, down_indptr, down_tail, down_arc, edge_up, edge_down, edge_cost = \
+            self._paths()
+        buffers = hierarchy.path_scratch()
+        cost, edges, offsets = kernels.cch_scalar_paths(
+            hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, arc_tail,
+            metric.up[:, 0], metric.down[:, 0], down_indptr, down_tail, down_arc, edge_up,
+            edge_down, edge_cost, int(root), keys, *buffers.arrays, buffers.next_stamp())
+        seconds = cost.copy()
+        seconds[keys == root] = 0.0
+        rows = csr.edge_row[edges]
+        metres = np.add.reduceat(np.append(self.edge_length[rows], 0.0), offsets[:-1])
+        metres[offsets[1:] == offsets[:-1]] = 0.0
+        metres[~np.isfinite(seconds)] = np.nan
+        # parents of the keys on the paths (a key reached twice is reached the same way)
+        path_keys = csr.receiver[edges]
+        parents = csr.sender[edges] if self.parent_is_sender else rows
+        unique, first = np.unique(path_keys, return_index=True)
+        return keys, seconds, metres, unique, parents[first]
+
+    def _answer_by_walk(self, root: int, keys: np.ndarray) -> tuple[np.ndarray, ...]:
+        """:meth:`answer` by the pointer walk of :func:`models.execution.kernels.cch_targets`
+        (each step the in-edge with the cheapest ``d(u) + w``): kept to check the
+        unpacking against."""
         from models.execution import kernels
 
         hierarchy, metric, csr = self.hierarchy, self.metric, self.csr

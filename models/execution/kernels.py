@@ -470,3 +470,153 @@ def cch_many(parent, up_indptr, up_head, up, down, rank, roots, targets, batch):
             for t in range(len(targets)):
                 out[first + b, t, :] = dist[position[targets[t]], b, :]
     return out
+
+
+@njit(cache=True)
+def _unpack(arc, upward, up, down, arc_tail, up_head, down_indptr, down_tail, down_arc,
+            arc_edge_up, arc_edge_down, edge_cost, mark, out, size):
+    """Append to ``out`` the original edge positions of ``arc`` traversed low -> high
+    (``upward``) or high -> low: an original edge if one costs the arc's cost, else the
+    lower triangle (via ``v``) that does, unpacked in turn. Returns the new size."""
+    stack_arc = np.empty(4096, np.int64)
+    stack_up = np.empty(4096, np.bool_)
+    depth = 0
+    stack_arc[0] = arc
+    stack_up[0] = upward
+    depth = 1
+    while depth > 0:
+        depth -= 1
+        a, goes_up = stack_arc[depth], stack_up[depth]
+        cost = up[a] if goes_up else down[a]
+        edge = arc_edge_up[a] if goes_up else arc_edge_down[a]
+        if edge >= 0 and edge_cost[edge] == cost:
+            out[size] = edge
+            size += 1
+            continue
+        x, y = arc_tail[a], up_head[a]  # low, high
+        for i in range(down_indptr[x], down_indptr[x + 1]):
+            mark[down_tail[i]] = down_arc[i]
+        found = False
+        for i in range(down_indptr[y], down_indptr[y + 1]):
+            v = down_tail[i]
+            a_vx = mark[v]
+            if a_vx < 0:
+                continue
+            a_vy = down_arc[i]
+            if goes_up and down[a_vx] + up[a_vy] == cost:  # x -> v -> y
+                stack_arc[depth], stack_up[depth] = a_vy, True  # pushed first: done last
+                stack_arc[depth + 1], stack_up[depth + 1] = a_vx, False
+                found = True
+            elif not goes_up and down[a_vy] + up[a_vx] == cost:  # y -> v -> x
+                stack_arc[depth], stack_up[depth] = a_vx, True
+                stack_arc[depth + 1], stack_up[depth + 1] = a_vy, False
+                found = True
+            if found:
+                depth += 2
+                break
+        for i in range(down_indptr[x], down_indptr[x + 1]):
+            mark[down_tail[i]] = -1
+        if not found:
+            return -1  # cannot happen on a customised metric
+    return size
+
+
+@njit(cache=True)
+def _scalar_settle(u, parent, up_indptr, up_head, down, fwd, chain, dist, via, done, stack,
+                   stamp):
+    """:func:`_cch_settle` for one channel, remembering how each node was reached: ``via``
+    the arc from a higher node, or -1 when the upward search's cost is the best."""
+    size = 0
+    x = u
+    while x >= 0 and done[x] != stamp:
+        stack[size] = x
+        size += 1
+        x = parent[x]
+    for i in range(size - 1, -1, -1):
+        x = stack[i]
+        best = fwd[x] if chain[x] == stamp else np.inf
+        arc = -1
+        for a in range(up_indptr[x], up_indptr[x + 1]):
+            candidate = dist[up_head[a]] + down[a]
+            if candidate < best:
+                best = candidate
+                arc = a
+        dist[x] = best
+        via[x] = arc
+        done[x] = stamp
+
+
+@njit(cache=True)
+def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, up, down, down_indptr,
+                     down_tail, down_arc, arc_edge_up, arc_edge_down, edge_cost, root,
+                     targets, fwd, fwd_arc, dist, via, chain, done, stack, mark, stamp):
+    """One-channel shortest paths from ``root`` to each target: the upward search from the
+    root, the lazy restricted sweep down each target's ancestors (shared between targets),
+    and the path -- up the root's arcs, down the sweep's -- unpacked into original edge
+    positions. Returns (cost [T], edges, offsets [T+1]: target t's path is
+    ``edges[offsets[t]:offsets[t+1]]``, root first; empty when unreachable or the target
+    is the root). ``fwd`` / ``dist`` [N] float, ``fwd_arc`` / ``via`` / ``chain`` /
+    ``done`` / ``stack`` / ``mark`` [N] int scratch (``mark`` all -1), ``stamp`` new per
+    call."""
+    x = root
+    while x >= 0:
+        chain[x] = stamp
+        fwd[x] = np.inf
+        x = parent[x]
+    fwd[root] = 0.0
+    fwd_arc[root] = -1
+    x = root
+    while x >= 0:
+        for a in range(up_indptr[x], up_indptr[x + 1]):
+            y = up_head[a]
+            candidate = fwd[x] + up[a]
+            if candidate < fwd[y]:
+                fwd[y] = candidate
+                fwd_arc[y] = a
+        x = parent[x]
+    n = len(parent)
+    cost = np.full(len(targets), np.inf)
+    capacity = 1024
+    edges = np.empty(capacity, np.int64)
+    offsets = np.zeros(len(targets) + 1, np.int64)
+    size = 0
+    arcs = np.empty(2 * n + 2, np.int64)
+    upward = np.empty(2 * n + 2, np.bool_)
+    for t in range(len(targets)):
+        target = targets[t]
+        offsets[t + 1] = size
+        _scalar_settle(target, parent, up_indptr, up_head, down, fwd, chain, dist, via, done,
+                       stack, stamp)
+        if target == root:
+            cost[t] = 0.0
+            continue
+        if dist[target] == np.inf:
+            continue
+        cost[t] = dist[target]
+        # down arcs from the target up to where the upward search's cost took over ...
+        count = 0
+        x = target
+        while via[x] >= 0:
+            arcs[count] = via[x]
+            upward[count] = False
+            count += 1
+            x = up_head[via[x]]
+        # ... then the upward search's arcs from there back to the root
+        while fwd_arc[x] >= 0:
+            arcs[count] = fwd_arc[x]
+            upward[count] = True
+            count += 1
+            x = arc_tail[fwd_arc[x]]
+        for i in range(count - 1, -1, -1):  # root first
+            while size + n + 1 > capacity:
+                capacity *= 2
+                grown = np.empty(capacity, np.int64)
+                grown[:size] = edges[:size]
+                edges = grown
+            size = _unpack(arcs[i], upward[i], up, down, arc_tail, up_head, down_indptr,
+                           down_tail, down_arc, arc_edge_up, arc_edge_down, edge_cost, mark,
+                           edges, size)
+            if size < 0:
+                return cost, edges[:0], offsets
+        offsets[t + 1] = size
+    return cost, edges[:size], offsets

@@ -159,6 +159,13 @@ def test_scalar_models_answer_targets_on_the_hierarchy(kind, bundled_graph):
         assert np.allclose(seconds, whole.node_time_s[row, answered], rtol=1e-12)
         assert np.array_equal(parents, whole.parent_segment[row, path_keys])
         assert np.isfinite(metres).all()
+    # the unpacked shortest paths are the ones the in-edge walk finds
+    for root, wanted in zip(origins[:8], targets[:8], strict=True):
+        keys = np.unique(np.append(wanted, root))
+        unpacked, walked = search.queries.answer(root, keys), search.queries._answer_by_walk(
+            root, keys)
+        for got, want in zip(unpacked, walked, strict=True):
+            assert np.allclose(got, want, rtol=1e-12, equal_nan=True)
     durations = model.durations_to(origins, np.unique(np.concatenate(targets)), bucket)
     assert np.allclose(durations, whole.node_time_s[:, np.unique(np.concatenate(targets))],
                        rtol=1e-12)
