@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -127,49 +128,21 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     scheduler = scheduler or None
-    if isinstance(departure_time, str):
-        try:
-            departure_time = parse_departure_time(departure_time)
-        except DepartureTimeError as exc:
-            raise InputError(f"--departure-time: {exc}") from None
+    departure_time = _default_departure(departure_time)
     if workers < 0:
         raise InputError(f"--workers must be 0 (no Dask) or more, not {workers}")
     graph_dir = str(Path(graph_dir).resolve())
     model_dir = resolve_model(model_dir)
     frame = read_od_table(input_path)
     predictor = Predictor.load(graph_dir, model_dir)  # fails fast on bad artifacts
-    traffic_info = None
-    if traffic is not None:
-        traffic = str(Path(traffic).resolve())
-        snapshot, feed_report = install_traffic(predictor, traffic)
-        traffic_info = {"path": traffic, "snapshot": snapshot.key,
-                        "as_of": _iso_local(snapshot.as_of_s),
-                        "max_age_s": snapshot.max_age_s, "report": feed_report.to_json()}
+    traffic_info = None if traffic is None else _install_feed(predictor, traffic)
     frame.insert(len(frame.columns), "input_row", np.arange(len(frame), dtype=np.int64))
     partitions = plan_partitions(predictor, frame, default_departure_time=departure_time,
                                  partition_rows=partition_rows)
-    plan = {
-        "schema_version": PLAN_SCHEMA_VERSION,
-        "input": str(input_path.resolve()),
-        "input_sha256": _input_sha256(input_path),
-        "rows": len(frame),
-        "graph": graph_dir,
-        "graph_identity": predictor.graph.identity,
-        "model": model_dir,
-        "model_identity": predictor.model.identity,
-        "max_snap_distance_m": predictor.max_snap_distance_m,
-        "default_departure_time": None if departure_time is None else departure_time.isoformat(),
-        "partition_rows": partition_rows,
-        "origins_per_batch": origins_per_batch,
-        "order_sha256": hashlib.sha256(np.concatenate(
-            [np.zeros(0, np.int64), *partitions]).tobytes()).hexdigest(),
-        "partition_rows_each": [len(p) for p in partitions],
-    }
-    if traffic_info is not None:
-        plan["traffic"] = traffic_info["path"]
-        plan["traffic_snapshot"] = traffic_info["snapshot"]
-    plan["fingerprint"] = hashlib.sha256(json.dumps(
-        {k: v for k, v in plan.items() if k != "input"}, sort_keys=True).encode()).hexdigest()
+    plan = _job_plan(input_path, frame, partitions, predictor, graph_dir=graph_dir,
+                     model_dir=model_dir, departure_time=departure_time,
+                     partition_rows=partition_rows, origins_per_batch=origins_per_batch,
+                     traffic_info=traffic_info)
     created = not output_path.exists() or force
     output, done = PartitionedOutput.open(output_path, plan, resume=resume, force=force)
     pending = [i for i in range(len(partitions)) if i not in done]
@@ -197,7 +170,68 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
 
     counts = output.status_counts()
     seconds = time.perf_counter() - started
-    output.write_manifest({
+    output.write_manifest(_scores_manifest(plan, partitions, counts, rows=len(frame),
+                                           resumed=len(done), traffic_info=traffic_info,
+                                           seconds=seconds))
+    return ScoreReport(output=output_path, rows=len(frame), partitions=len(partitions),
+                       partitions_skipped=len(done), status_counts=counts, seconds=seconds,
+                       cluster_start_s=cluster_start_s, scoring_s=scoring_s,
+                       timings={"plan_s": planned_s})
+
+
+def _default_departure(departure_time: str | dt.datetime | None) -> dt.datetime | None:
+    """``--departure-time`` as a datetime (InputError naming the option if unreadable)."""
+    if not isinstance(departure_time, str):
+        return departure_time
+    try:
+        return parse_departure_time(departure_time)
+    except DepartureTimeError as exc:
+        raise InputError(f"--departure-time: {exc}") from None
+
+
+def _install_feed(predictor: Predictor, traffic: str | Path) -> dict[str, Any]:
+    """Load the traffic feed into ``predictor``; what the plan and manifest record of it."""
+    path = str(Path(traffic).resolve())
+    snapshot, feed_report = install_traffic(predictor, path)
+    return {"path": path, "snapshot": snapshot.key, "as_of": _iso_local(snapshot.as_of_s),
+            "max_age_s": snapshot.max_age_s, "report": feed_report.to_json()}
+
+
+def _job_plan(input_path: Path, frame: pd.DataFrame, partitions: list[np.ndarray],
+              predictor: Predictor, *, graph_dir: str, model_dir: str,
+              departure_time: dt.datetime | None, partition_rows: int,
+              origins_per_batch: int, traffic_info: dict[str, Any] | None) -> dict[str, Any]:
+    """What decides the job's output, and its fingerprint: a resumed job must match it."""
+    plan = {
+        "schema_version": PLAN_SCHEMA_VERSION,
+        "input": str(input_path.resolve()),
+        "input_sha256": _input_sha256(input_path),
+        "rows": len(frame),
+        "graph": graph_dir,
+        "graph_identity": predictor.graph.identity,
+        "model": model_dir,
+        "model_identity": predictor.model.identity,
+        "max_snap_distance_m": predictor.max_snap_distance_m,
+        "default_departure_time": None if departure_time is None else departure_time.isoformat(),
+        "partition_rows": partition_rows,
+        "origins_per_batch": origins_per_batch,
+        "order_sha256": hashlib.sha256(np.concatenate(
+            [np.zeros(0, np.int64), *partitions]).tobytes()).hexdigest(),
+        "partition_rows_each": [len(p) for p in partitions],
+    }
+    if traffic_info is not None:
+        plan["traffic"] = traffic_info["path"]
+        plan["traffic_snapshot"] = traffic_info["snapshot"]
+    plan["fingerprint"] = hashlib.sha256(json.dumps(
+        {k: v for k, v in plan.items() if k != "input"}, sort_keys=True).encode()).hexdigest()
+    return plan
+
+
+def _scores_manifest(plan: dict[str, Any], partitions: list[np.ndarray],
+                     counts: dict[str, int], *, rows: int, resumed: int,
+                     traffic_info: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+    """The finished job's ``_manifest.json``."""
+    return {
         "kind": "batch_scores",
         "schema_version": PLAN_SCHEMA_VERSION,
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -207,21 +241,17 @@ def score_table(input_path: str | Path, output_path: str | Path, *, graph_dir: s
         "plan_fingerprint": plan["fingerprint"],
         "input": plan["input"],
         "input_sha256": plan["input_sha256"],
-        "graph": graph_dir,
+        "graph": plan["graph"],
         "graph_identity": plan["graph_identity"],
         "model": plan["model"],
         "model_identity": plan["model_identity"],
-        "rows": len(frame),
+        "rows": rows,
         "traffic": traffic_info,
         "status_counts": counts,
         "partitions": [{"file": part_name(i), "rows": len(p)} for i, p in enumerate(partitions)],
-        "partitions_resumed": len(done),
+        "partitions_resumed": resumed,
         "seconds": round(seconds, 3),
-    })
-    return ScoreReport(output=output_path, rows=len(frame), partitions=len(partitions),
-                       partitions_skipped=len(done), status_counts=counts, seconds=seconds,
-                       cluster_start_s=cluster_start_s, scoring_s=scoring_s,
-                       timings={"plan_s": planned_s})
+    }
 
 
 def _progress_bar(total: int, progress: bool | None) -> tqdm:

@@ -337,36 +337,8 @@ def _to_road_graph(graph: nx.MultiDiGraph, osm: OsmData) -> tuple[RoadGraph, dic
     controls = {n: _node_control(osm.node_tags.get(n)) for n in osm.node_lonlat}
 
     conflicts: Counter = Counter()
-    edges = sorted(
-        graph.edges(keys=True, data=True),
-        key=lambda edge: (index[edge[0]], index[edge[1]], edge[2]),
-    )
-    columns: dict[str, list[Any]] = defaultdict(list)
-    path_offsets = [0]
-    path_nodes: list[int] = []
-    path_ways: list[int] = []
-    for u, v, _key, data in edges:
-        merged = data.get("merged_edges")
-        path = [u] + [b for _, b in merged] if merged else [u, v]
-        pieces = _resolve_pieces(data, conflicts)
-        way_ids = pieces.pop("way_ids")
-        if len(way_ids) != len(path) - 1:  # osmnx keeps one edge per piece
-            way_ids = (way_ids * (len(path) - 1))[: len(path) - 1]
-        path_nodes.extend(path)
-        path_ways.extend([way_ids[0], *way_ids])
-        path_offsets.append(len(path_nodes))
-        columns["edge_source"].append(index[u])
-        columns["edge_target"].append(index[v])
-        for name, value in pieces.items():
-            columns[name].append(value)
-        interior = [controls[n] for n in path[1:-1]]
-        columns["signals_along"].append(sum(c == CONTROLS.index("signal") for c, _ in interior))
-        columns["stops_along"].append(sum(c == CONTROLS.index("stop") for c, _ in interior))
-        columns["crossings_along"].append(sum(crossing for _, crossing in interior))
-        end_control, end_crossing = controls[v]
-        columns["control_at_end"].append(end_control)
-        columns["crossing_at_end"].append(end_crossing)
-
+    columns, path_offsets, path_nodes, path_ways = _segment_columns(graph, index, controls,
+                                                                     conflicts)
     path_osm_node = np.asarray(path_nodes, dtype=np.int64)
     path_lon = np.array([osm.node_lonlat[n][0] for n in path_nodes])
     path_lat = np.array([osm.node_lonlat[n][1] for n in path_nodes])
@@ -407,34 +379,8 @@ def _to_road_graph(graph: nx.MultiDiGraph, osm: OsmData) -> tuple[RoadGraph, dic
         "crossing_at_end",
     ):
         arrays[name] = np.asarray(columns[name])
-
-    # Imputation by class: the mean tagged speed of the class in this graph (osmnx's rule),
-    # else a default table. Lanes: the class default.
-    speeds = np.asarray(columns["maxspeed_kph"], dtype=float)
-    lanes = np.asarray(columns["lanes"], dtype=float)
-    class_names = np.asarray(columns["highway"])
-    arrays["maxspeed_imputed"] = np.isnan(speeds)
-    arrays["lanes_imputed"] = np.isnan(lanes)
-    for name in set(columns["highway"]):
-        of_class = class_names == name
-        tagged = speeds[of_class & ~np.isnan(speeds)]
-        fill = float(tagged.mean()) if tagged.size else DEFAULT_SPEED_KPH[name]
-        speeds[of_class & np.isnan(speeds)] = fill
-        lanes[of_class & np.isnan(lanes)] = DEFAULT_LANES[name]
-    arrays["maxspeed_kph"] = speeds
-    arrays["lanes"] = lanes
-    arrays["free_flow_s"] = arrays["length_m"] / (speeds / 3.6)
-
-    # Geometry: curvature and bearings of the first and last piece of each path.
-    first, last = offsets[:-1], offsets[1:] - 1
-    chord = _haversine_m(path_lon[first], path_lat[first], path_lon[last], path_lat[last])
-    arrays["curvature"] = np.clip(arrays["length_m"] / np.maximum(chord, 1.0), 1.0, 10.0)
-    arrays["bearing_in_deg"] = ox.bearing.calculate_bearing(
-        path_lat[first], path_lon[first], path_lat[first + 1], path_lon[first + 1]
-    )
-    arrays["bearing_out_deg"] = ox.bearing.calculate_bearing(
-        path_lat[last - 1], path_lon[last - 1], path_lat[last], path_lon[last]
-    )
+    arrays.update(_imputed_speeds_and_lanes(columns, arrays["length_m"]))
+    arrays.update(_path_shape(arrays["length_m"], path_lon, path_lat, offsets))
 
     in_degree = np.bincount(target, minlength=num_nodes)
     out_degree = np.bincount(source, minlength=num_nodes)
@@ -447,6 +393,76 @@ def _to_road_graph(graph: nx.MultiDiGraph, osm: OsmData) -> tuple[RoadGraph, dic
     for name, dtype in {**SEGMENT_FEATURES, **TURN_FEATURES}.items():
         arrays[name] = arrays[name].astype(dtype)
     return RoadGraph(arrays=arrays, crs_epsg=epsg), dict(conflicts)
+
+
+def _segment_columns(graph: nx.MultiDiGraph, index: dict[int, int], controls: dict,
+                     conflicts: Counter) -> tuple[dict[str, list[Any]], list[int], list[int],
+                                                  list[int]]:
+    """Per segment (edges in node-index order): resolved tags, controls along and at the
+    end; and the paths' OSM nodes and ways, with the offsets of each segment's path."""
+    edges = sorted(
+        graph.edges(keys=True, data=True),
+        key=lambda edge: (index[edge[0]], index[edge[1]], edge[2]),
+    )
+    columns: dict[str, list[Any]] = defaultdict(list)
+    path_offsets = [0]
+    path_nodes: list[int] = []
+    path_ways: list[int] = []
+    for u, v, _key, data in edges:
+        merged = data.get("merged_edges")
+        path = [u] + [b for _, b in merged] if merged else [u, v]
+        pieces = _resolve_pieces(data, conflicts)
+        way_ids = pieces.pop("way_ids")
+        if len(way_ids) != len(path) - 1:  # osmnx keeps one edge per piece
+            way_ids = (way_ids * (len(path) - 1))[: len(path) - 1]
+        path_nodes.extend(path)
+        path_ways.extend([way_ids[0], *way_ids])
+        path_offsets.append(len(path_nodes))
+        columns["edge_source"].append(index[u])
+        columns["edge_target"].append(index[v])
+        for name, value in pieces.items():
+            columns[name].append(value)
+        interior = [controls[n] for n in path[1:-1]]
+        columns["signals_along"].append(sum(c == CONTROLS.index("signal") for c, _ in interior))
+        columns["stops_along"].append(sum(c == CONTROLS.index("stop") for c, _ in interior))
+        columns["crossings_along"].append(sum(crossing for _, crossing in interior))
+        end_control, end_crossing = controls[v]
+        columns["control_at_end"].append(end_control)
+        columns["crossing_at_end"].append(end_crossing)
+    return columns, path_offsets, path_nodes, path_ways
+
+
+def _imputed_speeds_and_lanes(columns: dict[str, list[Any]], length_m: np.ndarray
+                              ) -> dict[str, np.ndarray]:
+    """Imputation by class: the mean tagged speed of the class in this graph (osmnx's
+    rule), else a default table. Lanes: the class default. With the imputed flags and the
+    free-flow time."""
+    speeds = np.asarray(columns["maxspeed_kph"], dtype=float)
+    lanes = np.asarray(columns["lanes"], dtype=float)
+    class_names = np.asarray(columns["highway"])
+    out = {"maxspeed_imputed": np.isnan(speeds), "lanes_imputed": np.isnan(lanes)}
+    for name in set(columns["highway"]):
+        of_class = class_names == name
+        tagged = speeds[of_class & ~np.isnan(speeds)]
+        fill = float(tagged.mean()) if tagged.size else DEFAULT_SPEED_KPH[name]
+        speeds[of_class & np.isnan(speeds)] = fill
+        lanes[of_class & np.isnan(lanes)] = DEFAULT_LANES[name]
+    out.update(maxspeed_kph=speeds, lanes=lanes, free_flow_s=length_m / (speeds / 3.6))
+    return out
+
+
+def _path_shape(length_m: np.ndarray, path_lon: np.ndarray, path_lat: np.ndarray,
+                offsets: np.ndarray) -> dict[str, np.ndarray]:
+    """Curvature and the bearings of the first and last piece of each segment's path."""
+    first, last = offsets[:-1], offsets[1:] - 1
+    chord = _haversine_m(path_lon[first], path_lat[first], path_lon[last], path_lat[last])
+    return {
+        "curvature": np.clip(length_m / np.maximum(chord, 1.0), 1.0, 10.0),
+        "bearing_in_deg": ox.bearing.calculate_bearing(
+            path_lat[first], path_lon[first], path_lat[first + 1], path_lon[first + 1]),
+        "bearing_out_deg": ox.bearing.calculate_bearing(
+            path_lat[last - 1], path_lon[last - 1], path_lat[last], path_lon[last]),
+    }
 
 
 def _turns(arrays: dict[str, np.ndarray], num_nodes: int, num_edges: int) -> dict[str, np.ndarray]:

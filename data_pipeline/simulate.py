@@ -199,17 +199,9 @@ def _random_trips(
 _STEP = re.compile(rb"Step #(\d+(?:\.\d+)?)")
 
 
-def _run_sumo(
-    net: Path,
-    trip_files: list[Path],
-    config: SimulationConfig,
-    work: Path,
-    *,
-    progress: bool,
-    additional: Sequence[Path] = (),
-    position: int = 0,
-) -> None:
-    end_s = config.hours * 3600.0 + config.drain_s
+def _sumo_command(net: Path, trip_files: list[Path], config: SimulationConfig, work: Path,
+                  end_s: float, additional: Sequence[Path]) -> list[str]:
+    """The sumo command line: outputs in ``work``, seeded, rerouting when configured."""
     command = [
         str(sumo_home() / "bin" / "sumo"),
         "-n",
@@ -254,6 +246,21 @@ def _run_sumo(
             "--device.rerouting.adaptation-steps",
             "18",
         ]
+    return command
+
+
+def _run_sumo(
+    net: Path,
+    trip_files: list[Path],
+    config: SimulationConfig,
+    work: Path,
+    *,
+    progress: bool,
+    additional: Sequence[Path] = (),
+    position: int = 0,
+) -> None:
+    end_s = config.hours * 3600.0 + config.drain_s
+    command = _sumo_command(net, trip_files, config, work, end_s, additional)
     from tqdm import tqdm
 
     bar = tqdm(total=int(end_s), unit="sim s", desc=f"sumo {work.name}", disable=not progress,
@@ -637,8 +644,8 @@ def _map_edges(
     return chains
 
 
-def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report):
-    to_lonlat = _net_projection(net)
+def _driven_routes(work: Path) -> dict[str, list[str]]:
+    """SUMO edge ids each vehicle drove (``vehroute.xml``)."""
     routes: dict[str, list[str]] = {}
     for _, element in ET.iterparse(work / "vehroute.xml", events=("end",)):
         if element.tag == "vehicle":
@@ -648,6 +655,39 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
             if driven:
                 routes[element.get("id", "")] = driven[-1].get("edges", "").split()
             element.clear()
+    return routes
+
+
+def _route_segments(edge_ids: list[str], attributes: dict[str, str], edges, edge_chains,
+                    mapper: SegmentMapper) -> list[int] | None:
+    """The RoadGraph segments of a trip's SUMO route, trimmed to where it departs and
+    arrives on its first and last edge; None where it does not map."""
+    chains = [edge_chains.get(edge, ()) for edge in edge_ids]
+    if chains and all(chains):
+        # the trip starts / ends part-way along its first / last SUMO edge: keep only
+        # the segments of those edges' chains that it drives
+        last = len(chains) - 1
+        chains[0] = _trim_chain(
+            chains[0],
+            float(attributes["departPos"]),
+            edges[edge_ids[0]].length_m,
+            mapper,
+            keep="after",
+        )
+        chains[last] = _trim_chain(
+            chains[last],
+            float(attributes["arrivalPos"]),
+            edges[edge_ids[last]].length_m,
+            mapper,
+            keep="before",
+            start_at=float(attributes["departPos"]) if last == 0 else None,
+        )
+    return mapper.join_route(chains)
+
+
+def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report):
+    to_lonlat = _net_projection(net)
+    routes = _driven_routes(work)
     rows: dict[str, list] = {
         name: []
         for name in (
@@ -678,27 +718,7 @@ def _trip_table(net, edges, edge_chains, mapper, teleported, start, work, report
         edge_ids = routes.get(vehicle)
         if not edge_ids:
             continue
-        chains = [edge_chains.get(edge, ()) for edge in edge_ids]
-        if chains and all(chains):
-            # the trip starts / ends part-way along its first / last SUMO edge: keep only
-            # the segments of those edges' chains that it drives
-            last = len(chains) - 1
-            chains[0] = _trim_chain(
-                chains[0],
-                float(attributes["departPos"]),
-                edges[edge_ids[0]].length_m,
-                mapper,
-                keep="after",
-            )
-            chains[last] = _trim_chain(
-                chains[last],
-                float(attributes["arrivalPos"]),
-                edges[edge_ids[last]].length_m,
-                mapper,
-                keep="before",
-                start_at=float(attributes["departPos"]) if last == 0 else None,
-            )
-        segments = mapper.join_route(chains)
+        segments = _route_segments(edge_ids, attributes, edges, edge_chains, mapper)
         if segments is None:
             continue
         report.mapped += 1
@@ -937,7 +957,6 @@ def _load_or_build_graph(osm_file: Path, graph_dir: Path | None, log):
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.osm_reader import check_osm_path
     from data_pipeline.road_graph import RoadGraph
-    from nareta.artifacts import sha256_file
 
     osm_file = check_osm_path(args.osm_file)
     out: Path = args.out
@@ -980,9 +999,37 @@ def run(args: argparse.Namespace) -> int:
     feed = pd.concat([day.feed for day in days], ignore_index=True)
     report = _total_report([day.report for day in days])
     config = configs[0]
-    graph_manifest = getattr(graph, "manifest", None)
     feed_path = feed_path_for(out)
-    manifest = {
+    manifest = _trips_manifest(osm_file, graph, graph_dir, config, report, days, feed_path,
+                               wall_s=round(time.perf_counter() - started, 1))
+    write_feed(feed, feed_path, metadata={"kind": "traffic_feed", "trips": out.name,
+                                          "seed": config.seed,
+                                          "command_line": manifest["command_line"]})
+    write_trips(table, out, manifest=manifest, force=args.force)
+    print(f"{len(feed)} traffic-feed rows written to {feed_path}")
+    print(
+        f"{report.trips_written} trips written to {out} "
+        f"({report.completed} completed of {report.inserted} inserted; "
+        f"teleported {report.teleported_vehicles} = {report.teleport_share:.2%}; "
+        f"routes mapped {report.mapping_rate:.1%}; mean duration {report.mean_duration_s} s, "
+        f"mean waiting {report.mean_waiting_s} s; {manifest['wall_s']} s)"
+    )
+    if report.teleport_share > 0.01:
+        print(
+            f"warning: {report.teleport_share:.1%} of vehicles were teleported (jams); "
+            "consider a lower --rate",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _trips_manifest(osm_file: Path, graph, graph_dir: Path, config: SimulationConfig,
+                    report, days, feed_path: Path, *, wall_s: float) -> dict:
+    """The trips table's manifest: source, graph, settings, per-day reports, the feed."""
+    from nareta.artifacts import sha256_file
+
+    graph_manifest = getattr(graph, "manifest", None)
+    return {
         "kind": TRIPS_KIND,
         "schema_version": TRIPS_SCHEMA_VERSION,
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -1017,24 +1064,5 @@ def run(args: argparse.Namespace) -> int:
         ],
         "traffic_feed": feed_path.name,
         "route_kind": "segment",
-        "wall_s": round(time.perf_counter() - started, 1),
+        "wall_s": wall_s,
     }
-    write_feed(feed, feed_path, metadata={"kind": "traffic_feed", "trips": out.name,
-                                          "seed": config.seed,
-                                          "command_line": manifest["command_line"]})
-    write_trips(table, out, manifest=manifest, force=args.force)
-    print(f"{len(feed)} traffic-feed rows written to {feed_path}")
-    print(
-        f"{report.trips_written} trips written to {out} "
-        f"({report.completed} completed of {report.inserted} inserted; "
-        f"teleported {report.teleported_vehicles} = {report.teleport_share:.2%}; "
-        f"routes mapped {report.mapping_rate:.1%}; mean duration {report.mean_duration_s} s, "
-        f"mean waiting {report.mean_waiting_s} s; {manifest['wall_s']} s)"
-    )
-    if report.teleport_share > 0.01:
-        print(
-            f"warning: {report.teleport_share:.1%} of vehicles were teleported (jams); "
-            "consider a lower --rate",
-            file=sys.stderr,
-        )
-    return 0

@@ -172,20 +172,58 @@ def validate_trips(
         )
     total = len(frame)
     frame = frame.reset_index(drop=True).copy()
-    rejected: Counter = Counter()
-    bad = np.zeros(total, dtype=bool)
+    rows = _Rejections(total)
+    _check_coordinates(frame, rows)
+    parsed = parse_departure_times(frame["departure_time"])
+    rows.reject(parsed.missing, "missing departure_time")
+    rows.reject(parsed.invalid, "invalid departure_time (ISO-8601 or epoch seconds, 1970..2100)")
+    departure = _local_clock(parsed.times, frame.index, timezone)
+    if "duration_s" in frame.columns:
+        _check_durations(frame, rows, require_duration=require_duration,
+                         min_duration_s=min_duration_s, max_duration_s=max_duration_s)
+    if "route" in frame.columns:
+        routes = [_parse_route(value) for value in frame["route"]]
+        rows.reject(
+            np.array([r is not None and len(r) and (r < 0).any() for r in routes], dtype=bool),
+            "invalid route (not a list of segment indices)",
+        )
+        frame["route"] = routes
 
-    def reject(mask: np.ndarray, reason: str) -> None:
-        new = np.asarray(mask, dtype=bool) & ~bad
+    keep = ~rows.bad
+    clean = frame.loc[keep].reset_index(drop=True)
+    local = departure[keep].reset_index(drop=True)
+    clean["departure_local"] = local
+    clean["departure_s"] = (local - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
+    clean["departure_hour"] = (
+        local.dt.hour + local.dt.minute / 60.0 + local.dt.second / 3600.0
+    ).to_numpy(float)
+    table = TripTable(clean, rows.rejected, total)
+    if not len(clean):
+        raise NoUsableTripsError("trips: no usable row left\n" + table.summary())
+    return table
+
+
+class _Rejections:
+    """Which rows are rejected, each counted once under the first reason that hit it."""
+
+    def __init__(self, total: int) -> None:
+        self.rejected: Counter = Counter()
+        self.bad = np.zeros(total, dtype=bool)
+
+    def reject(self, mask: np.ndarray, reason: str) -> None:
+        new = np.asarray(mask, dtype=bool) & ~self.bad
         if new.any():
-            rejected[reason] += int(new.sum())
-            bad[new] = True
+            self.rejected[reason] += int(new.sum())
+            self.bad[new] = True
 
+
+def _check_coordinates(frame: pd.DataFrame, rows: _Rejections) -> None:
+    """Coordinates as floats (in ``frame``); rejects missing and out-of-range ones."""
     coordinates = {}
     for column in COORDINATE_COLUMNS:
         coordinates[column] = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
         frame[column] = coordinates[column]
-    reject(
+    rows.reject(
         np.any([~np.isfinite(v) for v in coordinates.values()], axis=0),
         "missing or non-numeric coordinate",
     )
@@ -196,43 +234,22 @@ def validate_trips(
             | (np.abs(coordinates["destination_lon"]) > 180)
             | (np.abs(coordinates["destination_lat"]) > 90)
         )
-    reject(out_of_range, "coordinate out of range (|lon| > 180 or |lat| > 90)")
+    rows.reject(out_of_range, "coordinate out of range (|lon| > 180 or |lat| > 90)")
 
-    parsed = parse_departure_times(frame["departure_time"])
-    reject(parsed.missing, "missing departure_time")
-    reject(parsed.invalid, "invalid departure_time (ISO-8601 or epoch seconds, 1970..2100)")
-    departure = _local_clock(parsed.times, frame.index, timezone)
 
-    if "duration_s" in frame.columns:
-        duration = pd.to_numeric(frame["duration_s"], errors="coerce").to_numpy(float)
-        frame["duration_s"] = duration
-        if require_duration:
-            reject(~np.isfinite(duration), "missing or non-numeric duration_s")
-            with np.errstate(invalid="ignore"):
-                reject(duration < 0, "negative duration_s")
-                reject(duration < min_duration_s, f"duration_s below {min_duration_s:g} s")
-                reject(duration > max_duration_s, f"absurd duration_s (above {max_duration_s:g} s)")
-
-    if "route" in frame.columns:
-        routes = [_parse_route(value) for value in frame["route"]]
-        reject(
-            np.array([r is not None and len(r) and (r < 0).any() for r in routes], dtype=bool),
-            "invalid route (not a list of segment indices)",
-        )
-        frame["route"] = routes
-
-    keep = ~bad
-    clean = frame.loc[keep].reset_index(drop=True)
-    local = departure[keep].reset_index(drop=True)
-    clean["departure_local"] = local
-    clean["departure_s"] = (local - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
-    clean["departure_hour"] = (
-        local.dt.hour + local.dt.minute / 60.0 + local.dt.second / 3600.0
-    ).to_numpy(float)
-    table = TripTable(clean, rejected, total)
-    if not len(clean):
-        raise NoUsableTripsError("trips: no usable row left\n" + table.summary())
-    return table
+def _check_durations(frame: pd.DataFrame, rows: _Rejections, *, require_duration: bool,
+                     min_duration_s: float, max_duration_s: float) -> None:
+    """Durations as floats (in ``frame``); where required, rejects missing, negative, too
+    short and absurd ones."""
+    duration = pd.to_numeric(frame["duration_s"], errors="coerce").to_numpy(float)
+    frame["duration_s"] = duration
+    if not require_duration:
+        return
+    rows.reject(~np.isfinite(duration), "missing or non-numeric duration_s")
+    with np.errstate(invalid="ignore"):
+        rows.reject(duration < 0, "negative duration_s")
+        rows.reject(duration < min_duration_s, f"duration_s below {min_duration_s:g} s")
+        rows.reject(duration > max_duration_s, f"absurd duration_s (above {max_duration_s:g} s)")
 
 
 # --------------------------------------------------------------------------- snapping

@@ -67,9 +67,6 @@ class RequestMiddleware:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         state = {"status": 500}
-        limit = self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
-        too_big = (f"request body over {limit} bytes; "
-                   "send a smaller body or split the request")
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
@@ -88,36 +85,9 @@ class RequestMiddleware:
 
         counted = False
         try:
-            declared = headers.get(b"content-length")
-            if declared is not None and (not declared.isdigit()
-                                         or int(declared) > limit):
-                await refuse(413, "TooBig", too_big)
+            downstream = await self._checked_body(scope, receive, headers, refuse)
+            if downstream is None:
                 return
-            downstream = receive
-            if scope["method"] in ("POST", "PUT", "PATCH"):
-                try:
-                    async with asyncio.timeout(self.body_timeout_s):
-                        body = await self._read_body(receive, limit)
-                except TimeoutError:
-                    self.metrics.body_timeouts.inc()
-                    await refuse(408, "RequestTimeout",
-                                 f"request body not received within {self.body_timeout_s:g} s",
-                                 (b"connection", b"close"))
-                    return
-                if body is None:  # client went away
-                    return
-                if len(body) > limit:
-                    await refuse(413, "TooBig", too_big)
-                    return
-                replayed = False
-
-                async def downstream():
-                    nonlocal replayed
-                    if not replayed:
-                        replayed = True
-                        return {"type": "http.request", "body": body, "more_body": False}
-                    return await receive()
-
             if scope["path"] not in UNSHED_PATHS:
                 if not await self._acquire_slot():
                     self.metrics.shed.inc()
@@ -133,19 +103,61 @@ class RequestMiddleware:
             if counted:
                 self._slots.release()
                 self.metrics.in_flight.dec()
-            seconds = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, state["status"], seconds)
-            if self.access_log:
-                client = scope.get("client")
-                access_logger.info(json.dumps({
-                    "event": "request", "request_id": request_id,
-                    "method": scope["method"][:16], "path": scope["path"][:256],
-                    "route": template, "status": state["status"],
-                    "duration_ms": round(seconds * 1000, 3),
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                }))
+            self._record(scope, request_id, state["status"], time.perf_counter() - started)
+
+    async def _checked_body(self, scope, receive, headers: dict, refuse):
+        """The ``receive`` the app gets: for a body-carrying method, the body read here
+        (under the size limit and ``body_timeout_s``) and replayed; None when the request
+        was refused here (413, 408) or its client went away."""
+        limit = self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
+        too_big = (f"request body over {limit} bytes; "
+                   "send a smaller body or split the request")
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit()
+                                     or int(declared) > limit):
+            await refuse(413, "TooBig", too_big)
+            return None
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return receive
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self._read_body(receive, limit)
+        except TimeoutError:
+            self.metrics.body_timeouts.inc()
+            await refuse(408, "RequestTimeout",
+                         f"request body not received within {self.body_timeout_s:g} s",
+                         (b"connection", b"close"))
+            return None
+        if body is None:  # client went away
+            return None
+        if len(body) > limit:
+            await refuse(413, "TooBig", too_big)
+            return None
+        replayed = False
+
+        async def downstream():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return downstream
+
+    def _record(self, scope, request_id: str, status: int, seconds: float) -> None:
+        """Metrics for the request and, when enabled, its JSON access-log line."""
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        self.metrics.observe(scope["method"], template, status, seconds)
+        if self.access_log:
+            client = scope.get("client")
+            access_logger.info(json.dumps({
+                "event": "request", "request_id": request_id,
+                "method": scope["method"][:16], "path": scope["path"][:256],
+                "route": template, "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "client": f"{client[0]}:{client[1]}" if client else None,
+            }))
 
     async def _acquire_slot(self) -> bool:
         """Take one of the ``max_in_flight`` slots, waiting at most ``queue_timeout_s``

@@ -12,26 +12,9 @@ segment ``o`` at fraction ``f_o`` and destination segment ``d`` at ``f_d`` takes
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-#: Floor on any arc weight: scipy's sparse graphs treat an explicit 0 as "no arc".
-_MIN_WEIGHT = 1e-6
-
-
-def line_graph(
-    graph, segment_time_s: np.ndarray, turn_time_s: np.ndarray | None = None
-) -> csr_matrix:
-    """``[E, E]`` sparse matrix of turn arcs weighted ``turn time + time of the next segment``.
-    Parallel turns between the same two segments cannot occur (turns are segment pairs)."""
-    turn_from = np.asarray(graph["turn_from"], dtype=np.int64)
-    turn_to = np.asarray(graph["turn_to"], dtype=np.int64)
-    weight = np.asarray(segment_time_s, dtype=np.float64)[turn_to]
-    if turn_time_s is not None:
-        weight = weight + np.asarray(turn_time_s, dtype=np.float64)
-    weight = np.maximum(weight, _MIN_WEIGHT)
-    count = graph.num_segments
-    return csr_matrix((weight, (turn_from, turn_to)), shape=(count, count))
+from models.inference.travel_time import line_graph
 
 
 def reverse_twins(graph) -> np.ndarray:

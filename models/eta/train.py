@@ -521,146 +521,201 @@ def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             progress: bool = True, log=print, checkpoint_dir: Path | None = None,
             traffic=None) -> tuple[EtaModel, dict[str, Any]]:
     """Train encoder and decoder on snapped trips ``frame``; the processor stays frozen.
-    ``traffic`` (a models.inference.live.TrafficSnapshot covering the trips' days) trains a model
-    with live features (``config.traffic``)."""
-    from tqdm import tqdm
+    ``traffic`` (a models.inference.live.TrafficSnapshot covering the trips' days) trains a
+    model with live features (``config.traffic``)."""
+    fit = _EtaFit(graph, frame, processor_dir, config or EtaConfig(), train or TrainConfig(),
+                  log=log, traffic=traffic)
+    fit.start(checkpoint_dir)
+    for epoch in range(fit.first_epoch, fit.train.epochs):
+        if fit.parallel.agree(fit.stale >= fit.train.patience):
+            break
+        fit.run_epoch(epoch, progress)
+        if fit.end_epoch(epoch, checkpoint_dir):
+            break
+    return fit.finish()
 
-    config, train = config or EtaConfig(), train or TrainConfig()
-    torch.manual_seed(train.seed)
-    np.random.seed(train.seed)
-    rng = random.Random(train.seed)
-    processor, weight_encoder, processor_manifest = load_pretrained(processor_dir)
-    model = EtaModel(graph, processor, weight_encoder, processor_manifest, config=config)
-    if len(frame) < 2:
-        raise InputError("training needs at least 2 trips")
-    if config.traffic and traffic is None:
-        raise InputError("a model with live traffic features needs a traffic feed to train on")
-    val_rows, train_rows = _validation_split(frame, train)
-    keys = (traffic_keys(model, traffic, frame, seed=train.seed, rows=val_rows)
-            if config.traffic else None)
-    data = trip_arrays(graph, frame, config.bucket_minutes, keys=keys)
-    batcher = CorridorBatcher(model, train)
-    groups = batcher.groups(data, train_rows)
-    hints = RouteSupervision(model, frame, data, train_rows)
-    log(f"{len(train_rows)} training trips ({hints.count} with driven routes for the route "
-        f"hint), {len(val_rows)} for validation")
-    # The decoder's weights are small (~4e-3, the processor's distance read-out): at the
-    # encoder's learning rate a few Adam steps would change them by tens of percent and
-    # scale every ETA with them (seen: +140 % after one short epoch), so it moves slower.
-    decoder = set(map(id, model.decoder.parameters()))
-    hint_pool = list(hints.by_bucket)
 
-    def hint_keys(bucket) -> list | None:
-        """The batch's run key and up to ``hint_keys_per_step - 1`` random others."""
-        if len(hint_pool) <= train.hint_keys_per_step:
-            return None
-        others = rng.sample(hint_pool, train.hint_keys_per_step - 1)
-        return [data.run_key(bucket), *others]
+class _EtaFit:
+    """The state of one :func:`fit_eta` run and its steps: set up (data, corridors, route
+    hints, optimiser, process group), start or resume, one epoch of optimiser steps,
+    validation / early stopping / checkpoint after each epoch, and the report."""
 
-    optimiser = torch.optim.Adam([
-        {"params": [p for p in model.trainable_parameters() if id(p) not in decoder],
-         "lr": train.learning_rate},
-        {"params": list(model.decoder.parameters()),
-         "lr": train.learning_rate * train.decoder_lr_scale}])
-    # every rank starts from the same weights (same seed) and takes the same steps
-    history: list[dict[str, Any]] = []
-    best_state, best_mape, stale = None, math.inf, 0
-    started = time.perf_counter()
-    parallel = Distributed()
-    if not parallel.is_main:
-        log = _silent  # noqa: F811 - only rank 0 reports
-    parameters = model.trainable_parameters()
-    settings = {k: v for k, v in asdict(train).items() if k not in ("epochs", "max_minutes")}
-    fingerprint = json.dumps([asdict(config), settings, len(frame),
-                              float(np.sum(data.duration_s)),
-                              traffic.key if traffic is not None else None])
-    first_epoch = 0
-    resumed = _load_checkpoint(checkpoint_dir, model, optimiser, fingerprint) \
-        if checkpoint_dir is not None else None
-    if resumed is not None:
-        saved, best_state = resumed
-        first_epoch, history = saved["epoch"], saved["history"]
-        best_mape, stale, initial = saved["best_mape"], saved["stale"], saved["initial"]
-        rng.setstate((saved["rng"][0], tuple(saved["rng"][1]), saved["rng"][2]))
-        log(f"resumed from {checkpoint_dir} after epoch {first_epoch}")
-    else:
-        initial = evaluate_corridor(model, batcher, data, val_rows, parallel)
-        start = "the live scalar" if config.traffic else "free flow"
-        log(f"untrained ({start} through the processor): validation MAPE "
-            f"{initial['mape']:.3f}")
+    def __init__(self, graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path,
+                 config: EtaConfig, train: TrainConfig, *, log, traffic) -> None:
+        self.config, self.train, self.traffic, self.frame = config, train, traffic, frame
+        torch.manual_seed(train.seed)
+        np.random.seed(train.seed)
+        self.rng = random.Random(train.seed)
+        processor, weight_encoder, processor_manifest = load_pretrained(processor_dir)
+        self.model = model = EtaModel(graph, processor, weight_encoder, processor_manifest,
+                                      config=config)
+        if len(frame) < 2:
+            raise InputError("training needs at least 2 trips")
+        if config.traffic and traffic is None:
+            raise InputError("a model with live traffic features needs a traffic feed to "
+                             "train on")
+        self.val_rows, self.train_rows = _validation_split(frame, train)
+        keys = (traffic_keys(model, traffic, frame, seed=train.seed, rows=self.val_rows)
+                if config.traffic else None)
+        self.data = trip_arrays(graph, frame, config.bucket_minutes, keys=keys)
+        self.batcher = CorridorBatcher(model, train)
+        self.groups = self.batcher.groups(self.data, self.train_rows)
+        self.hints = RouteSupervision(model, frame, self.data, self.train_rows)
+        log(f"{len(self.train_rows)} training trips ({self.hints.count} with driven routes "
+            f"for the route hint), {len(self.val_rows)} for validation")
+        self.hint_pool = list(self.hints.by_bucket)
+        self.optimiser = self._optimiser()
+        # every rank starts from the same weights (same seed) and takes the same steps
+        self.history: list[dict[str, Any]] = []
+        self.best_state, self.best_mape, self.stale = None, math.inf, 0
+        self.started = time.perf_counter()
+        self.parallel = Distributed()
+        self.log = log if self.parallel.is_main else _silent  # only rank 0 reports
+        self.parameters = model.trainable_parameters()
+        self.steps, self.first_epoch, self.initial = 0, 0, None
+
+    def _optimiser(self) -> torch.optim.Optimizer:
+        # The decoder's weights are small (~4e-3, the processor's distance read-out): at the
+        # encoder's learning rate a few Adam steps would change them by tens of percent and
+        # scale every ETA with them (seen: +140 % after one short epoch), so it moves slower.
+        model, train = self.model, self.train
+        decoder = set(map(id, model.decoder.parameters()))
+        return torch.optim.Adam([
+            {"params": [p for p in model.trainable_parameters() if id(p) not in decoder],
+             "lr": train.learning_rate},
+            {"params": list(model.decoder.parameters()),
+             "lr": train.learning_rate * train.decoder_lr_scale}])
+
+    def _fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: configs (bar the budget) and data."""
+        settings = {k: v for k, v in asdict(self.train).items()
+                    if k not in ("epochs", "max_minutes")}
+        return json.dumps([asdict(self.config), settings, len(self.frame),
+                           float(np.sum(self.data.duration_s)),
+                           self.traffic.key if self.traffic is not None else None])
+
+    def start(self, checkpoint_dir: Path | None) -> None:
+        """Resume from ``checkpoint_dir`` if it holds this run's checkpoint, else measure
+        the untrained model (the starting point an epoch must beat to be kept)."""
+        self.fingerprint = self._fingerprint()
+        resumed = (_load_checkpoint(checkpoint_dir, self.model, self.optimiser,
+                                    self.fingerprint)
+                   if checkpoint_dir is not None else None)
+        if resumed is not None:
+            saved, self.best_state = resumed
+            self.first_epoch, self.history = saved["epoch"], saved["history"]
+            self.best_mape, self.stale = saved["best_mape"], saved["stale"]
+            self.initial = saved["initial"]
+            self.rng.setstate((saved["rng"][0], tuple(saved["rng"][1]), saved["rng"][2]))
+            self.log(f"resumed from {checkpoint_dir} after epoch {self.first_epoch}")
+            return
+        self.initial = evaluate_corridor(self.model, self.batcher, self.data, self.val_rows,
+                                         self.parallel)
+        start = "the live scalar" if self.config.traffic else "free flow"
+        self.log(f"untrained ({start} through the processor): validation MAPE "
+                 f"{self.initial['mape']:.3f}")
         # an epoch that makes validation worse than the starting point is never kept
-        best_state, best_mape = _trainable_state(model), initial["mape"]
-    steps = 0
-    for epoch in range(first_epoch, train.epochs):
-        if parallel.agree(stale >= train.patience):
-            break
-        model.train()
-        batches = batcher.batches(data, groups, shuffle=True, rng=rng)
-        losses = []
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train.epochs}",
-                   disable=not progress or not parallel.is_main, leave=False)
+        self.best_state, self.best_mape = _trainable_state(self.model), self.initial["mape"]
+
+    def _hint_keys(self, bucket) -> list | None:
+        """The batch's run key and up to ``hint_keys_per_step - 1`` random others."""
+        if len(self.hint_pool) <= self.train.hint_keys_per_step:
+            return None
+        others = self.rng.sample(self.hint_pool, self.train.hint_keys_per_step - 1)
+        return [self.data.run_key(bucket), *others]
+
+    def _out_of_time(self) -> bool:
+        return time.perf_counter() - self.started > self.train.max_minutes * 60
+
+    def run_epoch(self, epoch: int, progress: bool) -> None:
+        """One pass over the shuffled corridor batches; stops early when out of time."""
+        from tqdm import tqdm
+
+        self.model.train()
+        batches = self.batcher.batches(self.data, self.groups, shuffle=True, rng=self.rng)
+        self.losses: list[float] = []
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.train.epochs}",
+                   disable=not progress or not self.parallel.is_main, leave=False)
         for bucket, member_lists in bar:
-            optimiser.zero_grad()
-            mine = parallel.share(member_lists)
-            loss_sum, count = torch.zeros(()), 0
-            if mine:
-                predicted, rows = batcher.predict(data, bucket, mine)
-                if len(rows):
-                    target = torch.from_numpy(data.duration_s[rows]).float()
-                    loss_sum = torch.sum(torch.abs(torch.log(predicted.clamp_min(1.0))
-                                                   - torch.log(target)))
-                    count = len(rows)
-            # Mean over the whole batch's trips, whichever rank holds them; the route hint
-            # and the offsets' penalty are added once (on rank 0).
-            total_loss, total = parallel.sum([float(loss_sum.detach()), float(count)])
-            if total == 0:
+            loss = self._step(bucket, member_lists)
+            if loss is None:
                 continue
-            objective = loss_sum / total
-            if parallel.is_main:
-                if hints.count and train.route_weight > 0:
-                    objective = objective + train.route_weight * hints.loss(
-                        model, hint_keys(bucket))
-                if model.config.segment_offsets:
-                    objective = objective + train.offset_l2 * torch.mean(model.segment_offset ** 2)
-            if objective.requires_grad:
-                objective.backward()
-            parallel.sum_gradients(parameters)
-            optimiser.step()
-            steps += 1
-            losses.append(total_loss / total)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            self.losses.append(loss)
+            bar.set_postfix(loss=f"{np.mean(self.losses[-20:]):.3f}")
             # rank 0's clock decides for every rank, so all leave the loop after this step
-            if parallel.agree(time.perf_counter() - started > train.max_minutes * 60):
+            if self.parallel.agree(self._out_of_time()):
                 break
-        validation = evaluate_corridor(model, batcher, data, val_rows, parallel)
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
-                  "validation": validation, "seconds": round(time.perf_counter() - started, 1)}
-        history.append(record)
-        log(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}, validation MAPE "
-            f"{validation['mape']:.4f} ({record['seconds']} s)")
-        if validation["mape"] < best_mape - 1e-4:
-            best_mape, stale = validation["mape"], 0
-            best_state = _trainable_state(model)
+
+    def _step(self, bucket, member_lists) -> float | None:
+        """One optimiser step on a batch; its mean trip loss (None: no trip answered)."""
+        model, train, data, parallel = self.model, self.train, self.data, self.parallel
+        self.optimiser.zero_grad()
+        mine = parallel.share(member_lists)
+        loss_sum, count = torch.zeros(()), 0
+        if mine:
+            predicted, rows = self.batcher.predict(data, bucket, mine)
+            if len(rows):
+                target = torch.from_numpy(data.duration_s[rows]).float()
+                loss_sum = torch.sum(torch.abs(torch.log(predicted.clamp_min(1.0))
+                                               - torch.log(target)))
+                count = len(rows)
+        # Mean over the whole batch's trips, whichever rank holds them; the route hint
+        # and the offsets' penalty are added once (on rank 0).
+        total_loss, total = parallel.sum([float(loss_sum.detach()), float(count)])
+        if total == 0:
+            return None
+        objective = loss_sum / total
+        if parallel.is_main:
+            if self.hints.count and train.route_weight > 0:
+                objective = objective + train.route_weight * self.hints.loss(
+                    model, self._hint_keys(bucket))
+            if model.config.segment_offsets:
+                objective = objective + train.offset_l2 * torch.mean(model.segment_offset ** 2)
+        if objective.requires_grad:
+            objective.backward()
+        parallel.sum_gradients(self.parameters)
+        self.optimiser.step()
+        self.steps += 1
+        return total_loss / total
+
+    def end_epoch(self, epoch: int, checkpoint_dir: Path | None) -> bool:
+        """Validate, keep the best weights, checkpoint; whether to stop (no progress for
+        ``patience`` epochs, or out of time)."""
+        validation = evaluate_corridor(self.model, self.batcher, self.data, self.val_rows,
+                                       self.parallel)
+        record = {"epoch": epoch + 1,
+                  "train_loss": float(np.mean(self.losses)) if self.losses else None,
+                  "validation": validation,
+                  "seconds": round(time.perf_counter() - self.started, 1)}
+        self.history.append(record)
+        self.log(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}, validation MAPE "
+                 f"{validation['mape']:.4f} ({record['seconds']} s)")
+        if validation["mape"] < self.best_mape - 1e-4:
+            self.best_mape, self.stale = validation["mape"], 0
+            self.best_state = _trainable_state(self.model)
         else:
-            stale += 1
-        if checkpoint_dir is not None and parallel.is_main:
-            _save_checkpoint(checkpoint_dir, model, optimiser, best_state, {
-                "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
-                "best_mape": best_mape, "stale": stale, "initial": initial,
-                "rng": list(rng.getstate())})
-        if parallel.agree(stale >= train.patience
-                          or time.perf_counter() - started > train.max_minutes * 60):
-            break
-    parallel.close()
-    if best_state is not None:
-        _load_trainable_state(model, best_state)
-    model.eval()
-    report = {"initial_validation": initial, "history": history, "best_validation_mape": best_mape,
-              "train_trips": int(len(train_rows)), "validation_trips": int(len(val_rows)),
-              "train_seconds": round(time.perf_counter() - started, 1), "steps": steps,
-              "train_config": asdict(train), "world_size": parallel.world,
-              "is_main_rank": parallel.is_main}
-    return model, report
+            self.stale += 1
+        if checkpoint_dir is not None and self.parallel.is_main:
+            _save_checkpoint(checkpoint_dir, self.model, self.optimiser, self.best_state, {
+                "fingerprint": self.fingerprint, "epoch": epoch + 1, "history": self.history,
+                "best_mape": self.best_mape, "stale": self.stale, "initial": self.initial,
+                "rng": list(self.rng.getstate())})
+        return self.parallel.agree(self.stale >= self.train.patience or self._out_of_time())
+
+    def finish(self) -> tuple[EtaModel, dict[str, Any]]:
+        """Leave the process group, restore the best weights; the model and the report."""
+        self.parallel.close()
+        if self.best_state is not None:
+            _load_trainable_state(self.model, self.best_state)
+        self.model.eval()
+        report = {"initial_validation": self.initial, "history": self.history,
+                  "best_validation_mape": self.best_mape,
+                  "train_trips": int(len(self.train_rows)),
+                  "validation_trips": int(len(self.val_rows)),
+                  "train_seconds": round(time.perf_counter() - self.started, 1),
+                  "steps": self.steps, "train_config": asdict(self.train),
+                  "world_size": self.parallel.world, "is_main_rank": self.parallel.is_main}
+        return self.model, report
 
 
 # --------------------------------------------------------------------------- CLI

@@ -249,10 +249,15 @@ class FreeFlowModel:
         return self._node_trees().targeted.queries.durations(roots, keys)
 
 
-def _line_matrix(graph: RoadGraph, segment_times: np.ndarray, turn_times: np.ndarray | None):
+def line_graph(graph: RoadGraph, segment_times: np.ndarray,
+               turn_times: np.ndarray | None = None):
+    """``[E, E]`` sparse matrix of the turn (line) graph: one arc per allowed turn ``a -> b``
+    weighted ``turn time + time of b``. Parallel turns between the same two segments
+    cannot occur (turns are segment pairs)."""
     from scipy.sparse import csr_matrix
 
-    turn_from, turn_to = graph["turn_from"], graph["turn_to"]
+    turn_from = np.asarray(graph["turn_from"], dtype=np.int64)
+    turn_to = np.asarray(graph["turn_to"], dtype=np.int64)
     weight = np.asarray(segment_times, dtype=np.float64)[turn_to]
     if turn_times is not None:
         weight = weight + np.asarray(turn_times, dtype=np.float64)
@@ -267,7 +272,7 @@ def line_dijkstra_tree(graph: RoadGraph, segment_times: np.ndarray,
     allowed turns ``a -> b`` weighted ``turn time + time of b``; times are to the *end* of
     each segment, parents are previous segments. Honours turn restrictions."""
     origins = np.asarray(origin_segments, dtype=np.int64)
-    times, predecessors = _whole(_line_matrix(graph, segment_times, turn_times), origins)
+    times, predecessors = _whole(line_graph(graph, segment_times, turn_times), origins)
     return OriginRun(origins=origins, node_time_s=times, parent_segment=predecessors)
 
 
@@ -309,7 +314,7 @@ def _turn_search(graph: RoadGraph, segment_times: np.ndarray, hierarchy=None) ->
     from models.execution.cch import key_coordinates
 
     turn_from, turn_to = graph["turn_from"], graph["turn_to"]
-    return (_line_matrix(graph, segment_times, None), _TargetSearch(
+    return (line_graph(graph, segment_times), _TargetSearch(
         turn_from, turn_to, segment_times[turn_to], graph["length_m"][turn_to],
         graph.num_segments, parent_is_sender=True,
         coordinates=None if hierarchy is not None else key_coordinates(graph, True),

@@ -65,6 +65,16 @@ def _as_edges(num_nodes: int, senders, receivers, weights):
     return senders, receivers, weights
 
 
+def _trace(distance: np.ndarray, predecessor: np.ndarray, hint_distance: list[np.ndarray],
+           hint_predecessor: list[np.ndarray], with_hints: bool) -> ShortestPathTrace:
+    """The final state and, with hints, the state after every step (else just the final)."""
+    if not with_hints:
+        hint_distance, hint_predecessor = [distance], [predecessor]
+    return ShortestPathTrace(
+        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
+    )
+
+
 def bellman_ford(
     num_nodes: int, senders, receivers, weights, source: int, *, with_hints: bool = True
 ) -> ShortestPathTrace:
@@ -96,11 +106,7 @@ def bellman_ford(
         if with_hints:
             hint_distance.append(distance.copy())
             hint_predecessor.append(predecessor.copy())
-    if not with_hints:
-        hint_distance, hint_predecessor = [distance], [predecessor]
-    return ShortestPathTrace(
-        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
-    )
+    return _trace(distance, predecessor, hint_distance, hint_predecessor, with_hints)
 
 
 def dijkstra(
@@ -130,11 +136,7 @@ def dijkstra(
         if with_hints:
             hint_distance.append(distance.copy())
             hint_predecessor.append(predecessor.copy())
-    if not with_hints:
-        hint_distance, hint_predecessor = [distance], [predecessor]
-    return ShortestPathTrace(
-        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
-    )
+    return _trace(distance, predecessor, hint_distance, hint_predecessor, with_hints)
 
 
 def tight_edges(distance: np.ndarray, senders, receivers, weights, *, rtol: float = 1e-6):

@@ -201,6 +201,72 @@ def quick_evaluation(
     return results
 
 
+def _resume(checkpoint: Path, configs: list[dict], modules: dict[str, Any]
+            ) -> tuple[int, float, list[float]]:
+    """Load a training checkpoint into ``modules`` (processor, encoder, optimiser,
+    schedule) and the torch RNG; (next iteration, seconds spent, loss history)."""
+    state = torch.load(checkpoint, weights_only=True)
+    if state["configs"] != configs:
+        raise InputError(
+            f"checkpoint {checkpoint}: made with other settings; delete it "
+            "or pass the same options"
+        )
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
+    torch.set_rng_state(state["torch_rng"])
+    return state["iteration"], state["elapsed_s"], state["history"]
+
+
+def _save_checkpoint(checkpoint: Path, configs: list[dict], modules: dict[str, Any], *,
+                     iteration: int, elapsed_s: float, history: list[float]) -> None:
+    """Everything :func:`_resume` needs, written to a temporary file and renamed."""
+    tmp = checkpoint.with_suffix(".tmp")
+    torch.save(
+        {
+            "configs": configs,
+            **{name: module.state_dict() for name, module in modules.items()},
+            "iteration": iteration,
+            "elapsed_s": elapsed_s,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp,
+    )
+    tmp.replace(checkpoint)
+
+
+def _manifest_extra(processor_config: proc.ProcessorConfig, train_config: TrainConfig, *,
+                    metrics: dict[str, Any]) -> dict[str, Any]:
+    """The Processor manifest's config, training settings, data spec and metrics."""
+    return {
+        "config": dataclasses.asdict(processor_config),
+        "training": dataclasses.asdict(train_config),
+        "training_data": {
+            "samplers": [
+                "models.processor.synthetic.erdos_renyi (CLRS bellman_ford)",
+                "models.processor.synthetic.road_like (grid, delaunay, corridor)",
+            ],
+            "clrs_p_choices": list(CLRS_TRAIN_P),
+            "nodes": [train_config.min_nodes, train_config.max_nodes],
+            "road_fraction": train_config.road_fraction,
+            "graphs_seen": train_config.iterations * train_config.batch_graphs,
+        },
+        "metrics": metrics,
+    }
+
+
+def _fresh_modules(processor_config: proc.ProcessorConfig, train_config: TrainConfig
+                   ) -> dict[str, Any]:
+    """A new processor and weight encoder, their Adam optimiser and its cosine schedule."""
+    processor = proc.Processor(processor_config)
+    encoder = proc.WeightEncoder(processor_config.hidden, bias=processor_config.layer != "tropical")
+    parameters = list(processor.parameters()) + list(encoder.parameters())
+    optimiser = torch.optim.Adam(parameters, lr=train_config.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, train_config.iterations)
+    return {"processor": processor, "encoder": encoder, "optimiser": optimiser,
+            "schedule": schedule}
+
+
 def pretrain(
     out_dir: str | Path,
     *,
@@ -218,28 +284,14 @@ def pretrain(
     out_dir = Path(out_dir)
     check_output_dir(out_dir, force=force)
     torch.manual_seed(train_config.seed)
-    processor = proc.Processor(processor_config)
-    encoder = proc.WeightEncoder(processor_config.hidden, bias=processor_config.layer != "tropical")
+    modules = _fresh_modules(processor_config, train_config)
+    processor, encoder = modules["processor"], modules["encoder"]
+    optimiser, schedule = modules["optimiser"], modules["schedule"]
     parameters = list(processor.parameters()) + list(encoder.parameters())
-    optimiser = torch.optim.Adam(parameters, lr=train_config.learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, train_config.iterations)
+    configs = [dataclasses.asdict(processor_config), dataclasses.asdict(train_config)]
     start, elapsed, history = 0, 0.0, []
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
-        if state["configs"] != [
-            dataclasses.asdict(processor_config),
-            dataclasses.asdict(train_config),
-        ]:
-            raise InputError(
-                f"checkpoint {checkpoint}: made with other settings; delete it "
-                "or pass the same options"
-            )
-        processor.load_state_dict(state["processor"])
-        encoder.load_state_dict(state["encoder"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        start, elapsed, history = state["iteration"], state["elapsed_s"], state["history"]
-        torch.set_rng_state(state["torch_rng"])
+        start, elapsed, history = _resume(checkpoint, configs, modules)
     began = time.monotonic() - elapsed
     bar = tqdm(
         range(start, train_config.iterations),
@@ -267,25 +319,8 @@ def pretrain(
         if checkpoint is not None and (
             done % train_config.checkpoint_every == 0 or done == train_config.iterations
         ):
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save(
-                {
-                    "configs": [
-                        dataclasses.asdict(processor_config),
-                        dataclasses.asdict(train_config),
-                    ],
-                    "processor": processor.state_dict(),
-                    "encoder": encoder.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "iteration": done,
-                    "elapsed_s": time.monotonic() - began,
-                    "history": history,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                tmp,
-            )
-            tmp.replace(checkpoint)
+            _save_checkpoint(checkpoint, configs, modules, iteration=done,
+                             elapsed_s=time.monotonic() - began, history=history)
     train_seconds = time.monotonic() - began
     processor.freeze()
     encoder.requires_grad_(False).eval()
@@ -294,25 +329,11 @@ def pretrain(
         if evaluate
         else {}
     )
-    extra = {
-        "config": dataclasses.asdict(processor_config),
-        "training": dataclasses.asdict(train_config),
-        "training_data": {
-            "samplers": [
-                "models.processor.synthetic.erdos_renyi (CLRS bellman_ford)",
-                "models.processor.synthetic.road_like (grid, delaunay, corridor)",
-            ],
-            "clrs_p_choices": list(CLRS_TRAIN_P),
-            "nodes": [train_config.min_nodes, train_config.max_nodes],
-            "road_fraction": train_config.road_fraction,
-            "graphs_seen": train_config.iterations * train_config.batch_graphs,
-        },
-        "metrics": {
-            "final_loss_mean_last_50": float(np.mean(history[-50:])),
-            "train_seconds": round(train_seconds, 1),
-            **metrics,
-        },
-    }
+    extra = _manifest_extra(processor_config, train_config, metrics={
+        "final_loss_mean_last_50": float(np.mean(history[-50:])),
+        "train_seconds": round(train_seconds, 1),
+        **metrics,
+    })
     with atomic_artifact_dir(out_dir, force=force) as staging:
         proc.save_weights(staging / proc.WEIGHTS_FILE, encoder, processor)
         manifest = write_manifest(
