@@ -514,7 +514,7 @@ class EtaModel(nn.Module):
                 csr = self._csr
                 self._hierarchy = Hierarchy.build(
                     csr.sender, csr.receiver, self.num_keys,
-                    key_coordinates(self.graph, self.graph_mode == "turn"))
+                    key_coordinates(self.graph, self.mode.keys_are_segments))
             return self._hierarchy
 
     def _decode(self, plan: dict[str, Any], state: np.ndarray, limits: np.ndarray,
@@ -623,7 +623,7 @@ class EtaModel(nn.Module):
         cost, metres, proven = kernels.cch_targets(
             hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
             int(root), keys, indptr, order, csr.sender, csr.edge_row, plan["node_pointer"],
-            plan["edge_pointer"], key_length, edge_length, self.graph_mode == "node", True,
+            plan["edge_pointer"], key_length, edge_length, not self.mode.keys_are_segments, True,
             parent, pointer_proven, *scratch.arrays, scratch.next_stamp())
         finite = np.isfinite(cost).all(axis=1)
         seconds = np.full(len(keys), np.inf)
