@@ -423,7 +423,16 @@ class EtaModel(nn.Module):
 
     @torch.no_grad()
     def segment_times_s(self, bucket: int) -> np.ndarray:
-        return self.latents(bucket).segment_time.double().numpy() * self.time_scale
+        latents = self.latents(bucket)
+        if self.training:
+            return latents.segment_time.double().numpy() * self.time_scale
+        # once per cached run key (read-only): every query asks for them
+        seconds = latents.__dict__.get("segment_seconds")
+        if seconds is None:
+            seconds = latents.segment_time.double().numpy() * self.time_scale
+            seconds.setflags(write=False)
+            latents.segment_seconds = seconds
+        return seconds
 
     @torch.no_grad()
     def turn_times_s(self, bucket: int) -> np.ndarray | None:
