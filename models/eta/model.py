@@ -468,16 +468,47 @@ class EtaModel(nn.Module):
     def num_keys(self) -> int:
         return self.mode.num_keys(self.graph)
 
+    #: byte bound of the per-run-key plans kept (a plan of the bundled city with its
+    #: customised hierarchy is ~25 MB); the newest plan is kept whatever its size
+    plan_cache_mb = 256.0
+
     def _plan(self, bucket) -> dict[str, Any]:
-        """Per-run-key NumPy constants for :meth:`run_from` (an LRU of a few keys, shared
-        by the server's threads behind one lock)."""
+        """Per-run-key NumPy constants for :meth:`run_from`: an LRU bounded in bytes, shared
+        by the server's threads behind one lock; concurrent requests for a key being built
+        wait for that build instead of repeating it."""
+        if self.training:
+            return self._build_plan(bucket)
+        while True:
+            with self._cache_lock:
+                plans = self.__dict__.setdefault("_plans", OrderedDict())
+                building = self.__dict__.setdefault("_plans_building", {})
+                if bucket in plans:
+                    plans.move_to_end(bucket)
+                    return plans[bucket]
+                event = building.get(bucket)
+                if event is None:
+                    event = building[bucket] = threading.Event()
+                    break
+            event.wait()  # built by another thread (or failed: then try ourselves)
+        try:
+            plan = self._build_plan(bucket)
+            size = _plan_bytes(plan)
+            with self._cache_lock:
+                plans[bucket] = plan
+                self._plan_bytes = self.__dict__.get("_plan_bytes", {})
+                self._plan_bytes[bucket] = size
+                while len(plans) > 1 and (sum(self._plan_bytes[k] for k in plans)
+                                          > self.plan_cache_mb * 2**20):
+                    evicted, _ = plans.popitem(last=False)
+                    self._plan_bytes.pop(evicted, None)
+            return plan
+        finally:
+            with self._cache_lock:
+                building.pop(bucket).set()
+
+    def _build_plan(self, bucket) -> dict[str, Any]:
         from models.execution.executor import ChannelSearch, Csr
 
-        with self._cache_lock:
-            plans = self.__dict__.setdefault("_plans", OrderedDict())
-            if not self.training and bucket in plans:
-                plans.move_to_end(bucket)
-                return plans[bucket]
         with torch.no_grad():
             latents = self.latents(bucket)
             layer = self.processor.layer
@@ -506,11 +537,6 @@ class EtaModel(nn.Module):
             "metric": (self._key_hierarchy().customise(search.cost[self._csr.edge_row])
                        if channel and self.engine == "cch" and not self.training else None),
         }
-        if not self.training:
-            with self._cache_lock:
-                plans[bucket] = plan
-                while len(plans) > 8:
-                    plans.popitem(last=False)
         return plan
 
     def _key_hierarchy(self):
@@ -825,3 +851,16 @@ class EtaModel(nn.Module):
         model._identity = artifact_hash(manifest)
         model.manifest = manifest
         return model
+
+
+def _plan_bytes(plan: dict[str, Any]) -> int:
+    """Bytes held by a plan's arrays, its search's cost tables and its metric."""
+    total = 0
+    for value in plan.values():
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+        elif value is not None and hasattr(value, "nbytes"):
+            total += int(value.nbytes)
+        elif value is not None and hasattr(value, "cost"):
+            total += value.cost.nbytes + value.guide.nbytes
+    return total

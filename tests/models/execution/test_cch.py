@@ -169,3 +169,39 @@ def test_scalar_models_answer_targets_on_the_hierarchy(kind, bundled_graph):
     durations = model.durations_to(origins, np.unique(np.concatenate(targets)), bucket)
     assert np.allclose(durations, whole.node_time_s[:, np.unique(np.concatenate(targets))],
                        rtol=1e-12)
+
+
+def test_plans_are_built_once_under_threads_and_bounded_in_bytes(bundled_graph, monkeypatch):
+    """Concurrent queries for a run key being customised wait for that one build; the
+    plans kept stay within ``plan_cache_mb`` (the newest is always kept)."""
+    import threading
+
+    from models.eta.model import _plan_bytes
+
+    model = load_model(SHIPPED_ETA, bundled_graph)
+    builds = []
+    original = model._build_plan
+
+    def counting(bucket):
+        builds.append(bucket)
+        return original(bucket)
+
+    monkeypatch.setattr(model, "_build_plan", counting)
+    base = model.time_bucket(None)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(model._plan(base)))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert builds == [base] and all(plan is results[0] for plan in results)
+    one = _plan_bytes(results[0])
+    assert one > results[0]["metric"].nbytes > 0
+    model.plan_cache_mb = 2.5 * one / 2**20  # room for two plans
+    for offset in (1, 2, 3):
+        model._plan(base + offset)
+    assert list(model._plans) == [base + 2, base + 3]
+    model.plan_cache_mb = 0.0  # smaller than any plan: the newest stays
+    model._plan(base + 4)
+    assert list(model._plans) == [base + 4]
