@@ -350,6 +350,9 @@ def _cch_upward(root, parent, up_indptr, up_head, up, fwd, on_chain, stamp):
     x = root
     while x >= 0:
         source = fwd[x]
+        if source[0] == np.inf:  # not reached going up (channels share reachability)
+            x = parent[x]
+            continue
         for a in range(up_indptr[x], up_indptr[x + 1]):
             head = fwd[up_head[a]]
             cost = up[a]
@@ -567,6 +570,9 @@ def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, up, down, down_indptr
     fwd_arc[root] = -1
     x = root
     while x >= 0:
+        if fwd[x] == np.inf:  # not reached going up: nothing to relax
+            x = parent[x]
+            continue
         for a in range(up_indptr[x], up_indptr[x + 1]):
             y = up_head[a]
             candidate = fwd[x] + up[a]
