@@ -128,6 +128,10 @@ def test_table_shape(client):
     assert len(both["durations"]) == 1 and len(both["durations"][0]) == 2
     assert len(both["distances"][0]) == 2 and len(both["sources"]) == 1
     assert both["durations"][0][0] == answer["durations"][0][1]
+    # durations alone come from the hierarchy's many-to-many; with distances, from the
+    # walked trees: the same durations
+    full = client.get(TABLE, params={"annotations": "duration,distance"}).json()
+    assert full["durations"] == answer["durations"]
     only_distance = client.get(TABLE, params={"annotations": "distance"}).json()
     assert "durations" not in only_distance and "distances" in only_distance
 
