@@ -177,15 +177,14 @@ class Scratch:
 
 class PathScratch(Scratch):
     """Buffers of :func:`models.execution.kernels.cch_scalar_paths`: fwd, fwd_arc, dist,
-    via, chain and done stamps, a stack and the triangle marks (kept at -1 between
-    calls)."""
+    via, chain and done stamps, and a stack."""
 
     def __init__(self, num_nodes: int):
         self.channels = 1
         self.arrays = (np.empty(num_nodes), np.empty(num_nodes, np.int64),
                        np.empty(num_nodes), np.empty(num_nodes, np.int64),
                        np.zeros(num_nodes, np.int64), np.zeros(num_nodes, np.int64),
-                       np.empty(num_nodes, np.int64), np.full(num_nodes, -1, np.int64))
+                       np.empty(num_nodes, np.int64))
         self._stamp = 0
 
 
@@ -310,10 +309,24 @@ class ScalarQueries:
 
     def __init__(self, hierarchy: Hierarchy, csr, weight: np.ndarray, length: np.ndarray,
                  parent_is_sender: bool):
+        from models.execution import kernels
+
         self.hierarchy, self.csr = hierarchy, csr
         weight = np.asarray(weight, dtype=np.float64)
         self.weight = weight
-        self.metric = hierarchy.customise(weight[csr.edge_row][:, None])
+        up, down, self.mid_up, self.mid_down = kernels.cch_customise_scalar(
+            hierarchy.edge_arc, hierarchy.edge_up, weight[csr.edge_row], hierarchy.up_indptr,
+            hierarchy.up_head, hierarchy.order)
+        # perfect customisation: every arc costs its true distance, and the searches skip
+        # arc directions an upper or intermediate triangle realises (fewer arcs per query);
+        # only for positive weights (a zero-cost triangle would realise its own legs)
+        keep_up = keep_down = np.ones(hierarchy.num_arcs, dtype=bool)
+        if (weight > 0).all():
+            keep_up, keep_down = kernels.cch_perfect(
+                hierarchy.up_indptr, hierarchy.up_head, hierarchy.order, up, down,
+                self.mid_up, self.mid_down)
+        self.metric = Metric(up[:, None], down[:, None])
+        self.searches = (self._compact(keep_up, up), self._compact(keep_down, down))
         self.edge_pointer = -weight  # score = -(d(u) + w): the cheapest in-edge wins
         self.edge_length = np.asarray(length, dtype=np.float64)
         self.key_length = np.zeros(csr.num_nodes)
@@ -323,17 +336,23 @@ class ScalarQueries:
             csr.receiver, minlength=csr.num_nodes))]).astype(np.int64)
         self.in_position = order.astype(np.int64)
 
+    def _compact(self, keep: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(indptr, head, cost, arc id) of the kept arcs, grouped by their lower end."""
+        hierarchy = self.hierarchy
+        tail = np.repeat(np.arange(hierarchy.num_nodes), np.diff(hierarchy.up_indptr))
+        kept = np.flatnonzero(keep)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(
+            tail[kept], minlength=hierarchy.num_nodes))]).astype(np.int64)
+        return indptr, hierarchy.up_head[kept], np.ascontiguousarray(cost[kept]), kept
+
     def _paths(self):
-        """Path-unpacking tables (built on first use): each arc's lower end, every node's
-        lower neighbours with their arcs, and per arc and direction the cheapest original
-        edge position (lowest edge row among equal costs)."""
+        """Path-unpacking tables (built on first use): each arc's lower end and per arc and
+        direction the cheapest original edge position (lowest edge row among equal
+        costs)."""
         if getattr(self, "_unpacking", None) is None:
             hierarchy, csr = self.hierarchy, self.csr
             n = hierarchy.num_nodes
             arc_tail = np.repeat(np.arange(n), np.diff(hierarchy.up_indptr))
-            order = np.argsort(hierarchy.up_head, kind="stable")
-            down_indptr = np.concatenate([[0], np.cumsum(np.bincount(
-                hierarchy.up_head, minlength=n))]).astype(np.int64)
             edge_cost = self.weight[csr.edge_row]
             best = []
             for upward in (True, False):
@@ -347,9 +366,7 @@ class ScalarQueries:
                 first = np.concatenate([[True], arcs[1:] != arcs[:-1]])
                 chosen[arcs[first]] = edges[first]
                 best.append(chosen)
-            self._unpacking = (arc_tail.astype(np.int64), down_indptr,
-                               arc_tail[order].astype(np.int64), order.astype(np.int64),
-                               best[0], best[1], edge_cost)
+            self._unpacking = (arc_tail.astype(np.int64), best[0], best[1])
         return self._unpacking
 
     def answer(self, root: int, keys: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -359,14 +376,15 @@ class ScalarQueries:
         unpacked through the lower triangles."""
         from models.execution import kernels
 
-        hierarchy, metric, csr = self.hierarchy, self.metric, self.csr
-        arc_tail, down_indptr, down_tail, down_arc, edge_up, edge_down, edge_cost = \
-            self._paths()
+        hierarchy, csr = self.hierarchy, self.csr
+        arc_tail, edge_up, edge_down = self._paths()
         buffers = hierarchy.path_scratch()
         cost, edges, offsets = kernels.cch_scalar_paths(
-            hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, arc_tail,
-            metric.up[:, 0], metric.down[:, 0], down_indptr, down_tail, down_arc, edge_up,
-            edge_down, edge_cost, int(root), keys, *buffers.arrays, buffers.next_stamp())
+            hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, arc_tail, self.mid_up,
+            self.mid_down, edge_up, edge_down, *self.searches[0], *self.searches[1], int(root),
+            keys, *buffers.arrays, buffers.next_stamp())
+        if offsets[-1] != len(edges):
+            raise AssertionError("contraction-hierarchy path unpacking failed")
         seconds = cost.copy()
         seconds[keys == root] = 0.0
         rows = csr.edge_row[edges]

@@ -476,57 +476,59 @@ def cch_many(parent, up_indptr, up_head, up, down, rank, roots, targets, batch):
 
 
 @njit(cache=True)
-def _unpack(arc, upward, up, down, arc_tail, up_head, down_indptr, down_tail, down_arc,
-            arc_edge_up, arc_edge_down, edge_cost, mark, out, size):
+def _arc_between(a, b, up_indptr, up_head):
+    """(arc joining nodes a and b, whether it is stored at a, i.e. a is its lower end);
+    (-1, False) when they are not adjacent."""
+    for p in range(up_indptr[a], up_indptr[a + 1]):
+        if up_head[p] == b:
+            return p, True
+    for p in range(up_indptr[b], up_indptr[b + 1]):
+        if up_head[p] == a:
+            return p, False
+    return -1, False
+
+
+@njit(cache=True)
+def _unpack(arc, upward, mid_up, mid_down, arc_tail, up_indptr, up_head, arc_edge_up,
+            arc_edge_down, out, size):
     """Append to ``out`` the original edge positions of ``arc`` traversed low -> high
-    (``upward``) or high -> low: an original edge if one costs the arc's cost, else the
-    lower triangle (via ``v``) that does, unpacked in turn. Returns the new size."""
+    (``upward``) or high -> low: its original edge, or the two arcs through the node its
+    customisation went through (``mid_*``), unpacked in turn. Returns the new size (-1
+    if the arcs do not unpack)."""
     stack_arc = np.empty(4096, np.int64)
     stack_up = np.empty(4096, np.bool_)
-    depth = 0
     stack_arc[0] = arc
     stack_up[0] = upward
     depth = 1
     while depth > 0:
+        if depth + 2 > len(stack_arc):
+            return -1
         depth -= 1
         a, goes_up = stack_arc[depth], stack_up[depth]
-        cost = up[a] if goes_up else down[a]
-        edge = arc_edge_up[a] if goes_up else arc_edge_down[a]
-        if edge >= 0 and edge_cost[edge] == cost:
+        middle = mid_up[a] if goes_up else mid_down[a]
+        if middle < 0:
+            edge = arc_edge_up[a] if goes_up else arc_edge_down[a]
+            if edge < 0:
+                return -1
             out[size] = edge
             size += 1
             continue
-        x, y = arc_tail[a], up_head[a]  # low, high
-        for i in range(down_indptr[x], down_indptr[x + 1]):
-            mark[down_tail[i]] = down_arc[i]
-        found = False
-        for i in range(down_indptr[y], down_indptr[y + 1]):
-            v = down_tail[i]
-            a_vx = mark[v]
-            if a_vx < 0:
-                continue
-            a_vy = down_arc[i]
-            if goes_up and down[a_vx] + up[a_vy] == cost:  # x -> v -> y
-                stack_arc[depth], stack_up[depth] = a_vy, True  # pushed first: done last
-                stack_arc[depth + 1], stack_up[depth + 1] = a_vx, False
-                found = True
-            elif not goes_up and down[a_vy] + up[a_vx] == cost:  # y -> v -> x
-                stack_arc[depth], stack_up[depth] = a_vx, True
-                stack_arc[depth + 1], stack_up[depth + 1] = a_vy, False
-                found = True
-            if found:
-                depth += 2
-                break
-        for i in range(down_indptr[x], down_indptr[x + 1]):
-            mark[down_tail[i]] = -1
-        if not found:
-            return -1  # cannot happen on a customised metric
+        low, high = arc_tail[a], up_head[a]
+        start, end = (low, high) if goes_up else (high, low)
+        first, first_low = _arc_between(start, middle, up_indptr, up_head)
+        second, second_low = _arc_between(middle, end, up_indptr, up_head)
+        if first < 0 or second < 0:
+            return -1
+        # start -> middle runs low -> high when start is its arc's lower end
+        stack_arc[depth], stack_up[depth] = second, second_low
+        stack_arc[depth + 1], stack_up[depth + 1] = first, first_low
+        depth += 2
     return size
 
 
 @njit(cache=True)
-def _scalar_settle(u, parent, up_indptr, up_head, down, fwd, chain, dist, via, done, stack,
-                   stamp):
+def _scalar_settle(u, parent, d_indptr, d_head, d_cost, d_arc, fwd, chain, dist, via, done,
+                   stack, stamp):
     """:func:`_cch_settle` for one channel, remembering how each node was reached: ``via``
     the arc from a higher node, or -1 when the upward search's cost is the best."""
     size = 0
@@ -539,28 +541,29 @@ def _scalar_settle(u, parent, up_indptr, up_head, down, fwd, chain, dist, via, d
         x = stack[i]
         best = fwd[x] if chain[x] == stamp else np.inf
         arc = -1
-        for a in range(up_indptr[x], up_indptr[x + 1]):
-            candidate = dist[up_head[a]] + down[a]
+        for a in range(d_indptr[x], d_indptr[x + 1]):
+            candidate = dist[d_head[a]] + d_cost[a]
             if candidate < best:
                 best = candidate
-                arc = a
+                arc = d_arc[a]
         dist[x] = best
         via[x] = arc
         done[x] = stamp
 
 
 @njit(cache=True)
-def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, up, down, down_indptr,
-                     down_tail, down_arc, arc_edge_up, arc_edge_down, edge_cost, root,
-                     targets, fwd, fwd_arc, dist, via, chain, done, stack, mark, stamp):
+def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, mid_up, mid_down, arc_edge_up,
+                     arc_edge_down, u_indptr, u_head, u_cost, u_arc, d_indptr, d_head, d_cost,
+                     d_arc, root, targets, fwd, fwd_arc, dist, via, chain, done, stack, stamp):
     """One-channel shortest paths from ``root`` to each target: the upward search from the
     root, the lazy restricted sweep down each target's ancestors (shared between targets),
     and the path -- up the root's arcs, down the sweep's -- unpacked into original edge
     positions. Returns (cost [T], edges, offsets [T+1]: target t's path is
     ``edges[offsets[t]:offsets[t+1]]``, root first; empty when unreachable or the target
-    is the root). ``fwd`` / ``dist`` [N] float, ``fwd_arc`` / ``via`` / ``chain`` /
-    ``done`` / ``stack`` / ``mark`` [N] int scratch (``mark`` all -1), ``stamp`` new per
-    call."""
+    is the root). The searches run on the arcs each direction keeps (``u_*``: low -> high,
+    ``d_*``: high -> low, each with its arc id; all arcs when not pruned); unpacking uses
+    the customisation's middle nodes. ``fwd`` / ``dist`` [N] float, ``fwd_arc`` / ``via``
+    / ``chain`` / ``done`` / ``stack`` [N] int scratch, ``stamp`` new per call."""
     x = root
     while x >= 0:
         chain[x] = stamp
@@ -573,12 +576,12 @@ def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, up, down, down_indptr
         if fwd[x] == np.inf:  # not reached going up: nothing to relax
             x = parent[x]
             continue
-        for a in range(up_indptr[x], up_indptr[x + 1]):
-            y = up_head[a]
-            candidate = fwd[x] + up[a]
+        for a in range(u_indptr[x], u_indptr[x + 1]):
+            y = u_head[a]
+            candidate = fwd[x] + u_cost[a]
             if candidate < fwd[y]:
                 fwd[y] = candidate
-                fwd_arc[y] = a
+                fwd_arc[y] = u_arc[a]
         x = parent[x]
     n = len(parent)
     cost = np.full(len(targets), np.inf)
@@ -586,13 +589,13 @@ def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, up, down, down_indptr
     edges = np.empty(capacity, np.int64)
     offsets = np.zeros(len(targets) + 1, np.int64)
     size = 0
-    arcs = np.empty(2 * n + 2, np.int64)
+    arcs = np.empty(2 * n + 2, np.int64)  # a path's arcs: at most both chains
     upward = np.empty(2 * n + 2, np.bool_)
     for t in range(len(targets)):
         target = targets[t]
         offsets[t + 1] = size
-        _scalar_settle(target, parent, up_indptr, up_head, down, fwd, chain, dist, via, done,
-                       stack, stamp)
+        _scalar_settle(target, parent, d_indptr, d_head, d_cost, d_arc, fwd, chain, dist, via,
+                       done, stack, stamp)
         if target == root:
             cost[t] = 0.0
             continue
@@ -619,10 +622,109 @@ def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, up, down, down_indptr
                 grown = np.empty(capacity, np.int64)
                 grown[:size] = edges[:size]
                 edges = grown
-            size = _unpack(arcs[i], upward[i], up, down, arc_tail, up_head, down_indptr,
-                           down_tail, down_arc, arc_edge_up, arc_edge_down, edge_cost, mark,
-                           edges, size)
+            size = _unpack(arcs[i], upward[i], mid_up, mid_down, arc_tail, up_indptr,
+                           up_head, arc_edge_up, arc_edge_down, edges, size)
             if size < 0:
                 return cost, edges[:0], offsets
         offsets[t + 1] = size
     return cost, edges[:size], offsets
+
+
+@njit(cache=True)
+def cch_customise_scalar(edge_arc, edge_up, edge_cost, up_indptr, up_head, order):
+    """:func:`cch_customise` for one channel, also recording per arc and direction the
+    middle node of the lower triangle that set its cost (-1: an original edge)."""
+    num_arcs = len(up_head)
+    up = np.full(num_arcs, np.inf)
+    down = np.full(num_arcs, np.inf)
+    mid_up = np.full(num_arcs, -1, np.int64)
+    mid_down = np.full(num_arcs, -1, np.int64)
+    for e in range(len(edge_arc)):
+        a = edge_arc[e]
+        if a < 0:
+            continue
+        if edge_up[e]:
+            up[a] = min(up[a], edge_cost[e])
+        else:
+            down[a] = min(down[a], edge_cost[e])
+    scratch = np.full(len(order), -1, np.int64)
+    for v in order:
+        begin, end = up_indptr[v], up_indptr[v + 1]
+        for i in range(begin, end):
+            x = up_head[i]
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = p
+            for j in range(i + 1, end):
+                xy = scratch[up_head[j]]
+                candidate = down[i] + up[j]  # x -> v -> y
+                if candidate < up[xy]:
+                    up[xy] = candidate
+                    mid_up[xy] = v
+                candidate = down[j] + up[i]  # y -> v -> x
+                if candidate < down[xy]:
+                    down[xy] = candidate
+                    mid_down[xy] = v
+            for p in range(up_indptr[x], up_indptr[x + 1]):
+                scratch[up_head[p]] = -1
+    return up, down, mid_up, mid_down
+
+
+@njit(cache=True)
+def cch_perfect(up_indptr, up_head, order, up, down, mid_up, mid_down):
+    """Perfect customisation of a one-channel metric (Dibbelt, Strasser & Wagner, section
+    "perfect customization"), in place: arcs by decreasing rank of their lower end, each
+    relaxed through its intermediate and upper triangles (x -> z -> y with z above x), so
+    every arc costs the true distance between its ends. Returns per arc whether each
+    direction is still needed: an arc direction some intermediate or upper triangle
+    realises, both legs strictly cheaper, is not (a perfect witness)."""
+    n = len(order)
+    scratch = np.full(n, -1, np.int64)
+    keep_up = np.ones(len(up_head), np.bool_)
+    keep_down = np.ones(len(up_head), np.bool_)
+    for i in range(n - 1, -1, -1):
+        x = order[i]
+        begin, end = up_indptr[x], up_indptr[x + 1]
+        for a in range(begin, end):  # x's upper neighbours, by rank
+            scratch[up_head[a]] = a
+        for a in range(begin, end):
+            y = up_head[a]
+            for b in range(begin, end):
+                if b == a:
+                    continue
+                z = up_head[b]
+                # the arc between y and z (both above x): stored at the lower of the two
+                if b < a:  # rank z < rank y: arc (z, y) at z
+                    c = -1
+                    for p in range(up_indptr[z], up_indptr[z + 1]):
+                        if up_head[p] == y:
+                            c = p
+                            break
+                    if c < 0:
+                        continue
+                    z_to_y, y_to_z = up[c], down[c]
+                else:  # rank z > rank y: arc (y, z) at y
+                    c = -1
+                    for p in range(up_indptr[y], up_indptr[y + 1]):
+                        if up_head[p] == z:
+                            c = p
+                            break
+                    if c < 0:
+                        continue
+                    z_to_y, y_to_z = down[c], up[c]
+                via = up[b] + z_to_y  # x -> z -> y
+                if via <= up[a]:
+                    if via < up[a]:
+                        up[a] = via
+                        mid_up[a] = z
+                    if up[b] < via and z_to_y < via:
+                        keep_up[a] = False
+                via = y_to_z + down[b]  # y -> z -> x
+                if via <= down[a]:
+                    if via < down[a]:
+                        down[a] = via
+                        mid_down[a] = z
+                    if y_to_z < via and down[b] < via:
+                        keep_down[a] = False
+        for a in range(begin, end):
+            scratch[up_head[a]] = -1
+    return keep_up, keep_down
