@@ -42,11 +42,9 @@ benchmarks/traffic.py); trained arms are cached in ``<models-dir>/baltimore/<arm
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -470,15 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     _plot(rows_out, results / "fair.png",
           f"{CITY} held-out day ({int(answered.sum())} trips, all arms answer)")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, cwd=REPO).stdout.strip())
+    from provenance import provenance
+
     out = results / "fair.json"
     out.write_text(json.dumps({
-        "command": " ".join(["python", "benchmarks/fair.py", *(argv or sys.argv[1:])]),
-        "git_commit": commit, "git_dirty": dirty,
-        "created_utc": dt.datetime.now(dt.UTC).isoformat(),
+        **provenance(argv),
         "city": CITY, "split": "held_out_day", "evaluated_trips": len(sub),
         "compared_trips": int(answered.sum()), "reference": reference,
         "seeds": args.seeds, "budget": budget,
