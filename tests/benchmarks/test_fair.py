@@ -109,3 +109,36 @@ def test_no_residual_model_is_one_scalar_channel(bundled_graph):
         ratios[residual] = run.node_time_s[reached] / exact.node_time_s[reached]
     assert np.ptp(ratios[False]) < 1e-4 * ratios[False].mean()  # one constant
     assert np.ptp(ratios[True]) > 1e-2 * ratios[True].mean()  # the channels do differ
+
+
+def test_live_learned_scalar_applies_the_feed_factor(fair, bundled_graph):
+    """The timed + live learned scalar: no state -> the timed scalar's times; a state ->
+    times x exp(clip(gain x prior + theta . features)), the run on those times."""
+    from models.baselines import LearnedScalarBaseline, ScalarConfig
+    from models.live import LIVE_FEATURES, RunKey, TrafficState, no_traffic_features
+    from models.travel_time import line_dijkstra_tree
+
+    segments = bundled_graph.num_segments
+    base = LearnedScalarBaseline(np.asarray(bundled_graph["free_flow_s"], float) * 1.5,
+                                 np.full(bundled_graph.num_turns, 2.0), ScalarConfig())
+    theta = np.zeros(len(LIVE_FEATURES))
+    theta[LIVE_FEATURES.index("observed")] = 0.1
+    model = fair.LiveLearnedScalar(base, 0.5, theta, bundled_graph)
+    np.testing.assert_allclose(model.segment_times_s(RunKey(0)), base.segment_time_s)
+    features = no_traffic_features(segments)
+    smoothed = LIVE_FEATURES.index("smoothed_log_ratio")
+    features[:, smoothed] = -0.4  # prior log factor 0.4 everywhere
+    features[:10, LIVE_FEATURES.index("observed")] = 1.0
+    features[10:20, smoothed] = -20.0  # far beyond the clip
+    state = TrafficState("s", 0.0, features, 0.5)
+    key = RunKey(0, "s", state)
+    expected = np.full(segments, 0.5 * 0.4)
+    expected[:10] += 0.1
+    expected[10:20] = fair.LIVE_LOG_FACTOR_LIMIT
+    np.testing.assert_allclose(model.segment_times_s(key),
+                               base.segment_time_s * np.exp(expected), rtol=1e-6)
+    run = model.run_from(np.array([0]), key)
+    reference = line_dijkstra_tree(bundled_graph, base.segment_time_s * np.exp(expected),
+                                   base.turn_time_s, np.array([0]))
+    np.testing.assert_allclose(run.node_time_s, reference.node_time_s)
+    assert model.identity != fair.LiveLearnedScalar(base, 0.6, theta, bundled_graph).identity
