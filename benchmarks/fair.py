@@ -35,8 +35,8 @@ resampled trips for every arm, so ratios are paired); the seed spread is shown b
 
 Inputs (simulation, graph, feed) are read from ``<cache-dir>/baltimore`` (made by
 benchmarks/traffic.py); trained arms are cached in ``<models-dir>/baltimore/<arm>_seed<s>``
-(keyed by their settings). Prints a table and writes ``benchmarks/results/fair.json`` and
-``benchmarks/results/fair.png``.
+(keyed by their settings). Prints a table and writes ``benchmarks/results/<name>.json``
+and ``<name>.png`` (``--name``, default ``fair``).
 """
 
 from __future__ import annotations
@@ -379,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the cached full-budget model (nar_live_seed0)")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--name", default="fair",
+                        help="results file stem: <results>/<name>.json and <name>.png")
     args = parser.parse_args(argv)
+    if not args.name or "/" in args.name:
+        parser.error("--name must be a plain file stem")
     for name in ("--max-trips", "--epochs", "--draws", "--threads"):
         if getattr(args, name[2:].replace("-", "_")) < 1:
             parser.error(f"{name} must be at least 1")
@@ -466,11 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     print(budget)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    _plot(rows_out, results / "fair.png",
+    _plot(rows_out, results / f"{args.name}.png",
           f"{CITY} held-out day ({int(answered.sum())} trips, all arms answer)")
     from provenance import provenance
 
-    out = results / "fair.json"
+    out = results / f"{args.name}.json"
     out.write_text(json.dumps({
         **provenance(argv),
         "city": CITY, "split": "held_out_day", "evaluated_trips": len(sub),
@@ -484,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "nproc": os.cpu_count(),
         "mape_definition": "mean |predicted - true| / true; trained arms: mean over seeds",
     }, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
-    print(f"wrote {out} and {results / 'fair.png'}")
+    print(f"wrote {out} and {results / f'{args.name}.png'}")
     return 0
 
 
