@@ -8,8 +8,10 @@ those every arm answers (the unanswered count of each arm is shown beside it). A
   5-minute windows the trip drove through (benchmarks/traffic.py; the floor, not a model);
 * ``freeflow``: free-flow Dijkstra on the turn graph;
 * ``live_scalar``: Dijkstra on the latest observed speed per segment (free flow elsewhere);
-* ``learned_scalar_time``: per-segment / per-turn times fitted to the training trips with the
-  NAR model's departure-time features (models.baselines ``learned_scalar_time``);
+* ``learned_scalar``: per-segment / per-turn times fitted to the training trips' driven
+  routes, then Dijkstra (models.baselines; no time, no traffic);
+* ``learned_scalar_time``: the same with the NAR model's departure-time features
+  (models.baselines ``learned_scalar_time``);
 * ``learned_scalar_time_live``: the same plus the NAR model's live traffic features: each
   segment's time is multiplied by ``exp(clip(g * prior + theta . live))``, with ``prior`` the
   feed's implied log time factor (what the NAR encoder adds with its gain ``live_gain``) and
@@ -56,8 +58,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 CITY = "baltimore"
 REFERENCE = "nar_k16"
-TRAINED_ARMS = ("learned_scalar_time_live", "nar_k1", "nar_k16")
-ORDER = ("oracle", "freeflow", "live_scalar", "learned_scalar_time", "learned_scalar_time_live",
+TRAINED_ARMS = ("learned_scalar", "learned_scalar_time_live", "nar_k1", "nar_k16")
+ORDER = ("oracle", "freeflow", "live_scalar", "learned_scalar", "learned_scalar_time",
+         "learned_scalar_time_live",
          "nar_k1", "nar_k16", "nar_k16_full_budget")
 LIVE_LOG_FACTOR_LIMIT = 3.0  # as EtaConfig.max_log_factor
 
@@ -135,6 +138,7 @@ class LiveLearnedScalar:
 
     def __init__(self, base, gain: float, theta: np.ndarray, graph):
         self.base = base
+        self.base.segment_times(graph)  # binds the free-flow floor
         self.base.graph = graph
         self.graph = graph
         self.gain = float(gain)
@@ -240,7 +244,27 @@ def train_arm(arm: str, seed: int, graph, train_frame, snapshot, args, log=print
     directory = Path(args.models_dir) / CITY / f"{arm}_seed{seed}"
     settings = {"arm": arm, "seed": seed, "trips": len(train_frame), "epochs": args.epochs,
                 "minutes": args.train_minutes, "feed": snapshot.key,
-                "scalar_epochs": args.scalar_epochs, "version": 1}
+                "scalar_epochs": args.scalar_epochs,
+                # 2: learned_scalar_time keeps its free-flow floor at every hour
+                "version": 1 if arm.startswith("nar") else 2}
+    if arm == "learned_scalar":  # no time, no traffic: the classical scalar
+        if _stamped(directory, settings):
+            base = load_baseline(directory, graph=graph)
+            base.segment_times(graph)
+            base.graph = graph
+            return base, json.loads((directory / "report.json").read_text())
+        clock = time.perf_counter()
+        base = LearnedScalarBaseline.fit(graph, train_frame, config=ScalarConfig(
+            seed=seed, epochs=args.scalar_epochs), log=log)
+        report = {"train_seconds": round(time.perf_counter() - clock, 1),
+                  "train_trips": len(train_frame)}
+        save_baseline(base, directory, graph=graph, force=True,
+                      extra={"benchmark": "benchmarks/fair.py"})
+        (directory / "report.json").write_text(json.dumps(report))
+        (directory / "settings.json").write_text(json.dumps(settings))
+        base.segment_times(graph)
+        base.graph = graph
+        return base, report
     if arm == "learned_scalar_time_live":
         if _stamped(directory, settings):
             base = load_baseline(directory, graph=graph)
@@ -251,6 +275,7 @@ def train_arm(arm: str, seed: int, graph, train_frame, snapshot, args, log=print
         base = LearnedScalarBaseline.fit(
             graph, train_frame, config=ScalarConfig(seed=seed, time_features=True,
                                                     epochs=args.scalar_epochs), log=log)
+        base.segment_times(graph)  # binds the free-flow floor
         base.graph = graph
         gain, theta = fit_live_terms(base, graph, train_frame, snapshot, log=log)
         report = {"train_seconds": round(time.perf_counter() - clock, 1),
