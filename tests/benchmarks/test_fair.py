@@ -142,3 +142,10 @@ def test_live_learned_scalar_applies_the_feed_factor(fair, bundled_graph):
                                    base.turn_time_s, np.array([0]))
     np.testing.assert_allclose(run.node_time_s, reference.node_time_s)
     assert model.identity != fair.LiveLearnedScalar(base, 0.6, theta, bundled_graph).identity
+
+
+def test_median_bias_is_the_seed_mean_of_medians(fair):
+    true = np.array([100.0, 100.0, 100.0])
+    arm = np.array([[90.0, 100.0, 130.0], [80.0, 70.0, 100.0]])  # medians 0 and -0.2
+    rows = fair.paired_bootstrap(true, {"arm": arm}, reference=None, draws=10)
+    assert rows["arm"]["median_bias"] == pytest.approx(-0.1)
