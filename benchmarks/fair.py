@@ -419,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.cache_dir}/{CITY} has no simulation with a feed: run "
                      "benchmarks/traffic.py --cities baltimore --train-only first")
 
+    from provenance import provenance
+
+    stamp = provenance(argv)  # the commit and tree this run starts from (it may run an hour)
+
     import torch
 
     torch.set_num_threads(args.threads)
@@ -500,11 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     _plot(rows_out, results / f"{args.name}.png",
           f"{CITY} held-out day ({int(answered.sum())} trips, all arms answer)")
-    from provenance import provenance
-
     out = results / f"{args.name}.json"
     out.write_text(json.dumps({
-        **provenance(argv),
+        **stamp,
         "city": CITY, "split": "held_out_day", "evaluated_trips": len(sub),
         "compared_trips": int(answered.sum()), "reference": reference,
         "seeds": args.seeds, "budget": budget,
