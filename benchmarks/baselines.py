@@ -203,6 +203,9 @@ def main() -> int:
         report["cities"][name] = run_city(name, graph_dir, trips, args.cache_dir, args)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    from provenance import provenance
+
+    report = {**provenance(), **report}
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
     return 0

@@ -144,6 +144,13 @@ def main() -> None:
           f"{max_relative_difference:.1e}, statuses identical: {same_status})")
     args.out.mkdir(parents=True, exist_ok=True)
     name = "batch.json" if args.model is None else "batch_eta.json"
+    import importlib.util  # this folder is off sys.path (see the top), so load it by path
+
+    spec = importlib.util.spec_from_file_location("provenance",
+                                                  Path(__file__).parent / "provenance.py")
+    provenance = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(provenance)
+    result = {**provenance.provenance(), **result}
     (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
 
 

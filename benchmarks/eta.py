@@ -229,6 +229,9 @@ def main() -> int:
             transferred, graphs["harrisburg"], tests[("harrisburg", "last_hour")].frame)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    from provenance import provenance
+
+    report = {**provenance(), **report}
     args.out.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {args.out}")
     return 0

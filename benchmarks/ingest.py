@@ -123,9 +123,12 @@ def main() -> None:
     targets = {"ratio_to_osmnx_max": 2.0, "peak_rss_mb_max": 1024}
     met = all(r["ratio_to_osmnx"] <= 2.0 and r["peak_rss_mb"] < 1024 for r in rows)
     print(f"targets {targets}: {'met' if met else 'NOT met'}")
+    from provenance import provenance
+
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest.json").write_text(
-        json.dumps({"rows": rows, "targets": targets, "targets_met": met}, indent=2)
+        json.dumps({**provenance(), "rows": rows, "targets": targets, "targets_met": met},
+                   indent=2)
     )
 
 

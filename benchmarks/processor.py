@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     print(ANCHORS)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {suite: n for suite, (n, _) in suites.items()}
-    payload = {"command": sys.argv, "anchors": ANCHORS, "sizes": sizes, "results": results}
+    from provenance import provenance
+
+    payload = {**provenance(), "argv": sys.argv, "anchors": ANCHORS, "sizes": sizes,
+               "results": results}
     (args.out_dir / "processor.json").write_text(json.dumps(payload, indent=2))
     plot(results, sizes, args.out_dir / "processor_accuracy.png")
     print(f"wrote {args.out_dir / 'processor.json'} and {args.out_dir / 'processor_accuracy.png'}")

@@ -149,6 +149,9 @@ def main() -> int:
               f"{result['torch_frontier_one_run_ms']} ms")
     print(f"targeted vs whole-graph answers: {agreement}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    from provenance import provenance
+
+    result = {**provenance(), **result}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

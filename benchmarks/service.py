@@ -17,6 +17,11 @@ hundreds of requests, which wrk counts as a read error before it reconnects. Pri
 with p50 / requests/s and ratios to OSRM, and writes ``benchmarks/results/service.json``
 (with the git commit and command line).
 
+``--overload`` then loads each nareta server at c=128 and c=1000 (above the
+per-process in-flight limit, ``NARETA_MAX_IN_FLIGHT``) with a script that counts 503s:
+the shed count, answered (2xx) requests/s and p99, so the load shedding is shown
+(``overload`` in the JSON).
+
 Targets (issue 12, learned model, bundled city): p50 at c=1 <= 5x OSRM's; requests/s at c=8
 >= 0.25x OSRM's; 100x100 table <= 3x OSRM's. ``--synthetic`` adds nareta (free flow) on a
 50k-node perturbed grid with trips of the city's straight-line lengths (target: p50 within
@@ -263,20 +268,36 @@ function request()
   count = count + 1
   return wrk.format("GET", paths[(count %% #paths) + 1])
 end
+%s
 function done(summary, latency, requests)
   local e = summary.errors
+  local shed = 0
+  for _, thread in ipairs(threads) do shed = shed + (thread:get("shed") or 0) end
   io.write(string.format(
     'WRKJSON {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,' ..
-    '"errors":%%d,"non_2xx":%%d}\\n', summary.requests, summary.duration,
+    '"errors":%%d,"non_2xx":%%d,"shed_503":%%d}\\n', summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
+    e.connect + e.read + e.write + e.timeout, e.status, shed))
 end
 """
+#: counts 503 answers per thread (only in overload runs: a Lua response() callback makes
+#: wrk parse every response in Lua, which slows the client)
+LUA_COUNT_503 = """
+shed = 0
+function response(status, headers, body)
+  if status == 503 then shed = shed + 1 end
+end
+"""
+#: concurrency levels of ``--overload``: above NARETA_MAX_IN_FLIGHT (64) per process and
+#: far above it, where the server must shed (503 + Retry-After) rather than queue
+OVERLOAD_LEVELS = (128, 1000)
 
 
-def wrk_script(paths: list[str], folder: Path, name: str) -> Path:
+def wrk_script(paths: list[str], folder: Path, name: str, *, count_503: bool = False
+               ) -> Path:
     script = folder / f"{name}.lua"
-    script.write_text(LUA % ("{" + ",".join(json.dumps(p) for p in paths) + "}"))
+    script.write_text(LUA % ("{" + ",".join(json.dumps(p) for p in paths) + "}",
+                             LUA_COUNT_503 if count_503 else ""))
     return script
 
 
@@ -290,7 +311,10 @@ def run_wrk(port: int, script: Path, *, concurrency: int, seconds: float) -> dic
     return {"concurrency": concurrency, "requests": raw["requests"],
             "requests_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
             "p50_ms": raw["p50_us"] / 1000, "p90_ms": raw["p90_us"] / 1000,
-            "p99_ms": raw["p99_us"] / 1000, "errors": raw["errors"], "non_2xx": raw["non_2xx"]}
+            "p99_ms": raw["p99_us"] / 1000, "errors": raw["errors"], "non_2xx": raw["non_2xx"],
+            **({"shed_503": raw["shed_503"], "answered_2xx_per_s": round(
+                (raw["requests"] - raw["non_2xx"]) / (raw["duration_us"] / 1e6), 1)}
+               if "function response" in script.read_text() else {})}
 
 
 def table_ms(servers: list[Server], point_sets: list[np.ndarray]) -> dict[str, dict]:
@@ -411,9 +435,20 @@ def main() -> int:
     parser.add_argument("--synthetic", action="store_true",
                         help="also nareta free flow on a 50k-node synthetic grid")
     parser.add_argument("--synthetic-nodes", type=int, default=50_000)
+    parser.add_argument("--overload", action="store_true",
+                        help="also load each nareta server at c=" + " and c=".join(
+                            map(str, OVERLOAD_LEVELS)) + " and report 503 (shed) counts, "
+                        "answered 2xx/s and p99")
+    parser.add_argument("--overload-seconds", type=float, default=None,
+                        help="seconds per overload level (default: --seconds)")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "service.json")
     args = parser.parse_args()
+    for name in ("seconds", "repeats", "pairs", "workers", "table_size", "table_sets"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.overload_seconds is not None and args.overload_seconds <= 0:
+        parser.error("--overload-seconds must be positive")
     if shutil.which("wrk") is None:
         print(WRK_MISSING, file=sys.stderr)
         return 2
@@ -483,6 +518,11 @@ def main() -> int:
             if free_flow is not None:
                 results["parity_free_flow_vs_osrm"] = parity(servers[0].port, free_flow.port,
                                                              paths[:200])
+            if args.overload:  # last: an overloaded server must not colour the rest
+                results["overload"] = overload(
+                    [s for s in servers if s.name.startswith("nareta")],
+                    wrk_script(paths, scratch, "city_503", count_503=True),
+                    seconds=args.overload_seconds or args.seconds)
         finally:
             for server in servers:
                 server.stop()
@@ -516,6 +556,8 @@ def main() -> int:
     results["load_average_at_end"] = os.getloadavg()
     print()
     results["table_markdown"] = print_table(summary, levels, baseline, args.table_size)
+    if "overload" in results:
+        results["overload_markdown"] = print_overload(results["overload"])
     if "targets_met" in results:
         print("targets (learned model):", results["targets_met"])
     if "parity_free_flow_vs_osrm" in results:
@@ -524,6 +566,37 @@ def main() -> int:
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def overload(servers: list[Server], script: Path, *, seconds: float) -> dict:
+    """Each nareta server at the :data:`OVERLOAD_LEVELS` with a script that counts 503s:
+    requests/s, answered (2xx) per second, 503 (shed) count, other non-2xx, socket errors,
+    p50 / p99 over every answer (shed ones included)."""
+    out: dict = {"levels": list(OVERLOAD_LEVELS), "seconds": seconds,
+                 "max_in_flight_per_process": os.environ.get("NARETA_MAX_IN_FLIGHT", "64"),
+                 "servers": {}}
+    for c in OVERLOAD_LEVELS:
+        for server in servers:
+            row = run_wrk(server.port, script, concurrency=c, seconds=seconds)
+            row["other_non_2xx"] = row["non_2xx"] - row["shed_503"]
+            out["servers"].setdefault(server.name, {})[str(c)] = row
+            print(f"  overload c={c:<4} {server.name:24} p50 {row['p50_ms']:8.2f} ms"
+                  f"  p99 {row['p99_ms']:8.2f} ms  {row['answered_2xx_per_s']:8.1f} 2xx/s"
+                  f"  503 {row['shed_503']}  other non-2xx {row['other_non_2xx']}"
+                  f"  socket errors {row['errors']}", flush=True)
+    return out
+
+
+def print_overload(block: dict) -> list[str]:
+    lines = ["| server | concurrency | requests | 503 shed | answered 2xx/s | p50 ms | p99 ms | "
+             "other non-2xx | socket errors |", "| --- " * 9 + "|"]
+    for name, levels in block["servers"].items():
+        for c, row in levels.items():
+            lines.append(f"| {name} | {c} | {row['requests']} | {row['shed_503']} | "
+                         f"{row['answered_2xx_per_s']:,.1f} | {row['p50_ms']:.1f} | "
+                         f"{row['p99_ms']:.1f} | {row['other_non_2xx']} | {row['errors']} |")
+    print("\n".join(lines))
+    return lines
 
 
 def bench_synthetic(args, scratch: Path, city: Path, city_pairs: np.ndarray,

@@ -24,6 +24,7 @@ KNOWN_LONG = {
     "benchmarks/service.py:main",
     "benchmarks/queries.py:main",
     "benchmarks/batch.py:main",
+    "benchmarks/fair.py:main",
 }
 
 

@@ -258,3 +258,22 @@ def test_learned_scalar_with_time_features_fits_what_the_plain_one_cannot(tmp_pa
     at_twenty = predictor.eta(a, b, pd.Timestamp("2024-05-06 20:00").to_pydatetime()).eta_s
     assert at_eight / at_twenty == pytest.approx(_rush_factor(8.0) / _rush_factor(20.0),
                                                  rel=0.15)
+
+
+def test_timed_scalar_keeps_its_free_flow_floor_at_every_hour():
+    """A time factor below one never takes a segment under ``min_free_flow_share`` x free
+    flow (else Dijkstra routes through the segments it pushed there)."""
+    graph = grid_graph(3)
+    free = graph["free_flow_s"].astype(np.float64)
+    coefficient = np.zeros((graph.num_segments, 5))
+    coefficient[:, 1] = -50.0  # cos(hour) term: a factor of ~exp(-1) around midnight
+    coefficient[0, 1] = 0.0  # one segment without a time effect
+    model = LearnedScalarBaseline(free * 0.9, np.zeros(graph.num_turns),
+                                  ScalarConfig(time_features=True, min_free_flow_share=0.8),
+                                  time_coefficient=coefficient)
+    with pytest.raises(ArtifactError, match="bind it to its graph"):
+        model.segment_times_s(0)
+    model.segment_times(graph)
+    times = model.segment_times_s(0)  # bucket 0: 00:00-00:15, cos ~ 1
+    np.testing.assert_allclose(times[1:], 0.8 * free[1:])
+    assert times[0] == pytest.approx(0.9 * free[0])
