@@ -300,13 +300,13 @@ class EtaModel(nn.Module):
                                            requires_grad=self.config.segment_offsets)
         self._cache_lock = threading.Lock()
         self.attach(graph)
-        self._cache: dict[Any, Latents] = {}
+        self._cache: OrderedDict[Any, Latents] = OrderedDict()
 
     def train(self, mode: bool = True) -> EtaModel:
         """Train/eval mode for encoder and decoder; the processor always stays in eval."""
         super().train(mode)
         self.processor.eval()
-        self._cache = {}  # latents cached in eval mode are stale once weights move
+        self._cache = OrderedDict()  # latents cached in eval mode go stale as weights move
         self.__dict__.pop("_plans", None)
         return self
 
@@ -320,7 +320,7 @@ class EtaModel(nn.Module):
             np.stack([graph["turn_from"], graph["turn_to"]]).astype(np.int64))
         self.segment_index = torch.from_numpy(graph.edge_index.astype(np.int64))
         self.free_flow = torch.from_numpy(graph["free_flow_s"].astype(np.float32))
-        self._cache = {}
+        self._cache = OrderedDict()
         self.__dict__.pop("_plans", None)
 
     @property
@@ -368,6 +368,8 @@ class EtaModel(nn.Module):
         if not self.training:
             with self._cache_lock:
                 cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
             if cached is not None:
                 return cached
         bucket, state = key_parts(key)
@@ -391,10 +393,13 @@ class EtaModel(nn.Module):
             edge_latent = self.weight_encoder(weight)  # [K, H]
         result = Latents(segment_time, penalty, edge_latent, edge_index)
         if not self.training:
-            with self._cache_lock:
-                if len(self._cache) >= 64:
-                    self._cache.clear()
+            with self._cache_lock:  # an LRU bounded in bytes; the newest always stays
                 self._cache[key] = result
+                self._cache.move_to_end(key)
+                while len(self._cache) > 1 and sum(
+                        _latents_bytes(value) for value in self._cache.values()
+                ) > self.latent_cache_mb * 2**20:
+                    self._cache.popitem(last=False)
         return result
 
     def run(self, roots: Tensor, edge_latent: Tensor, edge_index: Tensor, num_keys: int,
@@ -468,6 +473,8 @@ class EtaModel(nn.Module):
     def num_keys(self) -> int:
         return self.mode.num_keys(self.graph)
 
+    #: byte bound of the encoder outputs kept per run key (~1.3 MB each on the bundled city)
+    latent_cache_mb = 64.0
     #: byte bound of the per-run-key plans kept (a plan of the bundled city with its
     #: customised hierarchy is ~25 MB); the newest plan is kept whatever its size
     plan_cache_mb = 256.0
@@ -864,3 +871,9 @@ def _plan_bytes(plan: dict[str, Any]) -> int:
         elif value is not None and hasattr(value, "cost"):
             total += value.cost.nbytes + value.guide.nbytes
     return total
+
+
+def _latents_bytes(latents: Latents) -> int:
+    """Bytes of one run key's encoder outputs (the edge index is the graph's, shared)."""
+    return sum(int(t.element_size() * t.nelement()) for t in (
+        latents.segment_time, latents.turn_penalty, latents.edge_latent))

@@ -205,3 +205,16 @@ def test_plans_are_built_once_under_threads_and_bounded_in_bytes(bundled_graph, 
     model.plan_cache_mb = 0.0  # smaller than any plan: the newest stays
     model._plan(base + 4)
     assert list(model._plans) == [base + 4]
+
+
+def test_latents_cache_is_an_lru_bounded_in_bytes(bundled_graph):
+    from models.eta.model import _latents_bytes
+
+    model = load_model(SHIPPED_ETA, bundled_graph)
+    base = model.time_bucket(None)
+    one = _latents_bytes(model.latents(base))
+    model.latent_cache_mb = 2.5 * one / 2**20  # room for two
+    model.latents(base + 1)
+    model.latents(base)  # used again: the newest now
+    model.latents(base + 2)
+    assert list(model._cache) == [base, base + 2]
