@@ -87,11 +87,16 @@ def _write_random_processor(directory: Path, seed: int) -> None:
 
 
 def _evaluate(model, graph, frame, *, plot_dir: Path | None = None, title: str = "") -> dict:
-    from models.eta.train import predict_frame
-    from models.evaluation.evaluate import evaluate_predictions, plot_results, trip_length_m
+    from models.evaluation.evaluate import (
+        evaluate_predictions,
+        plot_results,
+        predict_trips,
+        trip_length_m,
+    )
+    from models.inference.predictor import Predictor
 
     started = time.perf_counter()
-    predicted = predict_frame(model, frame)
+    predicted = predict_trips(Predictor(graph, model), frame)  # the service's inference path
     if plot_dir is not None:
         plot_dir.mkdir(parents=True, exist_ok=True)
         plot_results(frame["duration_s"].to_numpy(float), predicted,

@@ -161,31 +161,10 @@ def train_live(city: str, graph, frame, snapshot, rows, args, seed: int):
 
 
 def predict(predictor, frame, *, live: bool) -> np.ndarray:
-    """Seconds per trip through Predictor.eta_pairs, one call per 5-minute departure
-    window (trips in a window share their run key); nan where unanswered."""
-    from nareta.errors import InputError
+    """Seconds per trip through the Predictor (models.evaluation.evaluate.predict_trips)."""
+    from models.evaluation.evaluate import predict_trips
 
-    out = np.full(len(frame), np.nan)
-    departure = frame["departure_local"]
-    slot = (frame["departure_s"].to_numpy(float) // 300).astype(np.int64)
-    origins = list(zip(frame["origin_lon"], frame["origin_lat"], strict=True))
-    destinations = list(zip(frame["destination_lon"], frame["destination_lat"], strict=True))
-    saved = predictor.traffic.snapshot
-    if not live:
-        predictor.traffic.replace(None)
-    try:
-        for value in np.unique(slot):
-            rows = np.flatnonzero(slot == value)
-            when = departure.iloc[rows[0]].to_pydatetime()
-            try:
-                result = predictor.eta_pairs([origins[i] for i in rows],
-                                             [destinations[i] for i in rows], when)
-            except InputError:
-                continue
-            out[rows] = result.durations_s
-    finally:
-        predictor.traffic.replace(saved)
-    return out
+    return predict_trips(predictor, frame, live=live)
 
 
 def oracle(graph, frame, observations) -> np.ndarray:

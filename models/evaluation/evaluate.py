@@ -218,3 +218,33 @@ def predict_with_travel_time_model(model, graph, frame, *, chunk: int = 256) -> 
             value[(o == d) & (fd < fo)] = np.inf
             best[rows] = np.minimum(best[rows], value)
     return best
+
+
+def predict_trips(predictor, frame, *, live: bool = True) -> np.ndarray:
+    """Seconds per trip through :meth:`Predictor.eta_pairs` (the one inference path of the
+    service and batch scoring), one call per 5-minute departure window (trips in a window
+    share their run key), each trip snapped from its coordinates and departing at its
+    ``departure_local``; nan where unanswered. ``live=False`` withholds the traffic feed."""
+    from nareta.errors import InputError
+
+    out = np.full(len(frame), np.nan)
+    departure = frame["departure_local"]
+    slot = (frame["departure_s"].to_numpy(float) // 300).astype(np.int64)
+    origins = list(zip(frame["origin_lon"], frame["origin_lat"], strict=True))
+    destinations = list(zip(frame["destination_lon"], frame["destination_lat"], strict=True))
+    saved = predictor.traffic.snapshot
+    if not live:
+        predictor.traffic.replace(None)
+    try:
+        for value in np.unique(slot):
+            rows = np.flatnonzero(slot == value)
+            when = departure.iloc[rows[0]].to_pydatetime()
+            try:
+                result = predictor.eta_pairs([origins[i] for i in rows],
+                                             [destinations[i] for i in rows], when)
+            except InputError:
+                continue
+            out[rows] = result.durations_s
+    finally:
+        predictor.traffic.replace(saved)
+    return out

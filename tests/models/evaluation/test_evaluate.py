@@ -61,3 +61,34 @@ def test_evaluate_cli_writes_metrics_and_plots(tmp_path):
         str(tmp_path / "eval2"),
     )
     assert again.returncode == 2 and "is not a travel-time model" in again.stderr
+
+
+def test_predict_trips_answers_as_the_predictor_does(bundled_graph):
+    """The evaluation path is the service's: each trip's ETA equals Predictor.eta at its
+    departure (grouped by 5-minute window, one eta_pairs call each)."""
+    from pathlib import Path
+
+    from models.evaluation.evaluate import predict_trips
+    from models.inference.predictor import Predictor
+    from models.inference.registry import load_model
+
+    shipped = Path(__file__).resolve().parents[3] / "artifacts_shipped" / "eta_baltimore"
+    model = load_model(shipped, bundled_graph)
+    predictor = Predictor(bundled_graph, model)
+    rng = np.random.default_rng(7)
+    nodes = rng.choice(bundled_graph.num_nodes, (8, 2), replace=False)
+    lon, lat = bundled_graph["node_lon"], bundled_graph["node_lat"]
+    local = pd.Timestamp("2026-11-23 07:00") + pd.to_timedelta(
+        rng.integers(0, 3600, 8), unit="s")
+    frame = pd.DataFrame({
+        "origin_lon": lon[nodes[:, 0]], "origin_lat": lat[nodes[:, 0]],
+        "destination_lon": lon[nodes[:, 1]], "destination_lat": lat[nodes[:, 1]],
+        "departure_local": local,
+        "departure_s": (local - pd.Timestamp("1970-01-01")).total_seconds().to_numpy(),
+    })
+    got = predict_trips(predictor, frame)
+    for i, row in frame.iterrows():
+        want = predictor.eta((row.origin_lon, row.origin_lat),
+                             (row.destination_lon, row.destination_lat),
+                             row.departure_local.to_pydatetime())
+        assert got[i] == want.eta_s
