@@ -18,7 +18,6 @@ _spec.loader.exec_module(checker)
 KNOWN_LONG = {
     # rewritten on the fair-baseline branch (benchmarks/fair.py and the timed scalar):
     # split there, not here, to keep the two branches mergeable
-    "models/baselines/learned.py:LearnedScalarBaseline._fit_once",
     "benchmarks/traffic.py:evaluate_city",
     "benchmarks/eta.py:main",
     "benchmarks/service.py:main",
