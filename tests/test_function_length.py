@@ -22,7 +22,6 @@ KNOWN_LONG = {
     "benchmarks/eta.py:main",
     "benchmarks/queries.py:main",
     "benchmarks/batch.py:main",
-    "benchmarks/fair.py:main",
 }
 
 
