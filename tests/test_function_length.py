@@ -20,7 +20,6 @@ KNOWN_LONG = {
     # split there, not here, to keep the two branches mergeable
     "benchmarks/traffic.py:evaluate_city",
     "benchmarks/eta.py:main",
-    "benchmarks/queries.py:main",
     "benchmarks/batch.py:main",
 }
 
