@@ -19,7 +19,6 @@ KNOWN_LONG = {
     # rewritten on the fair-baseline branch (benchmarks/fair.py and the timed scalar):
     # split there, not here, to keep the two branches mergeable
     "benchmarks/traffic.py:evaluate_city",
-    "benchmarks/batch.py:main",
 }
 
 
