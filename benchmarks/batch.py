@@ -54,7 +54,7 @@ def make_pairs(graph, *, pairs: int, distinct_origins: int, seed: int) -> pd.Dat
     })
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--distinct-origins", type=int, default=5_000)
@@ -66,9 +66,80 @@ def main() -> None:
                              "artifacts_shipped/eta_baltimore for the learned ETA model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def score_both_ways(args, scratch: Path, graph_dir: Path) -> dict[str, dict]:
+    """Score ``scratch/od.parquet`` in one process without Dask, then on a LocalCluster of
+    ``--workers`` workers (into ``out-0`` and ``out-<workers>``): timings per run."""
     from batch.score import score_table
+
+    runs = {}
+    for label, workers in (("1 process, no Dask", 0),
+                           (f"LocalCluster, {args.workers} workers", args.workers)):
+        report = score_table(scratch / "od.parquet", scratch / f"out-{workers}",
+                             graph_dir=graph_dir, model_dir=args.model, workers=workers,
+                             partition_rows=args.partition_rows, progress=False)
+        runs[label] = {
+            "workers": workers,
+            "seconds_end_to_end": round(report.seconds, 2),
+            "cluster_start_s": round(report.cluster_start_s, 2),
+            "scoring_s": round(report.scoring_s, 2),
+            "pairs_per_s_end_to_end": round(args.pairs / report.seconds),
+            "pairs_per_s_scoring": round(args.pairs / report.scoring_s),
+            "status_counts": report.status_counts,
+        }
+    return runs
+
+
+def compare_outputs(scratch: Path, workers: int) -> tuple[bool, float, bool]:
+    """Whether the two runs' ETAs are identical, their largest relative difference, and
+    whether their statuses are identical."""
+    same = pd.read_parquet(scratch / "out-0").sort_values("input_row").reset_index(drop=True)
+    other = pd.read_parquet(scratch / f"out-{workers}").sort_values(
+        "input_row").reset_index(drop=True)
+    a, b = same["eta_s"].to_numpy(), other["eta_s"].to_numpy()
+    identical = bool(np.array_equal(a, b, equal_nan=True))
+    both = np.isfinite(a) & np.isfinite(b)
+    max_relative_difference = float(np.max(np.abs(a[both] - b[both]) / b[both],
+                                           initial=0.0))
+    same_status = bool((same["status"] == other["status"]).all())
+    return identical, max_relative_difference, same_status
+
+
+def print_summary(args, graph, runs: dict, load_before, efficiency: float, identical: bool,
+                  max_relative_difference: float, same_status: bool) -> None:
+    print(f"{args.pairs} OD pairs, {args.distinct_origins} distinct origins, "
+          f"graph {graph.num_nodes} nodes / {graph.num_segments} segments, "
+          f"load average before {load_before[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'mode':<28}{'end-to-end s':>14}{'start-up s':>12}{'scoring s':>11}"
+          f"{'pairs/s e2e':>13}{'pairs/s scoring':>17}")
+    for label, run in runs.items():
+        print(f"{label:<28}{run['seconds_end_to_end']:>14}{run['cluster_start_s']:>12}"
+              f"{run['scoring_s']:>11}{run['pairs_per_s_end_to_end']:>13}"
+              f"{run['pairs_per_s_scoring']:>17}")
+    print(f"scaling efficiency ({args.workers} workers, scoring time): {efficiency:.0%}; "
+          f"answers identical: {identical} (max relative difference "
+          f"{max_relative_difference:.1e}, statuses identical: {same_status})")
+
+
+def write_result(args, result: dict) -> None:
+    """``result`` with provenance to ``--out``/batch.json (batch_eta.json with a model)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "batch.json" if args.model is None else "batch_eta.json"
+    import importlib.util  # this folder is off sys.path (see the top), so load it by path
+
+    spec = importlib.util.spec_from_file_location("provenance",
+                                                  Path(__file__).parent / "provenance.py")
+    provenance = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(provenance)
+    result = {**provenance.provenance(), **result}
+    (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def main() -> None:
+    args = parse_args()
+
     from data_pipeline.ingest import ingest_osm
     from data_pipeline.road_graph import RoadGraph
 
@@ -83,31 +154,8 @@ def main() -> None:
                            seed=args.seed)
         frame.to_parquet(scratch / "od.parquet", index=False)
         load_before = os.getloadavg()
-
-        runs = {}
-        for label, workers in (("1 process, no Dask", 0),
-                               (f"LocalCluster, {args.workers} workers", args.workers)):
-            report = score_table(scratch / "od.parquet", scratch / f"out-{workers}",
-                                 graph_dir=graph_dir, model_dir=args.model, workers=workers,
-                                 partition_rows=args.partition_rows, progress=False)
-            runs[label] = {
-                "workers": workers,
-                "seconds_end_to_end": round(report.seconds, 2),
-                "cluster_start_s": round(report.cluster_start_s, 2),
-                "scoring_s": round(report.scoring_s, 2),
-                "pairs_per_s_end_to_end": round(args.pairs / report.seconds),
-                "pairs_per_s_scoring": round(args.pairs / report.scoring_s),
-                "status_counts": report.status_counts,
-            }
-        same = pd.read_parquet(scratch / "out-0").sort_values("input_row").reset_index(drop=True)
-        other = pd.read_parquet(scratch / f"out-{args.workers}").sort_values(
-            "input_row").reset_index(drop=True)
-        a, b = same["eta_s"].to_numpy(), other["eta_s"].to_numpy()
-        identical = bool(np.array_equal(a, b, equal_nan=True))
-        both = np.isfinite(a) & np.isfinite(b)
-        max_relative_difference = float(np.max(np.abs(a[both] - b[both]) / b[both],
-                                               initial=0.0))
-        same_status = bool((same["status"] == other["status"]).all())
+        runs = score_both_ways(args, scratch, graph_dir)
+        identical, max_relative_difference, same_status = compare_outputs(scratch, args.workers)
 
     single, cluster = runs.values()
     efficiency = cluster["pairs_per_s_scoring"] / (args.workers * single["pairs_per_s_scoring"])
@@ -130,29 +178,9 @@ def main() -> None:
                     "note": "CPU shared with other jobs; timings are indicative"},
         "target_pairs_per_s": 2000,
     }
-    print(f"{args.pairs} OD pairs, {args.distinct_origins} distinct origins, "
-          f"graph {graph.num_nodes} nodes / {graph.num_segments} segments, "
-          f"load average before {load_before[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'mode':<28}{'end-to-end s':>14}{'start-up s':>12}{'scoring s':>11}"
-          f"{'pairs/s e2e':>13}{'pairs/s scoring':>17}")
-    for label, run in runs.items():
-        print(f"{label:<28}{run['seconds_end_to_end']:>14}{run['cluster_start_s']:>12}"
-              f"{run['scoring_s']:>11}{run['pairs_per_s_end_to_end']:>13}"
-              f"{run['pairs_per_s_scoring']:>17}")
-    print(f"scaling efficiency ({args.workers} workers, scoring time): {efficiency:.0%}; "
-          f"answers identical: {identical} (max relative difference "
-          f"{max_relative_difference:.1e}, statuses identical: {same_status})")
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "batch.json" if args.model is None else "batch_eta.json"
-    import importlib.util  # this folder is off sys.path (see the top), so load it by path
-
-    spec = importlib.util.spec_from_file_location("provenance",
-                                                  Path(__file__).parent / "provenance.py")
-    provenance = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(provenance)
-    result = {**provenance.provenance(), **result}
-    (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
-
+    print_summary(args, graph, runs, load_before, efficiency, identical,
+                  max_relative_difference, same_status)
+    write_result(args, result)
 
 if __name__ == "__main__":
     main()

@@ -135,7 +135,7 @@ def _latency(model, graph) -> dict:
             "matrix_100x100_s": round(matrix_s, 2)}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cities", nargs="+", default=["baltimore", "harrisburg"])
     parser.add_argument("--epochs", type=int, default=3)
@@ -154,15 +154,89 @@ def main() -> int:
     parser.add_argument("--baseline-cache", type=Path,
                         default=REPO / "runs" / "benchmarks" / "baselines")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "eta.json")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def baltimore_extras(city: str, split: str, graph, train, test, args) -> dict:
+    """The ``--extras`` on Baltimore's last hour: node mode, a random processor, and the
+    NAR model and the learned scalar on 10% of the training trips."""
+    from models.baselines.learned import LearnedScalarBaseline
+    from models.evaluation.evaluate import evaluate_predictions, trip_length_m
+
+    extras = {}
+    if "node" in args.extras:
+        node, s_node, _ = _train_or_load(f"{city}-{split}-node", graph, train.frame,
+                                         args.cache_dir / city, args,
+                                         graph_mode="node")
+        extras["nar_eta_node_mode"] = {**_evaluate(node, graph, test.frame),
+                                       "train_seconds": s_node}
+    if "random" in args.extras:
+        rand, s_rand, _ = _train_or_load(f"{city}-{split}-random", graph,
+                                         train.frame, args.cache_dir / city, args,
+                                         random_processor=True)
+        extras["nar_eta_random_processor"] = {**_evaluate(rand, graph, test.frame),
+                                              "train_seconds": s_rand}
+    if "low" in args.extras:
+        small = train.frame.sample(frac=0.1, random_state=args.seed)
+        small = small.reset_index(drop=True)
+        low, s_low, n_low = _train_or_load(f"{city}-{split}-turn-10pct", graph,
+                                           small, args.cache_dir / city, args)
+        extras["nar_eta_10pct"] = {**_evaluate(low, graph, test.frame),
+                                   "train_seconds": s_low, "train_trips": n_low}
+        scalar = LearnedScalarBaseline.fit(graph, small, log=lambda *_: None)
+        predicted = scalar.predict(graph, test.frame)
+        extras["learned_scalar_10pct"] = evaluate_predictions(
+            test.frame["duration_s"].to_numpy(float), predicted,
+            trip_length_m(graph, test.frame),
+            test.frame["departure_hour"].to_numpy(float))
+    return extras
+
+
+def run_city(city: str, args, base_args) -> tuple[dict, object, dict]:
+    """One city: the baselines (benchmarks/baselines.py), then the NAR model trained (or
+    loaded) and evaluated on each split, its cost, and Baltimore's extras. Returns the
+    city's result, its graph and the test part of each split."""
+    from data_pipeline.road_graph import RoadGraph
+    from data_pipeline.trips import read_trips, snap_trips, split_by_area, split_by_time
+
+    graph_dir, trips_path, _ = baselines_benchmark.prepare_city(
+        city, baselines_benchmark.CITIES[city], args.baseline_cache, base_args)
+    baseline_results = baselines_benchmark.run_city(city, graph_dir, trips_path,
+                                                    args.baseline_cache, base_args)
+    graph = RoadGraph.load(graph_dir)
+    table = snap_trips(read_trips(trips_path), graph)
+    splits = {"last_hour": split_by_time(table, holdout_hours=1.0),
+              "held_out_zones": split_by_area(table, zone_size_m=1000.0, holdout_share=0.2,
+                                              seed=args.seed)}
+    city_result: dict = {"splits": {}}
+    tests = {}
+    splits = {name: value for name, value in splits.items() if name in args.splits}
+    for split, (train, test) in splits.items():
+        models = dict(baseline_results["splits"][split]["models"])
+        model, seconds, trips = _train_or_load(f"{city}-{split}-turn", graph, train.frame,
+                                               args.cache_dir / city, args)
+        metrics = _evaluate(model, graph, test.frame,
+                            plot_dir=args.out.parent / "eta_plots" / f"{city}-{split}",
+                            title=f"NAR ETA, {city}, {split}")
+        metrics.update(train_seconds=seconds, train_trips=trips)
+        models["nar_eta"] = metrics
+        city_result["splits"][split] = {"train_trips": len(train), "test_trips": len(test),
+                                        "models": models}
+        tests[split] = test
+        if split == "last_hour":
+            city_result["cost"] = {"train_seconds": seconds, "train_trips": trips,
+                                   **_latency(model, graph)}
+        if city == "baltimore" and split == "last_hour" and not args.skip_extras:
+            city_result["extras"] = baltimore_extras(city, split, graph, train, test, args)
+    return city_result, graph, tests
+
+
+def main() -> int:
+    args = parse_args()
 
     import torch
 
-    from data_pipeline.road_graph import RoadGraph
-    from data_pipeline.trips import read_trips, snap_trips, split_by_area, split_by_time
-    from models.baselines.learned import LearnedScalarBaseline
     from models.eta.model import EtaModel
-    from models.evaluation.evaluate import evaluate_predictions, trip_length_m
 
     torch.set_num_threads(1)
     base_args = argparse.Namespace(hours=3.0, profile="rush", rate=2500.0, seed=args.seed,
@@ -171,61 +245,8 @@ def main() -> int:
     report: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "cities": {}}
     graphs, tests = {}, {}
     for city in args.cities:
-        graph_dir, trips_path, _ = baselines_benchmark.prepare_city(
-            city, baselines_benchmark.CITIES[city], args.baseline_cache, base_args)
-        baseline_results = baselines_benchmark.run_city(city, graph_dir, trips_path,
-                                                        args.baseline_cache, base_args)
-        graph = RoadGraph.load(graph_dir)
-        graphs[city] = graph
-        table = snap_trips(read_trips(trips_path), graph)
-        splits = {"last_hour": split_by_time(table, holdout_hours=1.0),
-                  "held_out_zones": split_by_area(table, zone_size_m=1000.0, holdout_share=0.2,
-                                                  seed=args.seed)}
-        city_result: dict = {"splits": {}}
-        splits = {name: value for name, value in splits.items() if name in args.splits}
-        for split, (train, test) in splits.items():
-            models = dict(baseline_results["splits"][split]["models"])
-            model, seconds, trips = _train_or_load(f"{city}-{split}-turn", graph, train.frame,
-                                                   args.cache_dir / city, args)
-            metrics = _evaluate(model, graph, test.frame,
-                                plot_dir=args.out.parent / "eta_plots" / f"{city}-{split}",
-                                title=f"NAR ETA, {city}, {split}")
-            metrics.update(train_seconds=seconds, train_trips=trips)
-            models["nar_eta"] = metrics
-            city_result["splits"][split] = {"train_trips": len(train), "test_trips": len(test),
-                                            "models": models}
-            tests[(city, split)] = test
-            if split == "last_hour":
-                city_result["cost"] = {"train_seconds": seconds, "train_trips": trips,
-                                       **_latency(model, graph)}
-            if city == "baltimore" and split == "last_hour" and not args.skip_extras:
-                extras = {}
-                if "node" in args.extras:
-                    node, s_node, _ = _train_or_load(f"{city}-{split}-node", graph, train.frame,
-                                                     args.cache_dir / city, args,
-                                                     graph_mode="node")
-                    extras["nar_eta_node_mode"] = {**_evaluate(node, graph, test.frame),
-                                                   "train_seconds": s_node}
-                if "random" in args.extras:
-                    rand, s_rand, _ = _train_or_load(f"{city}-{split}-random", graph,
-                                                     train.frame, args.cache_dir / city, args,
-                                                     random_processor=True)
-                    extras["nar_eta_random_processor"] = {**_evaluate(rand, graph, test.frame),
-                                                          "train_seconds": s_rand}
-                if "low" in args.extras:
-                    small = train.frame.sample(frac=0.1, random_state=args.seed)
-                    small = small.reset_index(drop=True)
-                    low, s_low, n_low = _train_or_load(f"{city}-{split}-turn-10pct", graph,
-                                                       small, args.cache_dir / city, args)
-                    extras["nar_eta_10pct"] = {**_evaluate(low, graph, test.frame),
-                                               "train_seconds": s_low, "train_trips": n_low}
-                    scalar = LearnedScalarBaseline.fit(graph, small, log=lambda *_: None)
-                    predicted = scalar.predict(graph, test.frame)
-                    extras["learned_scalar_10pct"] = evaluate_predictions(
-                        test.frame["duration_s"].to_numpy(float), predicted,
-                        trip_length_m(graph, test.frame),
-                        test.frame["departure_hour"].to_numpy(float))
-                city_result["extras"] = extras
+        city_result, graphs[city], city_tests = run_city(city, args, base_args)
+        tests.update({(city, split): test for split, test in city_tests.items()})
         report["cities"][city] = city_result
     if "baltimore" in graphs and "harrisburg" in graphs:
         source = args.cache_dir / "baltimore" / "baltimore-last_hour-turn"
@@ -240,7 +261,6 @@ def main() -> int:
     args.out.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {args.out}")
     return 0
-
 
 def print_table(report: dict) -> None:
     print(f"{'city':<11} {'split':<15} {'model':<26} {'MAPE':>6} {'medAPE':>7} {'±10%':>6} "

@@ -388,7 +388,8 @@ def _plot(rows: dict[str, dict], path: Path, title: str) -> None:
 
 
 # --------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options, checked (exit 2 naming the problem, also a missing simulation)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache-dir", default=str(REPO / "runs" / "traffic"),
                         help="benchmarks/traffic.py's cache: <dir>/baltimore holds the "
@@ -423,22 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.cache_dir) / CITY / "trips.traffic.parquet").is_file():
         parser.error(f"{args.cache_dir}/{CITY} has no simulation with a feed: run "
                      "benchmarks/traffic.py --cities baltimore --train-only first")
+    return args
 
-    from provenance import provenance
 
-    stamp = provenance(argv)  # the commit and tree this run starts from (it may run an hour)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from traffic import load_city, oracle, predict, splits
-
-    started = time.perf_counter()
-    folder = Path(args.cache_dir) / CITY
-    graph, frame, snapshot, _, _ = load_city(folder)
-    masks = splits(frame, seed=0)
-    print(f"{CITY}: {len(frame)} trips; train {int(masks['train'].sum())}, held-out day "
-          f"{int(masks['held_out_day'].sum())}", flush=True)
+def train_arms(args, graph, frame, masks, snapshot) -> tuple[dict[str, list], dict[str, list]]:
+    """Every trained arm for every seed (seed by seed, so a crash keeps whole seeds): the
+    models and the training reports (without their history) per arm."""
     models: dict[str, list] = {arm: [] for arm in args.arms}
     reports: dict[str, list] = {arm: [] for arm in args.arms}
     for seed in args.seeds:  # seed by seed, so a crash keeps whole seeds
@@ -450,16 +441,20 @@ def main(argv: list[str] | None = None) -> int:
             models[arm].append(model)
             reports[arm].append({k: v for k, v in report.items() if k != "history"})
             print(f"{arm} seed {seed}: ready in {time.perf_counter() - clock:.0f} s", flush=True)
-    if args.train_only:
-        return 0
+    return models, reports
+
+
+def predict_arms(args, graph, sub, snapshot, folder: Path, models: dict[str, list]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Live predictions on ``sub`` of the oracle, the untrained arms, the full-budget model
+    (if cached) and every trained arm (``[seeds, N]``; the timed scalar of
+    ``learned_scalar_time_live`` too), with the seconds each arm took."""
+    from traffic import oracle, predict
 
     from models.eta.model import EtaModel
     from models.inference.predictor import Predictor
     from models.inference.travel_time import FreeFlowTurnModel, LiveScalarModel
 
-    rows = evaluation_rows(masks, args.max_eval_trips)
-    sub = frame.iloc[rows].reset_index(drop=True)
-    true = sub["duration_s"].to_numpy(float)
     single = {"freeflow": FreeFlowTurnModel(graph), "live_scalar": LiveScalarModel(graph)}
     if "learned_scalar_time_live" in models:
         single["learned_scalar_time"] = None  # one per seed, below
@@ -491,13 +486,12 @@ def main(argv: list[str] | None = None) -> int:
         predictions[arm] = np.stack(values)
     if "learned_scalar_time" in predictions:
         predictions["learned_scalar_time"] = np.stack(predictions["learned_scalar_time"])
-    answered, unanswered = common_answered(predictions)
-    reference = REFERENCE if REFERENCE in predictions else None
-    rows_out = paired_bootstrap(true[answered], {k: np.atleast_2d(v)[:, answered]
-                                                 for k, v in predictions.items()},
-                                reference=reference, draws=args.draws)
-    for name, row in rows_out.items():
-        row["unanswered"] = unanswered[name]
+    return predictions, seconds
+
+
+def write_results(args, stamp: dict, *, sub, answered: np.ndarray, reference: str | None,
+                  rows_out: dict, reports: dict, seconds: dict, started: float) -> None:
+    """Print the table and the budget line, plot, and write ``<results>/<name>.json``."""
     table = _table(rows_out, int(answered.sum()))
     budget = (f"reduced budget: {args.max_trips} training trips per seed, {args.epochs} "
               f"epoch(s), NAR runs capped at {args.train_minutes:g} min on {args.threads} "
@@ -524,8 +518,44 @@ def main(argv: list[str] | None = None) -> int:
         "mape_definition": "mean |predicted - true| / true; trained arms: mean over seeds",
     }, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
     print(f"wrote {out} and {results / f'{args.name}.png'}")
-    return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    from provenance import provenance
+
+    stamp = provenance(argv)  # the commit and tree this run starts from (it may run an hour)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from traffic import load_city, splits
+
+    started = time.perf_counter()
+    folder = Path(args.cache_dir) / CITY
+    graph, frame, snapshot, _, _ = load_city(folder)
+    masks = splits(frame, seed=0)
+    print(f"{CITY}: {len(frame)} trips; train {int(masks['train'].sum())}, held-out day "
+          f"{int(masks['held_out_day'].sum())}", flush=True)
+    models, reports = train_arms(args, graph, frame, masks, snapshot)
+    if args.train_only:
+        return 0
+
+    rows = evaluation_rows(masks, args.max_eval_trips)
+    sub = frame.iloc[rows].reset_index(drop=True)
+    true = sub["duration_s"].to_numpy(float)
+    predictions, seconds = predict_arms(args, graph, sub, snapshot, folder, models)
+    answered, unanswered = common_answered(predictions)
+    reference = REFERENCE if REFERENCE in predictions else None
+    rows_out = paired_bootstrap(true[answered], {k: np.atleast_2d(v)[:, answered]
+                                                 for k, v in predictions.items()},
+                                reference=reference, draws=args.draws)
+    for name, row in rows_out.items():
+        row["unanswered"] = unanswered[name]
+    write_results(args, stamp, sub=sub, answered=answered, reference=reference,
+                  rows_out=rows_out, reports=reports, seconds=seconds, started=started)
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

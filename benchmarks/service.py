@@ -415,7 +415,8 @@ def print_table(summary: dict, levels: list[int], baseline: str, table_size: int
 
 
 # ---------------------------------------------------------------------- main
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """Command-line options, checked (exit 2 naming the bad option)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per server and level")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds")
@@ -449,12 +450,12 @@ def main() -> int:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.overload_seconds is not None and args.overload_seconds <= 0:
         parser.error("--overload-seconds must be positive")
-    if shutil.which("wrk") is None:
-        print(WRK_MISSING, file=sys.stderr)
-        return 2
-    levels = [int(c) for c in args.concurrency.split(",")]
-    rng = np.random.default_rng(args.seed)
-    results: dict = {
+    return args
+
+
+def run_description(args: argparse.Namespace) -> dict:
+    """The results file's opening keys: command, commit, machine, settings, wrk, targets."""
+    return {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git_commit(),
         "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
         "seconds_per_level": args.seconds, "repeats": args.repeats, "pairs": args.pairs,
@@ -462,6 +463,124 @@ def main() -> int:
                                           "profile": "car.lua", "threads": args.osrm_threads},
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(
             "\n")[0].strip(), "targets": TARGETS}
+
+
+def start_servers(servers: list[Server], args: argparse.Namespace, bin_dir: Path, base: Path,
+                  city: Path, scratch: Path) -> None:
+    """Start osrm-routed, then one nareta server per ``--models`` entry, appending each to
+    ``servers`` as it starts (so the caller stops whichever started)."""
+    servers.append(osrm_routed(bin_dir, base, args.osrm_threads,
+                               scratch / "osrm.log"))
+    for model in args.models.split(","):
+        label = "nareta, free flow" if model == "freeflow" else (
+            "nareta, learned model" if model == SHIPPED_MODEL else f"nareta, {model}")
+        servers.append(nareta(label, city, model, args.workers,
+                              scratch / f"{len(servers)}.log"))
+
+
+def load_servers(servers: list[Server], script: Path, health: Path, levels: list[int],
+                 args: argparse.Namespace) -> tuple[dict[str, dict[str, list[dict]]], list]:
+    """Warm up, then ``--repeats`` rounds of wrk on ``/route`` at each concurrency (servers
+    and levels interleaved) and ``/health`` at c=8 on the first nareta server each round:
+    wrk rows per server and level, and the health rows."""
+    runs: dict[str, dict[str, list[dict]]] = {s.name: {} for s in servers}
+    health_rows = []
+    for _ in range(2):  # warm-up: compile paths, fill OS caches, open connections
+        for server in servers:
+            run_wrk(server.port, script, concurrency=2, seconds=1)
+    for round_index in range(args.repeats):
+        for c in levels:
+            for server in servers:
+                row = run_wrk(server.port, script, concurrency=c, seconds=args.seconds)
+                runs[server.name].setdefault(str(c), []).append(row)
+                print(f"  round {round_index + 1} c={c:<3} {server.name:24}"
+                      f" p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
+                      f"  {row['requests_per_s']:8.1f} req/s"
+                      f"  non-2xx {row['non_2xx']}  socket errors {row['errors']}",
+                      flush=True)
+        health_rows.append(run_wrk(servers[1].port, health, concurrency=8,
+                                   seconds=args.seconds))
+    return runs, health_rows
+
+
+def summarise_servers(servers: list[Server], runs: dict, health_rows: list,
+                      table_sets: np.ndarray) -> dict:
+    """Per server: median wrk figures per level and the raw runs, then each server's
+    ``/table`` time (timed here, interleaved), and the ``/health`` entry."""
+    summary: dict = {}
+    for server in servers:
+        summary[server.name] = {
+            "levels": {c: medians(rows) for c, rows in runs[server.name].items()},
+            "runs": runs[server.name]}
+    for name, table in table_ms(servers, list(table_sets)).items():
+        summary[name]["table"] = table
+        summary[name]["table_ms"] = table["median_ms"]
+        print(f"  table {table['size']} {name:24} {table['median_ms']:.1f} ms "
+              f"(runs {table['runs_ms']})", flush=True)
+    summary[f"{servers[1].name}: GET /health"] = {
+        "levels": {"8": medians(health_rows)}, "runs": {"8": health_rows}}
+    return summary
+
+
+def add_ratios(summary: dict, baseline: str) -> None:
+    """Each entry's ``ratios`` to the ``baseline`` (OSRM): p50 and requests/s per level, and
+    the table time."""
+    for name, entry in summary.items():
+        if name == baseline:
+            continue
+        ratios: dict = {"levels": {}}
+        for c, level in entry["levels"].items():
+            reference = summary[baseline]["levels"].get(c)
+            if reference is None:
+                continue
+            ratios["levels"][c] = {
+                "p50": round(level["p50_ms"] / reference["p50_ms"], 2),
+                "requests_per_s": round(level["requests_per_s"]
+                                        / reference["requests_per_s"], 3)}
+        if entry.get("table_ms"):
+            ratios["table"] = round(entry["table_ms"] / summary[baseline]["table_ms"], 2)
+        entry["ratios"] = ratios
+
+
+def targets_met(summary: dict) -> dict | None:
+    """Whether the learned model's ratios meet :data:`TARGETS` (None without it)."""
+    learned = summary.get("nareta, learned model", {}).get("ratios")
+    if not learned:
+        return None
+    return {
+        "p50_c1": learned["levels"].get("1", {}).get("p50", np.inf)
+        <= TARGETS["p50_c1_ratio_max"],
+        "rps_c8": learned["levels"].get("8", {}).get("requests_per_s", 0)
+        >= TARGETS["rps_c8_ratio_min"],
+        "table": learned.get("table", np.inf) <= TARGETS["table_ratio_max"]}
+
+
+def report(results: dict, summary: dict, levels: list[int], baseline: str,
+           args: argparse.Namespace) -> None:
+    """Print the tables, targets and parity, and write ``results`` to ``--out``."""
+    results["servers"] = summary
+    results["load_average_at_end"] = os.getloadavg()
+    print()
+    results["table_markdown"] = print_table(summary, levels, baseline, args.table_size)
+    if "overload" in results:
+        results["overload_markdown"] = print_overload(results["overload"])
+    if "targets_met" in results:
+        print("targets (learned model):", results["targets_met"])
+    if "parity_free_flow_vs_osrm" in results:
+        print("parity (free flow vs OSRM):", results["parity_free_flow_vs_osrm"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {args.out}")
+
+
+def main() -> int:
+    args = parse_args()
+    if shutil.which("wrk") is None:
+        print(WRK_MISSING, file=sys.stderr)
+        return 2
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rng = np.random.default_rng(args.seed)
+    results = run_description(args)
     servers: list[Server] = []
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
@@ -478,42 +597,9 @@ def main() -> int:
             script = wrk_script(paths, scratch, "city")
             health = wrk_script(["/health"], scratch, "health")
             print("starting servers", flush=True)
-            servers.append(osrm_routed(bin_dir, base, args.osrm_threads,
-                                       scratch / "osrm.log"))
-            for model in args.models.split(","):
-                label = "nareta, free flow" if model == "freeflow" else (
-                    "nareta, learned model" if model == SHIPPED_MODEL else f"nareta, {model}")
-                servers.append(nareta(label, city, model, args.workers,
-                                      scratch / f"{len(servers)}.log"))
-            runs: dict[str, dict[str, list[dict]]] = {s.name: {} for s in servers}
-            health_rows = []
-            for _ in range(2):  # warm-up: compile paths, fill OS caches, open connections
-                for server in servers:
-                    run_wrk(server.port, script, concurrency=2, seconds=1)
-            for round_index in range(args.repeats):
-                for c in levels:
-                    for server in servers:
-                        row = run_wrk(server.port, script, concurrency=c, seconds=args.seconds)
-                        runs[server.name].setdefault(str(c), []).append(row)
-                        print(f"  round {round_index + 1} c={c:<3} {server.name:24}"
-                              f" p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
-                              f"  {row['requests_per_s']:8.1f} req/s"
-                              f"  non-2xx {row['non_2xx']}  socket errors {row['errors']}",
-                              flush=True)
-                health_rows.append(run_wrk(servers[1].port, health, concurrency=8,
-                                           seconds=args.seconds))
-            summary: dict = {}
-            for server in servers:
-                summary[server.name] = {
-                    "levels": {c: medians(rows) for c, rows in runs[server.name].items()},
-                    "runs": runs[server.name]}
-            for name, table in table_ms(servers, list(table_sets)).items():
-                summary[name]["table"] = table
-                summary[name]["table_ms"] = table["median_ms"]
-                print(f"  table {table['size']} {name:24} {table['median_ms']:.1f} ms "
-                      f"(runs {table['runs_ms']})", flush=True)
-            summary[f"{servers[1].name}: GET /health"] = {
-                "levels": {"8": medians(health_rows)}, "runs": {"8": health_rows}}
+            start_servers(servers, args, bin_dir, base, city, scratch)
+            runs, health_rows = load_servers(servers, script, health, levels, args)
+            summary = summarise_servers(servers, runs, health_rows, table_sets)
             free_flow = next((s for s in servers if s.name == "nareta, free flow"), None)
             if free_flow is not None:
                 results["parity_free_flow_vs_osrm"] = parity(servers[0].port, free_flow.port,
@@ -527,46 +613,14 @@ def main() -> int:
             for server in servers:
                 server.stop()
         baseline = servers[0].name
-        for name, entry in summary.items():
-            if name == baseline:
-                continue
-            ratios: dict = {"levels": {}}
-            for c, level in entry["levels"].items():
-                reference = summary[baseline]["levels"].get(c)
-                if reference is None:
-                    continue
-                ratios["levels"][c] = {
-                    "p50": round(level["p50_ms"] / reference["p50_ms"], 2),
-                    "requests_per_s": round(level["requests_per_s"]
-                                            / reference["requests_per_s"], 3)}
-            if entry.get("table_ms"):
-                ratios["table"] = round(entry["table_ms"] / summary[baseline]["table_ms"], 2)
-            entry["ratios"] = ratios
-        learned = summary.get("nareta, learned model", {}).get("ratios")
-        if learned:
-            results["targets_met"] = {
-                "p50_c1": learned["levels"].get("1", {}).get("p50", np.inf)
-                <= TARGETS["p50_c1_ratio_max"],
-                "rps_c8": learned["levels"].get("8", {}).get("requests_per_s", 0)
-                >= TARGETS["rps_c8_ratio_min"],
-                "table": learned.get("table", np.inf) <= TARGETS["table_ratio_max"]}
+        add_ratios(summary, baseline)
+        met = targets_met(summary)
+        if met is not None:
+            results["targets_met"] = met
         if args.synthetic:
             results["synthetic"] = bench_synthetic(args, scratch, city, pairs, levels)
-    results["servers"] = summary
-    results["load_average_at_end"] = os.getloadavg()
-    print()
-    results["table_markdown"] = print_table(summary, levels, baseline, args.table_size)
-    if "overload" in results:
-        results["overload_markdown"] = print_overload(results["overload"])
-    if "targets_met" in results:
-        print("targets (learned model):", results["targets_met"])
-    if "parity_free_flow_vs_osrm" in results:
-        print("parity (free flow vs OSRM):", results["parity_free_flow_vs_osrm"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out}")
+    report(results, summary, levels, baseline, args)
     return 0
-
 
 def overload(servers: list[Server], script: Path, *, seconds: float) -> dict:
     """Each nareta server at the :data:`OVERLOAD_LEVELS` with a script that counts 503s:

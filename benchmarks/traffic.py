@@ -236,11 +236,8 @@ def bootstrap_mape(true, predicted, *, draws: int = 500, seed: int = 0) -> list[
 
 # --------------------------------------------------------------------------- one city
 def evaluate_city(city: str, args, live_models: dict) -> dict:
-    from models.baselines.learned import LearnedScalarBaseline
-    from models.eta.model import EtaModel, FeatureScaler
-    from models.inference.predictor import Predictor
-    from models.inference.travel_time import FreeFlowTurnModel, LiveScalarModel
-
+    """Simulate (or load) ``city``, train its live NAR model, then evaluate every arm on the
+    held-out day, the last hour and in-distribution trips (``{}`` with ``--train-only``)."""
     folder = simulate(city, args)
     graph, frame, snapshot, manifest, feed_report = load_city(folder)
     masks = splits(frame, seed=args.seed, holdout_s=getattr(args, "holdout_s", 3600.0))
@@ -253,6 +250,35 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
     if args.train_only:
         return {}
     train_seconds = training.get("train_seconds")
+    predictors, scalar_seconds = city_predictors(city, graph, frame, masks, model, args)
+    for predictor in predictors.values():
+        predictor.set_traffic(snapshot)
+
+    evaluated = bound_evaluation(frame, masks, args)
+    sub = frame[evaluated].reset_index(drop=True)
+    sub_masks = {name: mask[evaluated] for name, mask in masks.items() if name != "train"}
+    predictions, timings = predict_arms(graph, sub, snapshot, predictors)
+    true = sub["duration_s"].to_numpy(float)
+    results = split_metrics(true, predictions, sub_masks)
+    _plots(city, sub, true, predictions, sub_masks["held_out_day"], args)
+    return {
+        "trips": int(len(frame)), "days": manifest.get("days"), "feed": feed_report.to_json(),
+        "splits": results, "train_seconds": train_seconds,
+        "training": {k: v for k, v in training.items() if k != "history"},
+        "training_history": training.get("history"),
+        "learned_scalar_fit_seconds": round(scalar_seconds, 1),
+        "prediction_seconds": timings, "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def city_predictors(city: str, graph, frame, masks, model, args) -> tuple[dict, float]:
+    """A Predictor per arm: free flow, live scalar, the live NAR model, the learned scalar
+    (fitted here on the training split; its fit seconds returned too), the shipped model
+    on Baltimore when comparable, and Baltimore's model zero-shot on other cities."""
+    from models.baselines.learned import LearnedScalarBaseline
+    from models.eta.model import EtaModel, FeatureScaler
+    from models.inference.predictor import Predictor
+    from models.inference.travel_time import FreeFlowTurnModel, LiveScalarModel
 
     predictors = {
         "freeflow": Predictor(graph, FreeFlowTurnModel(graph)),
@@ -281,9 +307,12 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
         restandardised.scaler = FeatureScaler.fit(graph)
         restandardised.attach(graph)
         predictors["nar_live_zero_shot_restandardised"] = Predictor(graph, restandardised)
-    for predictor in predictors.values():
-        predictor.set_traffic(snapshot)
+    return predictors, scalar_seconds
 
+
+def bound_evaluation(frame, masks: dict[str, np.ndarray], args) -> np.ndarray:
+    """Cap each evaluated split at ``--max-eval-trips`` random trips (``masks`` updated in
+    place); the mask of trips any evaluated split keeps."""
     rng = np.random.default_rng(args.seed)
     for split in ("held_out_day", "last_hour", "in_distribution"):  # bounded evaluation cost
         rows = np.flatnonzero(masks[split])
@@ -291,9 +320,12 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
             keep = np.zeros(len(frame), dtype=bool)
             keep[rng.choice(rows, args.max_eval_trips, replace=False)] = True
             masks[split] = keep
-    evaluated = masks["held_out_day"] | masks["last_hour"] | masks["in_distribution"]
-    sub = frame[evaluated].reset_index(drop=True)
-    sub_masks = {name: mask[evaluated] for name, mask in masks.items() if name != "train"}
+    return masks["held_out_day"] | masks["last_hour"] | masks["in_distribution"]
+
+
+def predict_arms(graph, sub, snapshot, predictors: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """Each predictor's live predictions on ``sub`` (timed), the NAR model without the
+    feed, free flow and learned scalar scaled by the recent-trips index, and the oracle."""
     predictions: dict[str, np.ndarray] = {}
     timings = {}
     for name, predictor in predictors.items():
@@ -307,7 +339,13 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
     predictions["learned_scalar_x_index"] = index_scaled(sub, predictions["learned_scalar"],
                                                          everything)
     predictions["oracle"] = oracle(graph, sub, snapshot.observations)
-    true = sub["duration_s"].to_numpy(float)
+    return predictions, timings
+
+
+def split_metrics(true: np.ndarray, predictions: dict[str, np.ndarray],
+                  sub_masks: dict[str, np.ndarray]) -> dict:
+    """Per split: metrics of every arm on the trips all arms answer, with a bootstrap MAPE
+    interval and each arm's unanswered count."""
     results = {}
     for split, mask in sub_masks.items():
         answered = mask.copy()
@@ -321,16 +359,7 @@ def evaluate_city(city: str, args, live_models: dict) -> dict:
             rows[name] = row
         results[split] = {"trips": int(mask.sum()), "compared": int(answered.sum()),
                           "models": rows}
-    _plots(city, sub, true, predictions, sub_masks["held_out_day"], args)
-    return {
-        "trips": int(len(frame)), "days": manifest.get("days"), "feed": feed_report.to_json(),
-        "splits": results, "train_seconds": train_seconds,
-        "training": {k: v for k, v in training.items() if k != "history"},
-        "training_history": training.get("history"),
-        "learned_scalar_fit_seconds": round(scalar_seconds, 1),
-        "prediction_seconds": timings, "wall_seconds": round(time.perf_counter() - started, 1),
-    }
-
+    return results
 
 def _plots(city, frame, true, predictions, mask, args) -> None:
     import matplotlib

@@ -15,17 +15,7 @@ _spec.loader.exec_module(checker)
 
 #: Still over the limit, each with the reason; the test fails when one is fixed (drop it
 #: from here) as well as when a new one appears (split it).
-KNOWN_LONG = {
-    # rewritten on the fair-baseline branch (benchmarks/fair.py and the timed scalar):
-    # split there, not here, to keep the two branches mergeable
-    "models/baselines/learned.py:LearnedScalarBaseline._fit_once",
-    "benchmarks/traffic.py:evaluate_city",
-    "benchmarks/eta.py:main",
-    "benchmarks/service.py:main",
-    "benchmarks/queries.py:main",
-    "benchmarks/batch.py:main",
-    "benchmarks/fair.py:main",
-}
+KNOWN_LONG: set[str] = set()
 
 
 def test_no_function_over_the_limit_outside_tests():

@@ -369,122 +369,177 @@ class LearnedScalarBaseline:
 
     @classmethod
     def _fit_once(cls, graph, frame, *, config: ScalarConfig, log) -> LearnedScalarBaseline:
+        """Fit with ``config`` as given: on the driven routes if the trips carry them, else
+        alternately route on the current times and refit (``1 + reroute_rounds`` rounds)."""
         import torch
 
         torch.manual_seed(config.seed)
-        features, _ = graph.numeric_segment_features()
-        features, _, _ = _standardise(features)
-        turn_features, _ = graph.numeric_turn_features()
-        turn_input = np.concatenate(
-            [
-                _standardise(turn_features)[0],
-                features[graph["turn_from"]],
-                features[graph["turn_to"]],
-            ],
-            axis=1,
-        )
-        free_flow = np.maximum(np.asarray(graph["free_flow_s"], dtype=np.float64), 0.1)
+        features, turn_input, free_flow = _scalar_inputs(graph)
         durations = frame["duration_s"].to_numpy(float)
-
-        has_routes = "route" in frame.columns and frame["route"].notna().all()
-        if has_routes:
-            routes = list(frame["route"])
-            rounds = 1
-        else:
-            origin_seg, _, dest_seg, _ = _snapped(frame)
-            routes = shortest_routes(graph, origin_seg, dest_seg, free_flow)
-            rounds = 1 + config.reroute_rounds
-        segment_net = torch.nn.Sequential(
-            torch.nn.Linear(features.shape[1], config.hidden),
-            torch.nn.ReLU(),
-            torch.nn.Linear(config.hidden, 1),
-        )
-        turn_net = torch.nn.Sequential(
-            torch.nn.Linear(turn_input.shape[1], config.hidden),
-            torch.nn.ReLU(),
-            torch.nn.Linear(config.hidden, 1),
-        )
-        offset = torch.nn.Parameter(torch.zeros(graph.num_segments))
-        x_segment = torch.from_numpy(features.astype(np.float32))
-        x_turn = torch.from_numpy(turn_input.astype(np.float32))
-        base = torch.from_numpy(free_flow.astype(np.float32))
-        floor_time = base * config.min_free_flow_share  # [E]
-        time_net, trip_time_x = None, None
-        if config.time_features:
-            from models.eta.model import time_features
-
-            time_net = torch.nn.Sequential(
-                torch.nn.Linear(features.shape[1], config.hidden),
-                torch.nn.ReLU(),
-                torch.nn.Linear(config.hidden, 5),
-            )
-            torch.nn.init.zeros_(time_net[2].weight)  # starts with no time effect
-            torch.nn.init.zeros_(time_net[2].bias)
-            trip_time_x = torch.from_numpy(np.stack(
-                [time_features(int(b), config.bucket_minutes)
-                 for b in trip_buckets(frame, config)]))  # [N, 5]
-
-        def times():
-            raw = segment_net(x_segment).squeeze(-1) + offset  # [E]
-            floor = config.min_free_flow_share
-            shift = math.log(math.expm1(1.0 - floor)) if floor < 0.9 else -2.0  # ~1 at raw 0
-            segment = base * (floor + torch.nn.functional.softplus(raw + shift))  # [E]
-            turn = torch.nn.functional.softplus(turn_net(x_turn).squeeze(-1) - 2.0)  # [T]
-            return segment, turn
-
-        def route_seconds(a, b, rows, segment, turn, coefficient):
-            """Predicted seconds of trips ``rows``: the route's segment times (each at its
-            trip's departure bucket with time features) plus its turn times."""
-            turns = torch.sparse.mm(b, turn[:, None]).squeeze(-1)  # [N]
-            if coefficient is None:
-                return torch.sparse.mm(a, segment[:, None]).squeeze(-1) + turns
-            trip, seg = a.indices()  # per route entry: trip row (within rows), segment
-            limit = config.max_log_factor
-            log_factor = limit * torch.tanh(
-                (coefficient[seg] * trip_time_x[rows][trip]).sum(-1) / limit)  # [nnz]
-            entries = a.values() * torch.maximum(segment[seg] * torch.exp(log_factor),
-                                                 floor_time[seg])  # the floor at every hour
-            return torch.zeros(len(rows)).index_add(0, trip, entries) + turns
-
+        routes, rounds = _initial_routes(graph, frame, free_flow, config)
+        nets = _ScalarNets.build(graph, frame, features, turn_input, free_flow, config)
         for round_index in range(rounds):
-            segments, turns, usable = _route_design(graph, frame, routes)
-            rows = np.flatnonzero(usable)
-            a = _torch_sparse(segments[rows])
-            b = _torch_sparse(turns[rows])
-            target = torch.from_numpy(np.log(durations[rows]).astype(np.float32))
-            parameters = [*segment_net.parameters(), *turn_net.parameters(), offset]
-            if time_net is not None:
-                parameters += list(time_net.parameters())
-            optimiser = torch.optim.Adam(parameters, lr=config.learning_rate)
-            rows_tensor = torch.from_numpy(rows)
-            for epoch in range(config.epochs):
-                optimiser.zero_grad()
-                segment, turn = times()
-                coefficient = None if time_net is None else time_net(x_segment)  # [E, 5]
-                predicted = route_seconds(a, b, rows_tensor, segment, turn, coefficient)
-                loss = torch.mean((torch.log(predicted.clamp_min(1e-3)) - target) ** 2)
-                loss = loss + config.offset_l2 * torch.mean(offset**2)
-                if coefficient is not None:
-                    loss = loss + config.time_l2 * torch.mean(coefficient**2)
-                loss.backward()
-                optimiser.step()
-                if epoch % 100 == 0 or epoch == config.epochs - 1:
-                    log(
-                        f"learned scalar round {round_index} epoch {epoch}: "
-                        f"log-MSE {loss.item():.4f} on {len(rows)} trips"
-                    )
+            _fit_round(nets, graph, frame, routes, durations, round_index=round_index, log=log)
             if round_index + 1 < rounds:
                 with torch.no_grad():
-                    segment, turn = times()
+                    segment, turn = nets.times()
                 origin_seg, _, dest_seg, _ = _snapped(frame)
                 routes = shortest_routes(
                     graph, origin_seg, dest_seg, segment.double().numpy(), turn.double().numpy()
                 )
         with torch.no_grad():
-            segment, turn = times()
-            coefficient = None if time_net is None else time_net(x_segment).double().numpy()
+            segment, turn = nets.times()
+            coefficient = (None if nets.time_net is None
+                           else nets.time_net(nets.x_segment).double().numpy())
         return cls(segment.double().numpy(), turn.double().numpy(), config,
                    time_coefficient=coefficient)
+
+
+def _scalar_inputs(graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised ``[E, F]`` segment features, ``[T, F']`` turn inputs (standardised turn
+    features and the features of both segments) and free-flow times (at least 0.1 s)."""
+    features, _ = graph.numeric_segment_features()
+    features, _, _ = _standardise(features)
+    turn_features, _ = graph.numeric_turn_features()
+    turn_input = np.concatenate(
+        [
+            _standardise(turn_features)[0],
+            features[graph["turn_from"]],
+            features[graph["turn_to"]],
+        ],
+        axis=1,
+    )
+    free_flow = np.maximum(np.asarray(graph["free_flow_s"], dtype=np.float64), 0.1)
+    return features, turn_input, free_flow
+
+
+def _initial_routes(graph, frame, free_flow, config: ScalarConfig) -> tuple[list, int]:
+    """The routes of the first round and the number of rounds: the driven routes and one
+    round when the trips carry them, else free-flow shortest routes and
+    ``1 + reroute_rounds`` rounds."""
+    has_routes = "route" in frame.columns and frame["route"].notna().all()
+    if has_routes:
+        return list(frame["route"]), 1
+    origin_seg, _, dest_seg, _ = _snapped(frame)
+    return shortest_routes(graph, origin_seg, dest_seg, free_flow), 1 + config.reroute_rounds
+
+
+def _mlp(inputs: int, hidden: int, outputs: int):
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(inputs, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, outputs),
+    )
+
+
+@dataclass
+class _ScalarNets:
+    """The learned scalar's trainable parts and fixed inputs while it is fitted: segment and
+    turn MLPs, per-segment offsets and (timed variant) the time-coefficient MLP."""
+
+    config: ScalarConfig
+    segment_net: Any
+    turn_net: Any
+    offset: Any  # [E] parameter
+    time_net: Any  # None unless config.time_features
+    x_segment: Any  # [E, F]
+    x_turn: Any  # [T, F']
+    base: Any  # [E] free-flow seconds
+    floor_time: Any  # [E]
+    trip_time_x: Any  # [N, 5] time features of each trip's departure bucket, or None
+
+    @classmethod
+    def build(cls, graph, frame, features, turn_input, free_flow, config: ScalarConfig):
+        """Fresh networks (built in a fixed order, so a seed gives the same weights)."""
+        import torch
+
+        segment_net = _mlp(features.shape[1], config.hidden, 1)
+        turn_net = _mlp(turn_input.shape[1], config.hidden, 1)
+        offset = torch.nn.Parameter(torch.zeros(graph.num_segments))
+        base = torch.from_numpy(free_flow.astype(np.float32))
+        time_net, trip_time_x = None, None
+        if config.time_features:
+            from models.eta.model import time_features
+
+            time_net = _mlp(features.shape[1], config.hidden, 5)
+            torch.nn.init.zeros_(time_net[2].weight)  # starts with no time effect
+            torch.nn.init.zeros_(time_net[2].bias)
+            trip_time_x = torch.from_numpy(np.stack(
+                [time_features(int(b), config.bucket_minutes)
+                 for b in trip_buckets(frame, config)]))  # [N, 5]
+        return cls(
+            config=config, segment_net=segment_net, turn_net=turn_net, offset=offset,
+            time_net=time_net, x_segment=torch.from_numpy(features.astype(np.float32)),
+            x_turn=torch.from_numpy(turn_input.astype(np.float32)), base=base,
+            floor_time=base * config.min_free_flow_share, trip_time_x=trip_time_x,
+        )
+
+    def parameters(self) -> list:
+        parameters = [*self.segment_net.parameters(), *self.turn_net.parameters(), self.offset]
+        if self.time_net is not None:
+            parameters += list(self.time_net.parameters())
+        return parameters
+
+    def times(self):
+        """``[E]`` segment and ``[T]`` turn seconds (before time factors)."""
+        import torch
+
+        raw = self.segment_net(self.x_segment).squeeze(-1) + self.offset  # [E]
+        floor = self.config.min_free_flow_share
+        shift = math.log(math.expm1(1.0 - floor)) if floor < 0.9 else -2.0  # ~1 at raw 0
+        segment = self.base * (floor + torch.nn.functional.softplus(raw + shift))  # [E]
+        turn = torch.nn.functional.softplus(self.turn_net(self.x_turn).squeeze(-1) - 2.0)  # [T]
+        return segment, turn
+
+    def route_seconds(self, a, b, rows, segment, turn, coefficient):
+        """Predicted seconds of trips ``rows``: the route's segment times (each at its
+        trip's departure bucket with time features) plus its turn times."""
+        import torch
+
+        turns = torch.sparse.mm(b, turn[:, None]).squeeze(-1)  # [N]
+        if coefficient is None:
+            return torch.sparse.mm(a, segment[:, None]).squeeze(-1) + turns
+        trip, seg = a.indices()  # per route entry: trip row (within rows), segment
+        limit = self.config.max_log_factor
+        log_factor = limit * torch.tanh(
+            (coefficient[seg] * self.trip_time_x[rows][trip]).sum(-1) / limit)  # [nnz]
+        entries = a.values() * torch.maximum(segment[seg] * torch.exp(log_factor),
+                                             self.floor_time[seg])  # the floor at every hour
+        return torch.zeros(len(rows)).index_add(0, trip, entries) + turns
+
+
+def _fit_round(nets: _ScalarNets, graph, frame, routes, durations, *, round_index: int,
+               log) -> None:
+    """One round: ``config.epochs`` Adam steps on the log-MSE of the trips that have a
+    route in ``routes`` (plus the offset and time-coefficient L2 terms)."""
+    import torch
+
+    config = nets.config
+    segments, turns, usable = _route_design(graph, frame, routes)
+    rows = np.flatnonzero(usable)
+    a = _torch_sparse(segments[rows])
+    b = _torch_sparse(turns[rows])
+    target = torch.from_numpy(np.log(durations[rows]).astype(np.float32))
+    optimiser = torch.optim.Adam(nets.parameters(), lr=config.learning_rate)
+    rows_tensor = torch.from_numpy(rows)
+    for epoch in range(config.epochs):
+        optimiser.zero_grad()
+        segment, turn = nets.times()
+        coefficient = None if nets.time_net is None else nets.time_net(nets.x_segment)  # [E, 5]
+        predicted = nets.route_seconds(a, b, rows_tensor, segment, turn, coefficient)
+        loss = torch.mean((torch.log(predicted.clamp_min(1e-3)) - target) ** 2)
+        loss = loss + config.offset_l2 * torch.mean(nets.offset**2)
+        if coefficient is not None:
+            loss = loss + config.time_l2 * torch.mean(coefficient**2)
+        loss.backward()
+        optimiser.step()
+        if epoch % 100 == 0 or epoch == config.epochs - 1:
+            log(
+                f"learned scalar round {round_index} epoch {epoch}: "
+                f"log-MSE {loss.item():.4f} on {len(rows)} trips"
+            )
 
 
 # --------------------------------------------------------------------------- 3. GNN
