@@ -62,7 +62,6 @@ def configured_predictor(graph, model, *, targeted: bool):
 
     predictor = Predictor(graph, model)
     predictor._targeted = predictor._targeted and targeted
-    predictor._lean = predictor._lean and targeted
     return predictor
 
 
