@@ -166,6 +166,10 @@ class RequestMiddleware:
             self._slots = asyncio.Semaphore(self.max_in_flight)
         if not self._slots.locked():
             await self._slots.acquire()  # free: returns at once
+            # Yield once before working: endpoints that run on the event loop (the OSRM
+            # route) finish without awaiting, so without this the requests waiting in the
+            # loop's ready queue would never hold a slot or queue, and nothing would shed.
+            await asyncio.sleep(0)
             return True
         if self.queued >= self.max_queued or self.queue_timeout_s <= 0:
             return False

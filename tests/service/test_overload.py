@@ -261,3 +261,31 @@ def test_matrix_waits_for_work_then_503(bundled_graph_dir):
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def test_route_burst_is_shed_too(small_server, bundled_graph):
+    """The OSRM route runs on the event loop without awaiting; a burst of them must still
+    take slots and queue places one by one (and so be shed), not run back to back with
+    nothing shed while the rest wait unseen."""
+    rng = np.random.default_rng(11)
+    lon, lat = bundled_graph["path_lon"], bundled_graph["path_lat"]
+    picks = rng.choice(len(lon), (40, 2), replace=False)
+    paths = [f"/route/v1/driving/{lon[a]:.6f},{lat[a]:.6f};{lon[b]:.6f},{lat[b]:.6f}"
+             "?overview=false" for a, b in picks]
+    barrier = threading.Barrier(len(paths))
+    answers: list[httpx.Response] = []
+
+    def get(path):
+        with httpx.Client(base_url=small_server.base_url, timeout=60) as http:
+            http.get("/health")
+            barrier.wait()
+            answers.append(http.get(path))
+
+    threads = [threading.Thread(target=get, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) >= 1 and statuses.count(200) >= IN_FLIGHT + QUEUED, statuses
