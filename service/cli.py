@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     options = {"host": settings.host, "port": settings.port, "access_log": False,
                "log_config": log_config(settings.log_level), "log_level": settings.log_level,
                "timeout_graceful_shutdown": 5, "timeout_keep_alive": settings.keep_alive_s,
-               "header_timeout_s": settings.header_timeout_s}
+               "header_timeout_s": settings.header_timeout_s,
+               # a worker builds its contraction hierarchy at start-up (seconds on a big
+               # graph); the supervisor must not take that for a hung worker
+               "timeout_worker_healthcheck": 120}
     if settings.workers == 1:
         # Load (and so check) the artifacts and bind the port before serving: a bad
         # artifact, a feed the model cannot take or a busy port is one line on stderr and

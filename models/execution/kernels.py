@@ -272,7 +272,7 @@ def cch_find_arcs(up_indptr, up_head, low, high):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # long: let other threads (health pongs) run
 def cch_customise(edge_arc, edge_up, edge_cost, up_indptr, up_head, order):
     """Arc costs per channel: the cheapest original edge, then every lower triangle
     (v-x, v-y, x-y with rank v < x < y) in increasing rank of v: x -> y via v is
@@ -630,7 +630,7 @@ def cch_scalar_paths(parent, up_indptr, up_head, arc_tail, mid_up, mid_down, arc
     return cost, edges[:size], offsets
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # long: let other threads (health pongs) run
 def cch_customise_scalar(edge_arc, edge_up, edge_cost, up_indptr, up_head, order):
     """:func:`cch_customise` for one channel, also recording per arc and direction the
     middle node of the lower triangle that set its cost (-1: an original edge)."""
@@ -669,14 +669,15 @@ def cch_customise_scalar(edge_arc, edge_up, edge_cost, up_indptr, up_head, order
     return up, down, mid_up, mid_down
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # long: let other threads (health pongs) run
 def cch_perfect(up_indptr, up_head, order, up, down, mid_up, mid_down):
-    """Perfect customisation of a one-channel metric (Dibbelt, Strasser & Wagner, section
-    "perfect customization"), in place: arcs by decreasing rank of their lower end, each
-    relaxed through its intermediate and upper triangles (x -> z -> y with z above x), so
-    every arc costs the true distance between its ends. Returns per arc whether each
-    direction is still needed: an arc direction some intermediate or upper triangle
-    realises, both legs strictly cheaper, is not (a perfect witness)."""
+    """Perfect customisation of a one-channel metric (Dibbelt, Strasser & Wagner), in
+    place: by decreasing rank of x, every pair y < z of x's upper neighbours (joined by the
+    arc y-z, already exact) relaxes x-y through z (an upper triangle) and x-z through y (an
+    intermediate one), so every arc costs the true distance between its ends; ``mid_*``
+    record the node an improvement went through. Returns per arc whether each direction
+    is still needed: one that such a triangle realises with both legs strictly cheaper is
+    not (a perfect witness)."""
     n = len(order)
     scratch = np.full(n, -1, np.int64)
     keep_up = np.ones(len(up_head), np.bool_)
@@ -684,47 +685,45 @@ def cch_perfect(up_indptr, up_head, order, up, down, mid_up, mid_down):
     for i in range(n - 1, -1, -1):
         x = order[i]
         begin, end = up_indptr[x], up_indptr[x + 1]
-        for a in range(begin, end):  # x's upper neighbours, by rank
-            scratch[up_head[a]] = a
-        for a in range(begin, end):
+        for a in range(begin, end):  # a: x-y; upper neighbours sorted by rank
             y = up_head[a]
-            for b in range(begin, end):
-                if b == a:
-                    continue
+            for p in range(up_indptr[y], up_indptr[y + 1]):
+                scratch[up_head[p]] = p
+            for b in range(a + 1, end):  # b: x-z with z above y; c: y-z
                 z = up_head[b]
-                # the arc between y and z (both above x): stored at the lower of the two
-                if b < a:  # rank z < rank y: arc (z, y) at z
-                    c = -1
-                    for p in range(up_indptr[z], up_indptr[z + 1]):
-                        if up_head[p] == y:
-                            c = p
-                            break
-                    if c < 0:
-                        continue
-                    z_to_y, y_to_z = up[c], down[c]
-                else:  # rank z > rank y: arc (y, z) at y
-                    c = -1
-                    for p in range(up_indptr[y], up_indptr[y + 1]):
-                        if up_head[p] == z:
-                            c = p
-                            break
-                    if c < 0:
-                        continue
-                    z_to_y, y_to_z = down[c], up[c]
-                via = up[b] + z_to_y  # x -> z -> y
+                c = scratch[z]
+                if c < 0:
+                    continue
+                # x -> z -> y and y -> z -> x relax a (x-y)
+                via = up[b] + down[c]
                 if via <= up[a]:
                     if via < up[a]:
                         up[a] = via
                         mid_up[a] = z
-                    if up[b] < via and z_to_y < via:
+                    if up[b] < via and down[c] < via:
                         keep_up[a] = False
-                via = y_to_z + down[b]  # y -> z -> x
+                via = up[c] + down[b]
                 if via <= down[a]:
                     if via < down[a]:
                         down[a] = via
                         mid_down[a] = z
-                    if y_to_z < via and down[b] < via:
+                    if up[c] < via and down[b] < via:
                         keep_down[a] = False
-        for a in range(begin, end):
-            scratch[up_head[a]] = -1
+                # x -> y -> z and z -> y -> x relax b (x-z)
+                via = up[a] + up[c]
+                if via <= up[b]:
+                    if via < up[b]:
+                        up[b] = via
+                        mid_up[b] = y
+                    if up[a] < via and up[c] < via:
+                        keep_up[b] = False
+                via = down[c] + down[a]
+                if via <= down[b]:
+                    if via < down[b]:
+                        down[b] = via
+                        mid_down[b] = y
+                    if down[c] < via and down[a] < via:
+                        keep_down[b] = False
+            for p in range(up_indptr[y], up_indptr[y + 1]):
+                scratch[up_head[p]] = -1
     return keep_up, keep_down
