@@ -1,5 +1,6 @@
-"""uvicorn configuration: a TCP socket bound before serving, and an h11 protocol with a
-read timeout for request heads."""
+"""uvicorn configuration: a TCP socket bound before serving, and uvicorn's HTTP protocol
+(httptools, its C parser; h11 where httptools is missing) with a read timeout for request
+heads."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import socket
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools not installed: the pure-Python h11 protocol only
+    HttpToolsProtocol = None
 
 from nareta.errors import InputError
 
@@ -20,10 +26,13 @@ class TcpConfig(uvicorn.Config):
     skips TCP_NODELAY on accepted connections and every response waits ~40 ms for a
     delayed ACK (Nagle). Binding it as an explicit TCP socket restores NODELAY.
 
-    ``header_timeout_s`` is read by :class:`TimedH11Protocol` (``http=`` below)."""
+    ``header_timeout_s`` is read by the protocol (``http=`` below): httptools' C parser
+    (pure-Python h11 cost about a third of a route request's CPU in the service profile)."""
 
     def __init__(self, app, *, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, **options):
-        options.setdefault("http", "service.server:TimedH11Protocol")
+        options.setdefault("http", "service.server:TimedHttpToolsProtocol"
+                           if HttpToolsProtocol is not None
+                           else "service.server:TimedH11Protocol")
         super().__init__(app, **options)
         self.header_timeout_s = header_timeout_s
 
@@ -53,14 +62,15 @@ _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application
                      + b"\r\n\r\n" + _TIMEOUT_BODY)
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus a header read timeout, which uvicorn lacks (its
+class _HeaderTimeout:
+    """A header read timeout for uvicorn's HTTP protocols, which uvicorn lacks (its
     keep-alive timer stops at the first byte, so a client sending one header byte a second
     held a connection as long as it liked). A request's head must be complete within
     ``header_timeout_s`` of the connection opening or of the previous response; else the
     client gets 408 and the connection is closed. Bodies have their own timeout in
-    :class:`service.middleware.RequestMiddleware`. Relies on ``H11Protocol.cycle`` (a new
-    cycle per request head) and ``cycle.response_complete``, as in uvicorn 0.54.0 (pinned);
+    :class:`service.middleware.RequestMiddleware`. Relies on the protocol's ``cycle`` (a
+    new cycle per request head), ``cycle.response_complete``, ``on_response_complete`` and
+    ``loop``, as both of uvicorn 0.54.0's protocols have them (pinned);
     ``tests/service/test_overload.py`` fails if they change."""
 
     def __init__(self, config, server_state, app_state, _loop=None):
@@ -100,3 +110,12 @@ class TimedH11Protocol(H11Protocol):
         if not self.transport.is_closing():
             self.transport.write(_TIMEOUT_RESPONSE)
             self.transport.close()
+
+
+class TimedH11Protocol(_HeaderTimeout, H11Protocol):
+    """uvicorn's h11 protocol with the header read timeout."""
+
+
+if HttpToolsProtocol is not None:
+    class TimedHttpToolsProtocol(_HeaderTimeout, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the header read timeout."""
