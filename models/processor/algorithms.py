@@ -172,3 +172,70 @@ def exact_distances(num_nodes: int, senders, receivers, weights, sources) -> np.
     return np.atleast_2d(
         scipy_dijkstra(matrix, directed=True, indices=np.asarray(sources, dtype=np.int64))
     )
+
+
+def _synchronous(num_nodes: int, senders, receivers, weights, source: int, *, combine,
+                 better, start: float, unreached: float, with_hints: bool) -> ShortestPathTrace:
+    """A synchronous (Jacobi) relaxation on a semiring: every round computes
+    ``candidate_uv = combine(value_u, w_uv)`` from the previous round's values and keeps the
+    ``better`` of a node's value and its best candidate; the predecessor changes only on a
+    strict improvement, the first-listed edge winning ties (as :func:`bellman_ford`)."""
+    senders, receivers, weights = _as_edges(num_nodes, senders, receivers, weights)
+    value = np.full(num_nodes, unreached)
+    value[source] = start
+    predecessor = np.arange(num_nodes, dtype=np.int64)
+    hint_value, hint_predecessor = [value.copy()], [predecessor.copy()]
+    order = np.arange(senders.size)
+    reached = np.zeros(num_nodes, dtype=bool)
+    reached[source] = True
+    for _ in range(max(num_nodes - 1, 0)):
+        from_reached = reached[senders]
+        candidate = np.where(from_reached, combine(value[senders], weights), unreached)  # [E]
+        best = np.full(num_nodes, unreached)
+        if better is np.less:
+            np.minimum.at(best, receivers, candidate)
+        else:
+            np.maximum.at(best, receivers, candidate)
+        got = np.zeros(num_nodes, dtype=bool)
+        got[receivers[from_reached]] = True
+        improved = got & (~reached | better(best, value))
+        improved[source] = False
+        if not improved.any():
+            break
+        winner = np.where(improved[receivers] & from_reached & (candidate == best[receivers]))[0]
+        first = np.full(num_nodes, senders.size, dtype=np.int64)
+        np.minimum.at(first, receivers[winner], order[winner])
+        targets = np.where(improved)[0]
+        predecessor = predecessor.copy()
+        predecessor[targets] = senders[first[targets]]
+        value = np.where(improved, best, value)
+        reached = reached | improved
+        if with_hints:
+            hint_value.append(value.copy())
+            hint_predecessor.append(predecessor.copy())
+    return _trace(value, predecessor, hint_value, hint_predecessor, with_hints)
+
+
+def bfs_hops(
+    num_nodes: int, senders, receivers, weights, source: int, *, with_hints: bool = True
+) -> ShortestPathTrace:
+    """Breadth-first search from ``source``: ``distance`` is the hop count (weights are
+    ignored; ``inf`` where unreachable), one round per BFS layer (CLRS ``bfs``)."""
+    return _synchronous(
+        num_nodes, senders, receivers, weights, source,
+        combine=lambda value, _w: value + 1.0, better=np.less, start=0.0, unreached=np.inf,
+        with_hints=with_hints,
+    )
+
+
+def widest_path(
+    num_nodes: int, senders, receivers, weights, source: int, *, with_hints: bool = True
+) -> ShortestPathTrace:
+    """Widest (maximum-bottleneck) paths from ``source``, synchronous Bellman-Ford on the
+    (max, min) semiring: ``width_v = max(width_v, max_u min(width_u, w_uv))``.
+    ``distance`` holds the widths: ``inf`` at the source, ``0`` where unreachable."""
+    return _synchronous(
+        num_nodes, senders, receivers, weights, source,
+        combine=np.minimum, better=np.greater, start=np.inf, unreached=0.0,
+        with_hints=with_hints,
+    )

@@ -1,0 +1,567 @@
+r"""A learned, multi-algorithm processor (issue 15): one shared max-aggregation MPNN with
+learned message functions and a wide latent, per-algorithm encoders and decoders, trained
+CLRS-style with per-step hint supervision on several path algorithms at n <= 16.
+
+What is learned and what is fixed (contrast with the ``"tropical"`` reference arm of
+:mod:`models.processor.model`, whose step is an exact min-plus recursion and learns only its
+edge-cost map and read-outs):
+
+* learned: every map -- per-algorithm node / edge encoders, the shared processor's message
+  MLP, update and gate, per-algorithm value and pointer decoders. Nothing in the step knows
+  which semiring it runs; the algorithm is carried by the encoders and the hints.
+* fixed: max aggregation; the *reached* bit of every node (a 1-bit discrete state, OR over
+  in-neighbours, DNAR-style) that masks messages from unreached senders and decodes
+  unreached nodes to self-pointers; the per-graph weight normalisation (mean edge weight);
+  the step count (the hint trace's length in training; at test time run until the decoded
+  pointers stop changing once every node is reached, bounded by a multiple of the source's
+  hop eccentricity).
+
+The algorithm table (CLRS ``specs.py`` style), what each run is supervised with:
+
+=========  =====================================  ===================================
+name       value (per node)                       pointer (per node)
+=========  =====================================  ===================================
+bellman    shortest distance / mean weight        predecessor on a shortest path
+bfs        hop count from the source              parent in a BFS tree
+widest     bottleneck width / mean weight         predecessor on a widest path
+=========  =====================================  ===================================
+
+Hints after step ``t`` are the synchronous reference's values after round ``t``
+(:mod:`models.processor.algorithms`). Pointer targets at step ``t``: every edge ``u -> v``
+that could have set ``v``'s current value in the round ``r_v <= t`` in which ``v`` last
+improved, i.e. whose candidate from round ``r_v - 1`` equals it (all ties at that moment
+accepted; ties that appear only later, on the equal-width plateaus of widest paths, are not,
+since pointing into them lets pointer chains form cycles).
+
+The processor layer (:class:`MaxMPNNLayer`, Ibarz et al. 2022 §3, gated, max aggregation)
+
+.. math::
+    \mathbf{z}_v &= [\mathbf{x}_v + r_v\,\mathbf{e}_{\mathrm{reach}} \,\|\, \mathbf{h}_v] \\
+    \mathbf{m}_{uv} &= \mathbf{W}_2\,\mathrm{ReLU}(\mathbf{W}_s\mathbf{z}_u +
+        \mathbf{W}_r\mathbf{z}_v + \mathbf{W}_e\mathbf{e}_{uv} + \mathbf{b})
+        \quad (u \text{ reached}) \\
+    \tilde{\mathbf{h}}_v &= \mathrm{ReLU}(\mathbf{O}_1\mathbf{z}_v +
+        \mathbf{O}_2 \max_u \mathbf{m}_{uv}), \quad
+    \mathbf{h}'_v = \mathbf{g}_v \odot \tilde{\mathbf{h}}_v + (1-\mathbf{g}_v)\odot
+        \mathbf{h}_v
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.processor import algorithms as ref
+from models.processor.model import NEG_INF, propagate_reached, scatter_max, segment_logsumexp
+from models.processor.synthetic import Graph, training_graph
+from nareta.artifacts import atomic_artifact_dir, read_manifest, write_manifest
+from nareta.errors import ArtifactError, InputError
+
+KIND = "generalist_processor"
+SCHEMA_VERSION = 1
+WEIGHTS_FILE = "generalist.safetensors"
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One supervised algorithm: its reference, how a candidate is formed and compared."""
+
+    name: str
+    reference: Callable[..., ref.ShortestPathTrace]
+    #: candidate value of ``v`` through ``u``: f(value_u, w_uv) (numpy and torch)
+    combine: Callable[[Any, Any], Any]
+    minimise: bool  # smaller values are better (distances, hops) or larger (widths)
+    #: values are divided by the graph's mean weight (False: hop counts, used as they are)
+    weighted: bool
+    #: value of the source (excluded from the value loss when infinite)
+    source_value: float
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "bellman": AlgorithmSpec("bellman", ref.bellman_ford, lambda d, w: d + w, True, True, 0.0),
+    "bfs": AlgorithmSpec("bfs", ref.bfs_hops, lambda d, w: d + 1.0, True, False, 0.0),
+    "widest": AlgorithmSpec(
+        "widest", ref.widest_path, lambda d, w: np.minimum(d, w) if isinstance(d, np.ndarray)
+        else torch.minimum(d, w), False, True, float("inf")
+    ),
+}
+
+
+@dataclass(frozen=True)
+class GeneralistConfig:
+    """Hyperparameters stored in the artifact; the model rebuilds from them alone."""
+
+    hidden: int = 128
+    algorithms: tuple[str, ...] = ("bellman", "bfs", "widest")
+    layer_norm: bool = False
+    #: test time: at most ``hop_factor * eccentricity + 2`` steps (hops from the source)
+    hop_factor: float = 2.0
+    #: test time: stop once the argmax pointers are unchanged for this many steps
+    patience: int = 2
+
+
+# --------------------------------------------------------------------------- layer
+class MaxMPNNLayer(nn.Module):
+    """The shared processor step (see the module docstring for the update rule).
+
+    Args:
+        hidden (int): latent size ``H``.
+        layer_norm (bool, optional): layer-normalise the candidate state (CLRS's default).
+            Off in the shipped model: a bounded latent cannot carry distances beyond the
+            training range, a ReLU one extrapolates linearly (Xu et al., ICLR 2021); on
+            road-like n=1,000 Bellman-Ford pointers rose from 56.9 % to 79.7 % without it
+            (``benchmarks/results/processor_generalist.json``). (default: ``False``)
+
+    Shapes:
+        **h**, **x** ``[B, N, H]``, **reached** ``[B, N]`` bool, **edge_latent** ``[E, H]``,
+        **edge_index** ``[2, E]``; output ``[B, N, H]``.
+    """
+
+    def __init__(self, hidden: int, *, layer_norm: bool = False) -> None:
+        super().__init__()
+        self.reach_embedding = nn.Parameter(torch.randn(hidden) * 0.1)
+        self.sender = nn.Linear(2 * hidden, hidden)
+        self.receiver = nn.Linear(2 * hidden, hidden, bias=False)
+        self.edge = nn.Linear(hidden, hidden, bias=False)
+        self.message_out = nn.Linear(hidden, hidden)
+        self.self_map = nn.Linear(2 * hidden, hidden)
+        self.aggregate_map = nn.Linear(hidden, hidden, bias=False)
+        self.norm = nn.LayerNorm(hidden) if layer_norm else nn.Identity()
+        self.gate = nn.Linear(3 * hidden, hidden)
+        nn.init.constant_(self.gate.bias, -3.0)  # CLRS: gates start mostly closed
+
+    def forward(
+        self, h: Tensor, x: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> Tensor:
+        sender, receiver = edge_index
+        z = torch.cat([x + reached.unsqueeze(-1).float() * self.reach_embedding, h], -1)
+        pre = (
+            self.sender(z)[:, sender] + self.receiver(z)[:, receiver] + self.edge(edge_latent)
+        )  # [B, E, H]
+        m = self.message_out(torch.relu(pre)).masked_fill(
+            ~reached[:, sender].unsqueeze(-1), NEG_INF
+        )  # [B, E, H]
+        aggregated = scatter_max(m, receiver, h.shape[1])  # [B, N, H]
+        aggregated = torch.where(torch.isfinite(aggregated), aggregated, 0.0)
+        candidate = self.norm(torch.relu(self.self_map(z) + self.aggregate_map(aggregated)))
+        gate = torch.sigmoid(self.gate(torch.cat([z, aggregated], -1)))  # [B, N, H]
+        return gate * candidate + (1 - gate) * h
+
+
+# --------------------------------------------------------------------------- heads
+class AlgorithmHeads(nn.Module):
+    """Per-algorithm encoders (node: source flag; edge: normalised weight) and decoders
+    (value: MLP of the node state; pointer: score of edge ``u -> v`` from both ends and the
+    edge, softmax over ``v``'s incoming edges)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.node = nn.Linear(1, hidden)
+        self.edge = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.value = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.pointer_sender = nn.Linear(2 * hidden, hidden)
+        self.pointer_receiver = nn.Linear(2 * hidden, hidden, bias=False)
+        self.pointer_edge = nn.Linear(hidden, hidden, bias=False)
+        self.pointer_out = nn.Linear(hidden, 1)
+
+    def encode_edges(self, weights: Tensor) -> Tensor:
+        """``[E]`` normalised weights -> ``[E, H]`` (weight and its log as features)."""
+        features = torch.stack([weights, torch.log(weights.clamp_min(1e-6))], -1)
+        return self.edge(features)
+
+    def decode(
+        self, h: Tensor, x: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(value [B, N], pointer logits [B, E])``, logits ``-inf`` from unreached
+        senders."""
+        sender, receiver = edge_index
+        z = torch.cat([x, h], -1)  # [B, N, 2H]
+        value = self.value(z).squeeze(-1)
+        pre = (
+            self.pointer_sender(z)[:, sender]
+            + self.pointer_receiver(z)[:, receiver]
+            + self.pointer_edge(edge_latent)
+        )  # [B, E, H]
+        logits = self.pointer_out(torch.relu(pre)).squeeze(-1)
+        return value, logits.masked_fill(~reached[:, sender], NEG_INF)
+
+
+class GeneralistProcessor(nn.Module):
+    """Shared :class:`MaxMPNNLayer` + one :class:`AlgorithmHeads` per algorithm."""
+
+    def __init__(self, config: GeneralistConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GeneralistConfig()
+        unknown = set(self.config.algorithms) - set(ALGORITHMS)
+        if unknown:
+            raise ValueError(f"unknown algorithms {sorted(unknown)}; known: {sorted(ALGORITHMS)}")
+        self.layer = MaxMPNNLayer(self.config.hidden, layer_norm=self.config.layer_norm)
+        self.heads = nn.ModuleDict({a: AlgorithmHeads(self.config.hidden)
+                                    for a in self.config.algorithms})
+
+    def run(
+        self,
+        algorithm: str,
+        source_mask: Tensor,
+        weights: Tensor,
+        edge_index: Tensor,
+        *,
+        num_steps: int | None = None,
+    ) -> tuple[list[Tensor], list[Tensor], Tensor, int]:
+        """Run ``algorithm`` from the sources of ``source_mask`` [B, N] over one graph
+        (``weights`` [E] normalised, ``edge_index`` [2, E]).
+
+        ``num_steps`` given (training): exactly that many steps, returns the decoded
+        ``(values, logits)`` after each step. ``None`` (test): until the argmax pointers
+        are stable for ``patience`` steps once the reached set stops growing, bounded by
+        ``hop_factor * eccentricity + 2``; returns only the last step's outputs.
+        Returns ``(values [T][B, N], logits [T][B, E], reached [B, N], steps)``.
+        """
+        heads = self.heads[algorithm]
+        edge_latent = heads.encode_edges(weights)  # [E, H]
+        x = heads.node(source_mask.float().unsqueeze(-1))  # [B, N, H]
+        h = torch.zeros_like(x)
+        reached = source_mask.bool()
+        bound = num_steps if num_steps is not None else self._bound(source_mask, edge_index)
+        values, logits_per_step = [], []
+        previous, stable, steps = None, 0, 0
+        receiver = edge_index[1]
+        for steps in range(1, bound + 1):  # noqa: B007
+            h = self.layer(h, x, reached, edge_latent, edge_index)
+            grown = propagate_reached(reached, edge_index)
+            settled = torch.equal(grown, reached)
+            reached = grown
+            value, logits = heads.decode(h, x, reached, edge_latent, edge_index)
+            if num_steps is not None:
+                values.append(value)
+                logits_per_step.append(logits)
+                continue
+            values, logits_per_step = [value], [logits]
+            with torch.no_grad():
+                best = scatter_max(logits.unsqueeze(-1), receiver, h.shape[1]).squeeze(-1)
+                choice = (logits == best[:, receiver]) & torch.isfinite(logits)  # [B, E]
+            if settled and previous is not None and torch.equal(choice, previous):
+                stable += 1
+                if stable >= self.config.patience:
+                    break
+            else:
+                stable = 0
+            previous = choice
+        return values, logits_per_step, reached, steps
+
+    def _bound(self, source_mask: Tensor, edge_index: Tensor) -> int:
+        reached, hops = source_mask.bool(), 0
+        while True:
+            grown = propagate_reached(reached, edge_index)
+            if torch.equal(grown, reached):
+                break
+            reached, hops = grown, hops + 1
+        return int(self.config.hop_factor * hops + 2)
+
+
+# --------------------------------------------------------------------------- inference
+@torch.no_grad()
+def execute(
+    model: GeneralistProcessor,
+    algorithm: str,
+    graph: Graph,
+    sources: np.ndarray | list[int],
+    *,
+    batch_size: int = 16,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Run ``algorithm`` from each of ``sources``: ``(values [S, N], pointers [S, N],
+    steps per batch)`` with values in the graph's units (distances / widths; hops) and the
+    conventions of the reference (source and unreachable nodes point to themselves;
+    unreachable values ``inf`` for distances and hops, ``0`` for widths)."""
+    spec = ALGORITHMS[algorithm]
+    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+    scale = _scale(graph.weights)
+    edge_index = torch.from_numpy(np.stack([graph.senders, graph.receivers]).astype(np.int64))
+    weights = torch.from_numpy(graph.weights / scale).float()
+    n, receiver = graph.num_nodes, edge_index[1]
+    values, pointers, steps = [], [], []
+    for start in range(0, len(sources), batch_size):
+        chunk = torch.from_numpy(sources[start : start + batch_size])
+        rows = torch.arange(len(chunk))
+        mask = torch.zeros(len(chunk), n, dtype=torch.bool)
+        mask[rows, chunk] = True
+        value_steps, logit_steps, reached, used = model.run(algorithm, mask, weights, edge_index)
+        value, logits = value_steps[-1].double(), logit_steps[-1]
+        steps.append(used)
+        best = scatter_max(logits.unsqueeze(-1), receiver, n).squeeze(-1)  # [B, N]
+        is_best = (logits == best[:, receiver]) & torch.isfinite(logits)  # [B, E]
+        edge_ids = torch.arange(receiver.numel()).expand_as(is_best)
+        first = torch.full((len(chunk), n), receiver.numel(), dtype=torch.long).scatter_reduce(
+            1, receiver.expand_as(is_best), torch.where(is_best, edge_ids, receiver.numel()),
+            "amin",
+        )
+        pointer = torch.arange(n).expand(len(chunk), -1).clone()
+        has = first < receiver.numel()
+        pointer[has] = edge_index[0][first[has]]
+        pointer[~reached] = torch.arange(n).expand(len(chunk), -1)[~reached]
+        pointer[rows, chunk] = chunk
+        if spec.weighted:
+            value = value * scale
+        unreached_value = 0.0 if not spec.minimise else float("inf")
+        value = value.masked_fill(~reached, unreached_value)
+        value[rows, chunk] = spec.source_value
+        values.append(value.numpy())
+        pointers.append(pointer.numpy())
+    return np.concatenate(values), np.concatenate(pointers), steps
+
+
+def _scale(weights: np.ndarray) -> float:
+    scale = float(np.mean(weights)) if np.size(weights) else 1.0
+    return scale if scale > 0 and np.isfinite(scale) else 1.0
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class GeneralistTrainConfig:
+    """Pretraining data and schedule (stored in the manifest)."""
+
+    seed: int = 0
+    iterations: int = 4000
+    batch_graphs: int = 8
+    min_nodes: int = 4
+    max_nodes: int = 16
+    road_fraction: float = 0.3
+    learning_rate: float = 1e-3
+    pointer_weight: float = 1.0
+    #: extra steps beyond the trace, supervised with the final answer (learn to stay put):
+    #: drawn per batch from [1, max(extra_steps, trace length)]
+    extra_steps: int = 2
+    checkpoint_every: int = 100
+
+
+@dataclass
+class AlgorithmBatch:
+    """Disjoint union of a batch of graphs with one algorithm's hints."""
+
+    num_nodes: int
+    edge_index: Tensor  # [2, E]
+    weights: Tensor  # [E] normalised per graph
+    source_mask: Tensor  # [1, N]
+    hint_value: Tensor  # [T+1, N] (normalised where the algorithm is weighted)
+    hint_reached: Tensor  # [T+1, N] bool
+    #: round in which each node last changed its value, as of round t: [T+1, N] long
+    hint_changed: Tensor
+    num_steps: int
+
+
+def make_batch(
+    graphs: list[Graph], algorithm: str, *, extra_steps: int,
+    rng: np.random.Generator | None = None,
+) -> AlgorithmBatch:
+    """The disjoint union of ``graphs`` with ``algorithm``'s hints, run for the longest
+    trace plus ``extra_steps`` steps (the final answer repeated); with ``rng`` the extra
+    steps are drawn from ``[1, max(extra_steps, trace length)]``."""
+    spec = ALGORITHMS[algorithm]
+    traces = [spec.reference(g.num_nodes, g.senders, g.receivers, g.weights, g.source)
+              for g in graphs]
+    rounds = max(t.num_rounds for t in traces)
+    if rng is not None:
+        extra_steps = int(rng.integers(1, max(extra_steps, rounds) + 1))
+    steps = rounds + extra_steps
+    offset, senders, receivers, weights, sources, hints, reach = 0, [], [], [], [], [], []
+    for graph, trace in zip(graphs, traces, strict=True):
+        scale = _scale(graph.weights)
+        senders.append(graph.senders + offset)
+        receivers.append(graph.receivers + offset)
+        weights.append(graph.weights / scale)
+        sources.append(graph.source + offset)
+        rows = np.arange(steps + 1).clip(max=trace.num_rounds)
+        value = trace.hint_distance[rows]  # [T+1, n]
+        hints.append(value / scale if spec.weighted else value)
+        hops = ref.bfs_hops(graph.num_nodes, graph.senders, graph.receivers, graph.weights,
+                            graph.source, with_hints=False).distance
+        reach.append(hops[None, :] <= np.arange(steps + 1)[:, None])
+        offset += graph.num_nodes
+    mask = torch.zeros(1, offset, dtype=torch.bool)
+    mask[0, sources] = True
+    value = np.concatenate(hints, axis=1)  # [T+1, N]
+    changed = np.zeros(value.shape, dtype=np.int64)
+    for t in range(1, steps + 1):
+        moved = value[t] != value[t - 1]
+        changed[t] = np.where(moved, t, changed[t - 1])
+    return AlgorithmBatch(
+        num_nodes=offset,
+        edge_index=torch.from_numpy(np.stack([np.concatenate(senders), np.concatenate(receivers)])),
+        weights=torch.from_numpy(np.concatenate(weights)).float(),
+        source_mask=mask,
+        hint_value=torch.from_numpy(value).float(),
+        hint_reached=torch.from_numpy(np.concatenate(reach, axis=1)),
+        hint_changed=torch.from_numpy(changed),
+        num_steps=steps,
+    )
+
+
+def pointer_targets(spec: AlgorithmSpec, batch: AlgorithmBatch, t: int) -> tuple[Tensor, Tensor]:
+    """Targets after step ``t``: edges ``u -> v`` whose candidate from round ``r_v - 1``
+    (``r_v``: the round ``v`` last improved, ``<= t``) equals ``v``'s value at ``t``
+    (``[E]`` bool, every tie of that round) and the nodes with a target (``[N]``)."""
+    sender, receiver = batch.edge_index
+    before = (batch.hint_changed[t][receiver] - 1).clamp_min(0)  # [E] round r_v - 1
+    candidate = spec.combine(batch.hint_value[before, sender], batch.weights)  # [E]
+    target = batch.hint_value[t][receiver]
+    close = (candidate - target).abs() <= 1e-5 * target.abs().clamp_min(1.0)
+    both_inf = torch.isinf(candidate) & torch.isinf(target)
+    tight = batch.hint_reached[before, sender] & (close | both_inf) & (sender != receiver)
+    tight &= batch.hint_changed[t][receiver] > 0
+    has = torch.zeros(batch.num_nodes, dtype=torch.bool).index_fill_(0, receiver[tight], True)
+    has &= ~batch.source_mask[0]
+    return tight & has[receiver], has
+
+
+def algorithm_loss(
+    model: GeneralistProcessor, algorithm: str, batch: AlgorithmBatch, *, pointer_weight: float
+) -> tuple[Tensor, dict[str, float]]:
+    spec = ALGORITHMS[algorithm]
+    values, logits, _, _ = model.run(
+        algorithm, batch.source_mask, batch.weights, batch.edge_index, num_steps=batch.num_steps
+    )
+    receiver = batch.edge_index[1]
+    value_terms, pointer_terms = [], []
+    for t in range(1, batch.num_steps + 1):
+        truth, reached = batch.hint_value[t], batch.hint_reached[t]
+        known = reached & torch.isfinite(truth)
+        error = (values[t - 1][0][known] - truth[known]) / (1.0 + truth[known].abs())
+        value_terms.append((error**2).mean())
+        tight, has = pointer_targets(spec, batch, t)
+        if has.any():
+            step_logits = logits[t - 1]
+            all_lse = segment_logsumexp(step_logits, receiver, batch.num_nodes)[0]
+            tight_lse = segment_logsumexp(
+                step_logits.masked_fill(~tight.unsqueeze(0), NEG_INF), receiver, batch.num_nodes
+            )[0]
+            pointer_terms.append((all_lse[has] - tight_lse[has]).mean())
+    value_loss = torch.stack(value_terms).mean()
+    pointer_loss = torch.stack(pointer_terms).mean() if pointer_terms else value_loss * 0
+    return value_loss + pointer_weight * pointer_loss, {
+        f"{algorithm}_value": value_loss.item(),
+        f"{algorithm}_pointer": pointer_loss.item(),
+    }
+
+
+def sample_graphs(rng: np.random.Generator, config: GeneralistTrainConfig) -> list[Graph]:
+    return [
+        training_graph(rng, min_nodes=config.min_nodes, max_nodes=config.max_nodes,
+                       road_fraction=config.road_fraction)
+        for _ in range(config.batch_graphs)
+    ]
+
+
+def train(
+    model: GeneralistProcessor,
+    config: GeneralistTrainConfig,
+    *,
+    checkpoint: Path | None = None,
+    log: Callable[[str], None] | None = None,
+    log_every: int = 25,
+) -> list[float]:
+    """Hint-supervised multi-task training (one batch of graphs per iteration, every
+    algorithm on it, losses summed); resumes from ``checkpoint`` when it exists. Batch
+    ``i`` is drawn from ``default_rng([seed, i])``. Returns the loss history."""
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.iterations)
+    start, history = 0, []
+    settings = [dataclasses.asdict(model.config), dataclasses.asdict(config)]
+    settings[0]["algorithms"] = list(settings[0]["algorithms"])
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        if state.get("settings") != settings:
+            raise InputError(f"checkpoint {checkpoint}: made with other settings; delete it "
+                             "or pass the same options")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        start, history = state["iteration"], state["history"]
+    began = time.monotonic()
+    for iteration in range(start, config.iterations):
+        rng = np.random.default_rng([config.seed, iteration])
+        graphs = sample_graphs(rng, config)
+        total, parts = torch.zeros(()), {}
+        for algorithm in model.config.algorithms:
+            batch = make_batch(graphs, algorithm, extra_steps=config.extra_steps, rng=rng)
+            loss, part = algorithm_loss(model, algorithm, batch,
+                                        pointer_weight=config.pointer_weight)
+            total = total + loss
+            parts.update(part)
+        optimiser.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        history.append(total.item())
+        done = iteration + 1
+        if log is not None and (done % log_every == 0 or done == config.iterations):
+            detail = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
+            log(f"iter {done}/{config.iterations} loss={np.mean(history[-log_every:]):.4f} "
+                f"{detail} elapsed={time.monotonic() - began:.0f}s")
+        if checkpoint is not None and (
+            done % config.checkpoint_every == 0 or done == config.iterations
+        ):
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save({"settings": settings, "model": model.state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "schedule": schedule.state_dict(), "iteration": done,
+                        "history": history}, tmp)
+            tmp.replace(checkpoint)
+    return history
+
+
+# --------------------------------------------------------------------------- artifact I/O
+def save(
+    out_dir: str | os.PathLike[str],
+    model: GeneralistProcessor,
+    train_config: GeneralistTrainConfig,
+    *,
+    metrics: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write a Generalist-processor artifact (safetensors + manifest with both configs)."""
+    from safetensors.torch import save_file
+
+    with atomic_artifact_dir(out_dir, force=force) as staging:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                  str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        return write_manifest(
+            staging, kind=KIND, schema_version=SCHEMA_VERSION, seed=train_config.seed,
+            extra={"config": dataclasses.asdict(model.config),
+                   "training": dataclasses.asdict(train_config),
+                   "metrics": metrics or {}},
+        )
+
+
+def load(directory: str | os.PathLike[str]) -> tuple[GeneralistProcessor, dict[str, Any]]:
+    """``(model, manifest)`` from a Generalist-processor artifact, frozen (eval, no grad)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    manifest = read_manifest(directory, kind=KIND, schema_versions=(SCHEMA_VERSION,))
+    raw = dict(manifest.get("config") or {})
+    fields = {f.name for f in dataclasses.fields(GeneralistConfig)}
+    if not raw or set(raw) - fields:
+        raise ArtifactError(f"artifact {directory}: manifest 'config' missing or unknown keys")
+    raw["algorithms"] = tuple(raw.get("algorithms", GeneralistConfig.algorithms))
+    model = GeneralistProcessor(GeneralistConfig(**raw))
+    try:
+        model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_FILE)), strict=True)
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        raise ArtifactError(f"artifact {directory}: cannot load {WEIGHTS_FILE} ({exc})") from exc
+    model.requires_grad_(False).eval()
+    return model, manifest
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    return json.dumps({"config": manifest.get("config"), "metrics": manifest.get("metrics")})
