@@ -26,10 +26,7 @@ unit-weight distances); it has no widest-path mode.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -45,23 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 #: published pointer accuracies, CLRS-30 bellman_ford at n=64 (Ibarz et al. 2022, Table 2)
 ANCHORS = {"MPNN (Ibarz et al. 2022)": 0.920, "Triplet-GMPNN (Ibarz et al. 2022)": 0.974}
 HOP_BINS = (1, 6, 11, 21, 41, 81, 161, 10**9)
-
-
-def provenance() -> dict:
-    """The git commit (and whether tracked files had uncommitted changes), the command and
-    the time (the keys of benchmarks/provenance.py on branch ``fair``)."""
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_commit": git("rev-parse", "HEAD"),
-            "git_dirty": None if status is None else bool(status),
-            "command": " ".join(["python", "benchmarks/processor_generalist.py", *sys.argv[1:]]),
-            "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def suites(seed: int, sizes: list[int], road_sizes: list[int]) -> dict[str, tuple[int, list]]:
@@ -195,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:<11} {row['hops']:<8} {row['nodes']:>7} "
                   f"{row['pointer_accuracy']:>8.2%} {row['path_accuracy']:>8.2%}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    from provenance import provenance  # benchmarks/, first on sys.path as a script
+
     payload = {**provenance(), "generalist": {"config": manifest.get("config"),
                                               "training": manifest.get("training")},
                "anchors_bellman_er64_pointer": ANCHORS,
