@@ -624,22 +624,23 @@ class EtaModel(nn.Module):
                         ) -> tuple[np.ndarray, ...]:
         """Times and metres at ``wanted`` only (no whole-graph decoding): the searched
         states, the distance read-out at the targets, and the pointer decoder followed
-        back from each (models.execution.kernels.walk_pointers). Returns (keys, seconds, metres,
-        proven, parent [K] along the walked paths, which of those pointers are proven)."""
+        back from each (on the hierarchy, :meth:`_answer_on_hierarchy`; else the bounded
+        channel search and models.execution.kernels.walk_pointers). Returns (keys,
+        seconds, metres, proven, parent [K] along the walked paths, which of those pointers
+        are proven)."""
         from models.execution import kernels
 
-        csr = self._csr
         keys = np.unique(np.asarray(wanted, dtype=np.int64))
+        if plan.get("metric") is not None:
+            return self._answer_on_hierarchy(plan, root, keys)
+        csr = self._csr
         indptr, order, key_length, edge_length = self._walk_inputs()
         parent = np.full(self.num_keys, -1, dtype=np.int64)
         pointer_proven = np.zeros(self.num_keys, dtype=np.bool_)
-        if plan.get("metric") is not None:
-            return self._answer_on_hierarchy(plan, root, keys, parent, pointer_proven)
         cost, limits = plan["search"].distances_to(root, keys, slack=self.search_slack)
         state = -cost
         finite = np.isfinite(cost[keys]).all(axis=1)
-        seconds = np.full(len(keys), np.inf)
-        seconds[finite] = (state[keys[finite]] * plan["readout"]).sum(-1) * self.time_scale
+        seconds = self._seconds(plan, cost[keys])
         seconds[keys == root] = 0.0
         metres, proven = kernels.walk_pointers(
             indptr, order, csr.sender, csr.edge_row, np.ascontiguousarray(state),
@@ -651,8 +652,15 @@ class EtaModel(nn.Module):
         return (keys, seconds, metres, np.where(finite, proven, unlimited), parent,
                 pointer_proven)
 
-    def _answer_on_hierarchy(self, plan: dict[str, Any], root: int, keys: np.ndarray,
-                             parent: np.ndarray, pointer_proven: np.ndarray
+    def _seconds(self, plan: dict[str, Any], cost: np.ndarray) -> np.ndarray:
+        """The distance read-out of per-channel path costs ``[..., C]``: seconds, inf
+        where some channel is (unreached)."""
+        finite = np.isfinite(cost).all(axis=-1)
+        seconds = np.full(finite.shape, np.inf)
+        seconds[finite] = (-cost[finite] * plan["readout"]).sum(-1) * self.time_scale
+        return seconds
+
+    def _answer_on_hierarchy(self, plan: dict[str, Any], root: int, keys: np.ndarray
                              ) -> tuple[np.ndarray, ...]:
         """:meth:`_answer_targets` on the customised hierarchy: exact costs at the keys and
         at every sender the pointer walk compares, so every answer is proven unless the
@@ -661,15 +669,15 @@ class EtaModel(nn.Module):
 
         csr, hierarchy, metric = self._csr, self._key_hierarchy(), plan["metric"]
         indptr, order, key_length, edge_length = self._walk_inputs()
+        parent = np.full(self.num_keys, -1, dtype=np.int64)
+        pointer_proven = np.zeros(self.num_keys, dtype=np.bool_)
         scratch = hierarchy.scratch(metric.up.shape[1])
         cost, metres, proven = kernels.cch_targets(
             hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
             int(root), keys, indptr, order, csr.sender, csr.edge_row, plan["node_pointer"],
             plan["edge_pointer"], key_length, edge_length, not self.mode.keys_are_segments, True,
             parent, pointer_proven, *scratch.arrays, scratch.next_stamp())
-        finite = np.isfinite(cost).all(axis=1)
-        seconds = np.full(len(keys), np.inf)
-        seconds[finite] = (-cost[finite] * plan["readout"]).sum(-1) * self.time_scale
+        seconds = self._seconds(plan, cost)
         seconds[keys == root] = 0.0
         metres[keys == root] = 0.0
         return keys, seconds, metres, proven, parent, pointer_proven
@@ -688,9 +696,7 @@ class EtaModel(nn.Module):
         keys = np.asarray(keys, dtype=np.int64)
         cost = kernels.cch_many(hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head,
                                 metric.up, metric.down, hierarchy.rank, roots, keys, 8)
-        finite = np.isfinite(cost).all(axis=-1)
-        seconds = np.full(finite.shape, np.inf)
-        seconds[finite] = (-cost[finite] * plan["readout"]).sum(-1) * self.time_scale
+        seconds = self._seconds(plan, cost)
         seconds[roots[:, None] == keys[None, :]] = 0.0
         return seconds
 

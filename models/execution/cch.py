@@ -207,6 +207,14 @@ class Hierarchy:
     def num_arcs(self) -> int:
         return len(self.up_head)
 
+    @property
+    def arc_tail(self) -> np.ndarray:
+        """``[A]`` each arc's lower end (computed once)."""
+        if "_arc_tail" not in self.__dict__:
+            self._arc_tail = np.repeat(np.arange(self.num_nodes, dtype=np.int64),
+                                       np.diff(self.up_indptr))
+        return self._arc_tail
+
     @classmethod
     def build(cls, sender: np.ndarray, receiver: np.ndarray, num_nodes: int,
               coords: np.ndarray) -> Hierarchy:
@@ -298,10 +306,10 @@ def key_coordinates(graph, keys_are_segments: bool) -> np.ndarray:
 
 
 class ScalarQueries:
-    """Shortest paths of one scalar cost per edge (free flow, live scalar) on a customised
-    hierarchy: exact times at the targets and the tree's parents walked back from them
-    (each step the in-edge with the cheapest ``d(u) + w``, the lowest edge row among
-    ties), so a query touches the keys' ancestors, not the map.
+    """Shortest paths of one scalar cost per edge (free flow, live scalar) on a perfectly
+    customised hierarchy: exact times at the targets and their shortest paths, unpacked
+    from the arcs through the middle node each arc's customisation recorded, so a query
+    touches the keys' ancestors, not the map.
 
     ``csr``: the graph's edges (:class:`models.execution.executor.Csr`), ``weight`` and
     ``length`` per edge row; ``parent_is_sender``: a key's parent is the previous key (turn
@@ -327,32 +335,23 @@ class ScalarQueries:
                 self.mid_up, self.mid_down)
         self.metric = Metric(up[:, None], down[:, None])
         self.searches = (self._compact(keep_up, up), self._compact(keep_down, down))
-        self.edge_pointer = -weight  # score = -(d(u) + w): the cheapest in-edge wins
         self.edge_length = np.asarray(length, dtype=np.float64)
-        self.key_length = np.zeros(csr.num_nodes)
         self.parent_is_sender = parent_is_sender
-        order = np.argsort(csr.receiver, kind="stable")
-        self.in_indptr = np.concatenate([[0], np.cumsum(np.bincount(
-            csr.receiver, minlength=csr.num_nodes))]).astype(np.int64)
-        self.in_position = order.astype(np.int64)
 
     def _compact(self, keep: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, ...]:
         """(indptr, head, cost, arc id) of the kept arcs, grouped by their lower end."""
         hierarchy = self.hierarchy
-        tail = np.repeat(np.arange(hierarchy.num_nodes), np.diff(hierarchy.up_indptr))
+        tail = hierarchy.arc_tail
         kept = np.flatnonzero(keep)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(
             tail[kept], minlength=hierarchy.num_nodes))]).astype(np.int64)
         return indptr, hierarchy.up_head[kept], np.ascontiguousarray(cost[kept]), kept
 
     def _paths(self):
-        """Path-unpacking tables (built on first use): each arc's lower end and per arc and
-        direction the cheapest original edge position (lowest edge row among equal
-        costs)."""
+        """Path-unpacking tables (built on first use): per arc and direction the cheapest
+        original edge position (lowest edge row among equal costs)."""
         if getattr(self, "_unpacking", None) is None:
             hierarchy, csr = self.hierarchy, self.csr
-            n = hierarchy.num_nodes
-            arc_tail = np.repeat(np.arange(n), np.diff(hierarchy.up_indptr))
             edge_cost = self.weight[csr.edge_row]
             best = []
             for upward in (True, False):
@@ -366,21 +365,22 @@ class ScalarQueries:
                 first = np.concatenate([[True], arcs[1:] != arcs[:-1]])
                 chosen[arcs[first]] = edges[first]
                 best.append(chosen)
-            self._unpacking = (arc_tail.astype(np.int64), best[0], best[1])
+            self._unpacking = (best[0], best[1])
         return self._unpacking
 
     def answer(self, root: int, keys: np.ndarray) -> tuple[np.ndarray, ...]:
         """(keys, seconds, metres, path_keys, path_parents) as
-        :class:`models.inference.travel_time.OriginRun` answers carry them: the classic
-        CH query (both upward searches, the best meeting ancestor) and the shortest path
-        unpacked through the lower triangles."""
+        :class:`models.inference.travel_time.OriginRun` answers carry them: the upward
+        search from the root, the lazy sweep down the targets' ancestors, and each path
+        unpacked (:func:`models.execution.kernels.cch_scalar_paths`)."""
         from models.execution import kernels
 
         hierarchy, csr = self.hierarchy, self.csr
-        arc_tail, edge_up, edge_down = self._paths()
+        edge_up, edge_down = self._paths()
         buffers = hierarchy.path_scratch()
         cost, edges, offsets = kernels.cch_scalar_paths(
-            hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, arc_tail, self.mid_up,
+            hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, hierarchy.arc_tail,
+            self.mid_up,
             self.mid_down, edge_up, edge_down, *self.searches[0], *self.searches[1], int(root),
             keys, *buffers.arrays, buffers.next_stamp())
         if offsets[-1] != len(edges):
@@ -404,13 +404,17 @@ class ScalarQueries:
         from models.execution import kernels
 
         hierarchy, metric, csr = self.hierarchy, self.metric, self.csr
+        n = csr.num_nodes
+        in_indptr = np.concatenate([[0], np.cumsum(np.bincount(
+            csr.receiver, minlength=n))]).astype(np.int64)
+        in_position = np.argsort(csr.receiver, kind="stable").astype(np.int64)
         parent = np.full(csr.num_nodes, -1, dtype=np.int64)
         proven_path = np.zeros(csr.num_nodes, dtype=np.bool_)
         scratch = hierarchy.scratch(1)
         cost, metres, proven = kernels.cch_targets(
             hierarchy.parent, hierarchy.up_indptr, hierarchy.up_head, metric.up, metric.down,
-            int(root), keys, self.in_indptr, self.in_position, csr.sender, csr.edge_row,
-            np.ones(1), self.edge_pointer, self.key_length, self.edge_length,
+            int(root), keys, in_indptr, in_position, csr.sender, csr.edge_row,
+            np.ones(1), -self.weight, np.zeros(n), self.edge_length,
             not self.parent_is_sender, True, parent, proven_path, *scratch.arrays,
             scratch.next_stamp())
         seconds = cost[:, 0].copy()
