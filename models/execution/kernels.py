@@ -669,6 +669,20 @@ def cch_customise_scalar(edge_arc, edge_up, edge_cost, up_indptr, up_head, order
     return up, down, mid_up, mid_down
 
 
+@njit(cache=True, inline="always")
+def _perfect_relax(cost, mid, keep, arc, first, second, middle):
+    """One arc direction through a triangle: legs ``first + second`` via ``middle``. A
+    cheaper path lowers the cost and records the middle node; a path as cheap (or
+    cheaper) with both legs strictly cheaper makes the direction unneeded."""
+    via = first + second
+    if via <= cost[arc]:
+        if via < cost[arc]:
+            cost[arc] = via
+            mid[arc] = middle
+        if first < via and second < via:
+            keep[arc] = False
+
+
 @njit(cache=True, nogil=True)  # long: let other threads (health pongs) run
 def cch_perfect(up_indptr, up_head, order, up, down, mid_up, mid_down):
     """Perfect customisation of a one-channel metric (Dibbelt, Strasser & Wagner), in
@@ -695,35 +709,11 @@ def cch_perfect(up_indptr, up_head, order, up, down, mid_up, mid_down):
                 if c < 0:
                     continue
                 # x -> z -> y and y -> z -> x relax a (x-y)
-                via = up[b] + down[c]
-                if via <= up[a]:
-                    if via < up[a]:
-                        up[a] = via
-                        mid_up[a] = z
-                    if up[b] < via and down[c] < via:
-                        keep_up[a] = False
-                via = up[c] + down[b]
-                if via <= down[a]:
-                    if via < down[a]:
-                        down[a] = via
-                        mid_down[a] = z
-                    if up[c] < via and down[b] < via:
-                        keep_down[a] = False
+                _perfect_relax(up, mid_up, keep_up, a, up[b], down[c], z)
+                _perfect_relax(down, mid_down, keep_down, a, up[c], down[b], z)
                 # x -> y -> z and z -> y -> x relax b (x-z)
-                via = up[a] + up[c]
-                if via <= up[b]:
-                    if via < up[b]:
-                        up[b] = via
-                        mid_up[b] = y
-                    if up[a] < via and up[c] < via:
-                        keep_up[b] = False
-                via = down[c] + down[a]
-                if via <= down[b]:
-                    if via < down[b]:
-                        down[b] = via
-                        mid_down[b] = y
-                    if down[c] < via and down[a] < via:
-                        keep_down[b] = False
+                _perfect_relax(up, mid_up, keep_up, b, up[a], up[c], y)
+                _perfect_relax(down, mid_down, keep_down, b, down[c], down[a], y)
             for p in range(up_indptr[y], up_indptr[y + 1]):
                 scratch[up_head[p]] = -1
     return keep_up, keep_down
