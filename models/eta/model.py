@@ -385,12 +385,7 @@ class EtaModel(nn.Module):
         else:
             weight = segment_time  # [E]
             edge_index = self.segment_index
-        if residual is not None:  # per-channel positive reweighting, see the module docstring
-            channel_cost = self._edge_cost_direction * torch.exp(
-                residual.clamp(-self.config.max_log_factor, self.config.max_log_factor))
-            edge_latent = weight.unsqueeze(-1) * (channel_cost @ self._edge_map_inverse.T)
-        else:
-            edge_latent = self.weight_encoder(weight)  # [K, H]
+        edge_latent = self._edge_latent(weight, residual)
         result = Latents(segment_time, penalty, edge_latent, edge_index)
         if not self.training:
             with self._cache_lock:  # an LRU bounded in bytes; the newest always stays
@@ -401,6 +396,16 @@ class EtaModel(nn.Module):
                 ) > self.latent_cache_mb * 2**20:
                     self._cache.popitem(last=False)
         return result
+
+    def _edge_latent(self, weight: Tensor, residual: Tensor | None) -> Tensor:
+        """The processor's edge input ``[K, H]`` from the encoder's scalar edge time ``[K]``
+        and its residual directions ``[K, H]`` (None without ``config.residual``)."""
+        if residual is None:
+            return self.weight_encoder(weight)  # [K, H]
+        # per-channel positive reweighting, see the module docstring
+        channel_cost = self._edge_cost_direction * torch.exp(
+            residual.clamp(-self.config.max_log_factor, self.config.max_log_factor))
+        return weight.unsqueeze(-1) * (channel_cost @ self._edge_map_inverse.T)
 
     def run(self, roots: Tensor, edge_latent: Tensor, edge_index: Tensor, num_keys: int,
             *, source_mask: Tensor | None = None, pointers: bool = False

@@ -304,10 +304,12 @@ class CorridorBatcher:
 
 
 def predict_frame(model: EtaModel, frame: pd.DataFrame, *, corridor_factor: float = 1.3,
-                  corridor_margin_m: float = 400.0) -> np.ndarray:
+                  corridor_margin_m: float = 400.0, traffic=None,
+                  batch_trips: int = 128) -> np.ndarray:
     """Predicted seconds for snapped trips, as the Predictor answers them (the best of both
     directions of a two-way street at each end, no driven route used), computed on each
-    origin's corridor. nan where no option reaches the destination."""
+    origin's corridor. nan where no option reaches the destination. ``traffic`` (a
+    TrafficSnapshot) gives a live model each trip's full feed at its departure."""
     from models.inference.graph_modes import driving_directions
 
     options = []  # (trip row, origin segment, position, destination segment, position)
@@ -322,12 +324,16 @@ def predict_frame(model: EtaModel, frame: pd.DataFrame, *, corridor_factor: floa
     departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
     buckets = np.array([time_bucket(d, model.config.bucket_minutes) for d in departures])
     rows = table[:, 0].astype(np.int64)
+    keys = None
+    if model.config.traffic and traffic is not None:
+        ids, keys = traffic_keys(model, traffic, frame, seed=0, rows=np.arange(len(frame)))
+        buckets = ids
     data = TripBatchData(table[:, 1].astype(np.int64), table[:, 2],
                          table[:, 3].astype(np.int64), table[:, 4], buckets[rows],
-                         np.ones(len(rows)))
+                         np.ones(len(rows)), keys)
     batcher = CorridorBatcher(model, TrainConfig(corridor_factor=corridor_factor,
                                                  corridor_margin_m=corridor_margin_m,
-                                                 batch_trips=128))
+                                                 batch_trips=batch_trips))
     best = np.full(len(frame), np.inf)
     model.eval()
     segment_s = {}
@@ -343,7 +349,7 @@ def predict_frame(model: EtaModel, frame: pd.DataFrame, *, corridor_factor: floa
         for option in np.flatnonzero(same):
             bucket = int(data.bucket[option])
             if bucket not in segment_s:
-                segment_s[bucket] = model.segment_times_s(bucket)
+                segment_s[bucket] = model.segment_times_s(data.run_key(bucket))
             seconds = ((data.destination_position[option] - data.origin_position[option])
                        * segment_s[bucket][data.origin_segment[option]])
             best[rows[option]] = min(best[rows[option]], seconds)
@@ -519,12 +525,14 @@ def _validation_split(frame: pd.DataFrame, train: TrainConfig) -> tuple[np.ndarr
 def fit_eta(graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path, *,
             config: EtaConfig | None = None, train: TrainConfig | None = None,
             progress: bool = True, log=print, checkpoint_dir: Path | None = None,
-            traffic=None) -> tuple[EtaModel, dict[str, Any]]:
+            traffic=None, model_factory=None) -> tuple[EtaModel, dict[str, Any]]:
     """Train encoder and decoder on snapped trips ``frame``; the processor stays frozen.
     ``traffic`` (a models.inference.live.TrafficSnapshot covering the trips' days) trains a
-    model with live features (``config.traffic``)."""
+    model with live features (``config.traffic``). ``model_factory(graph, processor,
+    weight_encoder, processor_manifest, config=...)`` builds the model instead of
+    :class:`EtaModel` (the processor ablation's arms, models.eta.processor_arms)."""
     fit = _EtaFit(graph, frame, processor_dir, config or EtaConfig(), train or TrainConfig(),
-                  log=log, traffic=traffic)
+                  log=log, traffic=traffic, model_factory=model_factory or EtaModel)
     fit.start(checkpoint_dir)
     for epoch in range(fit.first_epoch, fit.train.epochs):
         if fit.parallel.agree(fit.stale >= fit.train.patience):
@@ -541,14 +549,15 @@ class _EtaFit:
     validation / early stopping / checkpoint after each epoch, and the report."""
 
     def __init__(self, graph: RoadGraph, frame: pd.DataFrame, processor_dir: Path,
-                 config: EtaConfig, train: TrainConfig, *, log, traffic) -> None:
+                 config: EtaConfig, train: TrainConfig, *, log, traffic,
+                 model_factory=EtaModel) -> None:
         self.config, self.train, self.traffic, self.frame = config, train, traffic, frame
         torch.manual_seed(train.seed)
         np.random.seed(train.seed)
         self.rng = random.Random(train.seed)
         processor, weight_encoder, processor_manifest = load_pretrained(processor_dir)
-        self.model = model = EtaModel(graph, processor, weight_encoder, processor_manifest,
-                                      config=config)
+        self.model = model = model_factory(graph, processor, weight_encoder,
+                                           processor_manifest, config=config)
         if len(frame) < 2:
             raise InputError("training needs at least 2 trips")
         if config.traffic and traffic is None:
