@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from models.baselines.learned import _snapped
 from models.evaluation.metrics import by_departure_hour, by_trip_length, eta_metrics
 from nareta.artifacts import atomic_artifact_dir
 
@@ -78,17 +77,23 @@ def plot_results(true_s, predicted_s, length_m, out_dir: Path, *, title: str) ->
 
 
 class _TravelTimeScorer:
-    """A registered travel-time model (e.g. the ETA model) scored trip by trip."""
+    """A registered travel-time model (e.g. the ETA model) scored trip by trip through the
+    :class:`models.inference.predictor.Predictor` (the service's path, :func:`predict_trips`:
+    each trip snapped from its coordinates at its departure time, no live feed)."""
 
-    def __init__(self, model, graph) -> None:
+    def __init__(self, model, graph, *, max_snap_distance_m: float = 250.0) -> None:
         self.model, self.graph = model, graph
         self.name = model.name
+        self.max_snap_distance_m = max_snap_distance_m
 
     def predict(self, graph, frame) -> np.ndarray:
-        return predict_with_travel_time_model(self.model, graph, frame)
+        from models.inference.predictor import Predictor
+
+        predictor = Predictor(graph, self.model, max_snap_distance_m=self.max_snap_distance_m)
+        return predict_trips(predictor, frame, live=False)
 
 
-def load_scorer(source: str | None, graph):
+def load_scorer(source: str | None, graph, *, max_snap_distance_m: float = 250.0):
     """A name in :data:`nareta.defaults.NAMED_MODELS` (``freeflow``, ``freeflow-turns``), a
     baseline artifact, or any model kind in :mod:`models.inference.registry` (the value is read by
     :func:`nareta.defaults.resolve_model`)."""
@@ -102,7 +107,8 @@ def load_scorer(source: str | None, graph):
     if source == "freeflow":  # the baseline's own routing (models.baselines.routing)
         return load_baseline(source, graph=graph)
     if source in NAMED_MODELS:
-        return _TravelTimeScorer(load_travel_time_model(source, graph), graph)
+        return _TravelTimeScorer(load_travel_time_model(source, graph), graph,
+                                 max_snap_distance_m=max_snap_distance_m)
     manifest_path = Path(source) / MANIFEST_NAME
     try:
         kind = json.loads(manifest_path.read_text()).get("kind")
@@ -112,7 +118,8 @@ def load_scorer(source: str | None, graph):
         return load_baseline(source, graph=graph)
     from models.inference.registry import load_model
 
-    return _TravelTimeScorer(load_model(source, graph), graph)
+    return _TravelTimeScorer(load_model(source, graph), graph,
+                             max_snap_distance_m=max_snap_distance_m)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     graph_dir, model_name = resolve_artifacts(args.graph, args.model)
     graph = RoadGraph.load(graph_dir)
-    model = load_scorer(model_name, graph)
+    model = load_scorer(model_name, graph, max_snap_distance_m=args.max_snap_distance)
     table = read_trips(args.trips, timezone=args.timezone)
     table = snap_trips(table, graph, max_snap_distance_m=args.max_snap_distance)
     print(table.summary())
@@ -170,54 +177,6 @@ def run(args: argparse.Namespace) -> int:
         f"({overall['unanswered']} unanswered) -> {args.out}"
     )
     return 0
-
-
-def predict_with_travel_time_model(model, graph, frame, *, chunk: int = 256) -> np.ndarray:
-    """Trip durations from any :class:`models.inference.travel_time.TravelTimeModel` (the
-    Predictor's interface: the learned ETA model, free-flow): origins are run in batches per
-    departure-time bucket; partial first / last segments use the model's segment times; an
-    end on a two-way street may use either direction (turn mode)."""
-    from models.baselines.routing import reverse_twins
-    from models.inference.graph_modes import graph_mode
-
-    origin_seg, origin_frac, dest_seg, dest_frac = _snapped(frame)
-    if "departure_local" in frame.columns:
-        buckets = np.array([model.time_bucket(t.to_pydatetime()) for t in frame["departure_local"]])
-    else:
-        buckets = np.zeros(len(frame), dtype=np.int64)
-    mode = graph_mode(model.graph_mode)
-    twins = reverse_twins(graph)
-    best = np.full(len(frame), np.inf)
-    for bucket in np.unique(buckets):
-        rows = np.flatnonzero(buckets == bucket)
-        times = np.asarray(model.segment_times_s(int(bucket)), dtype=np.float64)
-        variants = [(origin_seg, origin_frac, dest_seg, dest_frac)]
-        if mode.keys_are_segments:  # each direction of a two-way street is its own key
-            flip_o = np.where(twins[origin_seg] >= 0, twins[origin_seg], origin_seg)
-            flip_d = np.where(twins[dest_seg] >= 0, twins[dest_seg], dest_seg)
-            variants += [
-                (flip_o, 1 - origin_frac, dest_seg, dest_frac),
-                (origin_seg, origin_frac, flip_d, 1 - dest_frac),
-                (flip_o, 1 - origin_frac, flip_d, 1 - dest_frac),
-            ]
-        for o, fo, d, fd in variants:
-            o, fo, d, fd = o[rows], fo[rows], d[rows], fd[rows]
-            start, end = mode.start_key(graph, o), mode.end_key(graph, d)
-            unique, inverse = np.unique(start, return_inverse=True)
-            middle = np.full(len(rows), np.inf)
-            for first in range(0, len(unique), chunk):
-                run = model.run_from(unique[first : first + chunk], int(bucket))
-                inside = (inverse >= first) & (inverse < first + chunk)
-                middle[inside] = run.node_time_s[inverse[inside] - first, end[inside]]
-            # from the end of o; to the end of d (turn) or the start of d (node)
-            value = (1 - fo) * times[o] + middle + mode.end_share(fd) * times[d]
-            same = (o == d) & (fd >= fo)
-            value[same] = (fd[same] - fo[same]) * times[o[same]]
-            # behind the origin on the same segment: needs a loop the trees do not give;
-            # another direction answers it, or it stays unanswered
-            value[(o == d) & (fd < fo)] = np.inf
-            best[rows] = np.minimum(best[rows], value)
-    return best
 
 
 def predict_trips(predictor, frame, *, live: bool = True) -> np.ndarray:

@@ -168,8 +168,8 @@ def test_load_rejects_non_baselines(tmp_path):
 
 
 def test_learned_scalar_serves_the_predictor_interface(tmp_path):
-    from models.evaluation.evaluate import predict_with_travel_time_model
     from models.inference.registry import load_model
+    from tests.models.tree_reference import predict_with_travel_time_model
 
     graph = grid_graph(3)
     rng = np.random.default_rng(5)
@@ -218,9 +218,9 @@ def _timed_trips(graph, true_time, count, seed):
 
 
 def test_learned_scalar_with_time_features_fits_what_the_plain_one_cannot(tmp_path):
-    from models.evaluation.evaluate import predict_with_travel_time_model
     from models.inference.predictor import Predictor
     from models.inference.registry import load_model
+    from tests.models.tree_reference import predict_with_travel_time_model
 
     torch.manual_seed(0)
     graph = grid_graph(4)

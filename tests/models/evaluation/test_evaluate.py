@@ -92,3 +92,43 @@ def test_predict_trips_answers_as_the_predictor_does(bundled_graph):
                              (row.destination_lon, row.destination_lat),
                              row.departure_local.to_pydatetime())
         assert got[i] == want.eta_s
+
+
+def test_evaluate_scores_travel_time_models_through_the_predictor(tmp_path, bundled_graph):
+    """``nareta evaluate --model <travel-time model>`` scores each trip as the service answers
+    it: its metrics equal those of Predictor.eta per trip (the trips' own coordinates and
+    departure times), including trips whose coordinates sit on a two-way street."""
+    from models.evaluation.evaluate import evaluate_predictions, load_scorer, trip_length_m
+    from models.inference.predictor import Predictor
+    from nareta.defaults import load_travel_time_model
+
+    rng = np.random.default_rng(11)
+    picks = rng.choice(len(bundled_graph["path_lon"]), (12, 2), replace=False)
+    lon, lat = bundled_graph["path_lon"], bundled_graph["path_lat"]
+    rows = [{"origin_lon": lon[a] + 2e-5, "origin_lat": lat[a],
+             "destination_lon": lon[b], "destination_lat": lat[b] - 2e-5,
+             "departure_time": f"2026-11-18T08:{10 + i:02d}:00", "duration_s": 200.0 + 10 * i}
+            for i, (a, b) in enumerate(picks)]
+    pd.DataFrame(rows).to_csv(tmp_path / "trips.csv", index=False)
+    bundled_graph.save(tmp_path / "graph")
+    result = run_cli("evaluate", "--model", "freeflow-turns", "--trips",
+                     str(tmp_path / "trips.csv"), "--graph", str(tmp_path / "graph"),
+                     "--out", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+    from data_pipeline.trips import read_trips, snap_trips
+
+    frame = snap_trips(read_trips(tmp_path / "trips.csv"), bundled_graph).frame
+    predictor = Predictor(bundled_graph, load_travel_time_model("freeflow-turns", bundled_graph))
+    want = np.array([predictor.eta((r.origin_lon, r.origin_lat),
+                                   (r.destination_lon, r.destination_lat),
+                                   r.departure_local.to_pydatetime()).eta_s
+                     for r in frame.itertuples()])
+    got = load_scorer("freeflow-turns", bundled_graph).predict(bundled_graph, frame)
+    np.testing.assert_array_equal(got, want)
+    expected = evaluate_predictions(frame["duration_s"].to_numpy(float), want,
+                                    trip_length_m(bundled_graph, frame),
+                                    frame["departure_hour"].to_numpy())
+    assert metrics["overall"]["mape"] == expected["overall"]["mape"]
+    assert metrics["overall"]["count"] == len(frame) == 12
