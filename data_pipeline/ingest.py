@@ -109,6 +109,7 @@ class IngestResult:
 
 
 # ---------------------------------------------------------------------- entry points
+
 def ingest_osm(
     path: str | os.PathLike[str], *, bbox: tuple[float, float, float, float] | None = None
 ) -> IngestResult:
@@ -212,6 +213,7 @@ def build_road_graph(osm: OsmData, *, source_name: str = "") -> tuple[RoadGraph,
         "oneway",
         "reversed",
         "length",
+        "name",
     )
     logging.getLogger("osmnx").setLevel(logging.ERROR)
     graph = ox.simplify_graph(
@@ -249,6 +251,7 @@ def _unsimplified_graph(osm: OsmData) -> nx.MultiDiGraph:
             "tunnel": is_yes(tags.get("tunnel")),
             "surface": _SURFACE_GROUPS.get(tags.get("surface", ""), "unknown"),
             "oneway": direction != 0,
+            "name": street_name(tags),
         }
         for index, (a, b) in enumerate(zip(way.nodes[:-1], way.nodes[1:], strict=True)):
             length = float(lengths[index])
@@ -257,6 +260,11 @@ def _unsimplified_graph(osm: OsmData) -> nx.MultiDiGraph:
             if direction <= 0:
                 graph.add_edge(b, a, length=length, reversed=True, **common)
     return graph
+
+
+def street_name(tags: dict[str, str]) -> str:
+    """What a driver reads on the sign: the way's ``name``, else its ``ref``, else ""."""
+    return (tags.get("name") or tags.get("ref") or "").strip()
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -304,6 +312,11 @@ def _resolve_pieces(data: dict[str, Any], conflicts: Counter) -> dict[str, Any]:
     reversed_flags = np.asarray(_as_list(data["reversed"]), dtype=bool)
     resolved["reversed"] = bool(lengths[reversed_flags].sum() > lengths[~reversed_flags].sum())
     resolved["way_ids"] = [int(way) for way in _as_list(data["osmid"])]
+    names: dict[str, float] = defaultdict(float)  # the named piece covering the most length
+    for value, length in zip(_as_list(data.get("name", "")), lengths, strict=False):
+        if value:
+            names[value] += length
+    resolved["name"] = max(names.items(), key=lambda item: (item[1], item[0]))[0] if names else ""
     return resolved
 
 
@@ -379,6 +392,7 @@ def _to_road_graph(graph: nx.MultiDiGraph, osm: OsmData) -> tuple[RoadGraph, dic
         "crossing_at_end",
     ):
         arrays[name] = np.asarray(columns[name])
+    arrays["segment_name"] = np.asarray(columns["name"], dtype=str)
     arrays.update(_imputed_speeds_and_lanes(columns, arrays["length_m"]))
     arrays.update(_path_shape(arrays["length_m"], path_lon, path_lat, offsets))
 

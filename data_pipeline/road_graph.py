@@ -22,6 +22,9 @@ path_osm_node        [P]        OSM node ids along each segment (both ends inclu
 path_lon, path_lat   [P]        the segment geometry
 path_way_id          [P]        OSM way of the piece ending at this point (first point:
                                  the first piece's way)
+segment_name         [E]        OSM street name (``name``, else ``ref``, else "") of the
+                                 way covering most of the segment (optional; display only,
+                                 not part of the graph's identity)
 turn_from, turn_to   [T]        segment indices of each allowed turn
 <turn feature>       [T]        one array per name in ``TURN_FEATURES``
 ===================  =========  ========================================================
@@ -42,6 +45,14 @@ from nareta.errors import ArtifactError
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
+
+#: arrays for people, not models (street names): left out of :attr:`RoadGraph.identity`,
+#: so a graph ingested before they existed is the same graph to a trained model
+DISPLAY_ARRAYS = frozenset({"segment_name"})
+
+#: what `nareta ingest` puts in a RoadGraph; caches of the bundled city are keyed by it
+#: (2: OSM street names per segment)
+INGEST_FORMAT = 2
 
 KIND = "road_graph"
 SCHEMA_VERSION = 1
@@ -156,12 +167,17 @@ class RoadGraph:
         cached = getattr(self, "_identity", None)
         if cached is None:
             digest = hashlib.sha256()
-            for name in sorted(self.arrays):
+            for name in sorted(set(self.arrays) - DISPLAY_ARRAYS):
                 array = np.ascontiguousarray(self.arrays[name])
                 digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
                 digest.update(array.tobytes())
             cached = self._identity = digest.hexdigest()
         return cached
+
+    def street_name(self, segment: int) -> str:
+        """The segment's OSM street name ("" when unnamed or ingested without names)."""
+        names = self.arrays.get("segment_name")
+        return str(names[int(segment)]) if names is not None else ""
 
     def reverse_twins(self) -> np.ndarray:
         """``[E]`` for each segment, the segment running the same OSM node path the other way
@@ -198,7 +214,8 @@ class RoadGraph:
                 raise ArtifactError(
                     f"road graph: {name} has shape {self.arrays[name].shape}, expected ({n},)"
                 )
-        for name in ("edge_source", "edge_target", *SEGMENT_FEATURES):
+        optional = [name for name in DISPLAY_ARRAYS if name in self.arrays]
+        for name in ("edge_source", "edge_target", *SEGMENT_FEATURES, *optional):
             if self.arrays[name].shape != (e,):
                 raise ArtifactError(
                     f"road graph: {name} has shape {self.arrays[name].shape}, expected ({e},)"

@@ -81,7 +81,10 @@ def bundled_graph_dir(*, osm: Path = BUNDLED_OSM, quiet: bool = False) -> Path:
                          "(a `nareta ingest` output)")
     source_sha256 = sha256_file(osm)
     name = osm.name.split(".")[0]
-    out = cache_dir() / "graphs" / f"{name}-{source_sha256[:16]}"
+    from data_pipeline.road_graph import INGEST_FORMAT
+
+    # keyed by the source and by what ingest keeps (a newer ingest re-ingests once)
+    out = cache_dir() / "graphs" / f"{name}-{source_sha256[:16]}-f{INGEST_FORMAT}"
     if _verified(out, source_sha256):
         return out
     with _locked(out.parent / f".{out.name}.lock"):

@@ -296,7 +296,7 @@ def hint(point: Waypoint) -> str:
 
 
 def waypoint(point: Waypoint, *, hints: bool = True,
-             query: tuple[float, float] | None = None) -> dict:
+             query: tuple[float, float] | None = None, graph: RoadGraph | None = None) -> dict:
     """OSRM's waypoint. A point with no road within its radius (``segment < 0``, table
     only) reports the nearest road and its distance (beyond the radius), or the query
     point itself when it lies off the map."""
@@ -304,7 +304,8 @@ def waypoint(point: Waypoint, *, hints: bool = True,
         return {"distance": None, "name": "", "location": (round(query[0], 6),
                                                             round(query[1], 6))}
     body = {"hint": hint(point)} if hints and point.segment >= 0 else {}
-    body.update({"distance": round(point.distance_m, 6), "name": "",
+    name = graph.street_name(point.segment) if graph is not None and point.segment >= 0 else ""
+    body.update({"distance": round(point.distance_m, 6), "name": name,
                  "location": (round(point.lon, 6), round(point.lat, 6))})
     return body
 
@@ -405,10 +406,11 @@ def _step_coordinates(graph: RoadGraph, result: RouteResult,
 
 def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
     """OSRM steps: depart, a turn wherever the road bends by >= 30 degrees at a junction,
-    arrive. A step's distance is the metres driven on its segments (the first and last only
-    in part), so the steps add up to the route; its geometry is the route's, cut at the
-    junctions. ``name`` is "" (as OSRM gives for unnamed roads): the RoadGraph does not keep
-    OSM street names."""
+    a "new name" where the street name changes without a turn, arrive. A step's distance is
+    the metres driven on its segments (the first and last only in part), so the steps add
+    up to the route; its geometry is the route's, cut at the junctions. ``name`` is the OSM
+    street name of the step's road (its ``name``, else ``ref``; "" for unnamed roads, as
+    OSRM gives)."""
     bearing_in, bearing_out = graph["bearing_in_deg"], graph["bearing_out_deg"]
     segments, times = result.segments, result.segment_times_s
     destination = (result.destination.lon, result.destination.lat)
@@ -420,9 +422,10 @@ def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
             continue
         angle = (float(bearing_in[segment]) - float(bearing_out[segments[index - 1]]) + 540) % 360
         angle -= 180
-        if abs(angle) >= 30:
+        renamed = graph.street_name(segment) != graph.street_name(segments[index - 1])
+        if abs(angle) >= 30 or renamed:
             groups.append([index])
-            angles.append(angle)
+            angles.append(angle if abs(angle) >= 30 else None)
         else:
             groups[-1].append(index)
     pieces = _step_coordinates(graph, result, groups)
@@ -434,11 +437,14 @@ def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
         previous = segments[groups[number - 1][-1]] if number else None
         before = _bearing(bearing_out[previous]) if previous is not None else 0
         after = _bearing(bearing_in[first])
+        kind = "depart" if number == 0 else "turn"
+        if number and angles[number - 1] is None:
+            kind = "new name"
         maneuver = {"location": (round(location[0], 6), round(location[1], 6)),
-                    "bearing_before": before, "bearing_after": after,
-                    "type": "depart" if number == 0 else "turn"}
+                    "bearing_before": before, "bearing_after": after, "type": kind}
         if number:
-            maneuver["modifier"] = _modifier(angles[number - 1])
+            angle = angles[number - 1]
+            maneuver["modifier"] = "straight" if angle is None else _modifier(angle)
         duration = sum(times[i] for i in group)
         distance = sum(result.segment_distances_m[i] for i in group)
         intersection = {"location": maneuver["location"], "bearings": [after],
@@ -448,7 +454,8 @@ def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
                             "bearings": [(before + 180) % 360, after], "entry": [False, True],
                             "in": 0, "out": 1}
         out.append({"geometry": encode_geometry(coordinates, geometries), "maneuver": maneuver,
-                    "mode": "driving", "driving_side": "right", "name": "",
+                    "mode": "driving", "driving_side": "right",
+                    "name": graph.street_name(first),
                     "intersections": [intersection], "weight": round(duration, 1),
                     "duration": round(duration, 1), "distance": round(distance, 1)})
     end = (round(destination[0], 6), round(destination[1], 6))
@@ -456,11 +463,26 @@ def steps(graph: RoadGraph, result: RouteResult, geometries: str) -> list[dict]:
     out.append({"geometry": encode_geometry([destination, destination], geometries),
                 "maneuver": {"location": end, "bearing_before": arrive_bearing,
                              "bearing_after": 0, "type": "arrive"},
-                "mode": "driving", "driving_side": "right", "name": "",
+                "mode": "driving", "driving_side": "right",
+                "name": graph.street_name(segments[-1]) if segments else "",
                 "intersections": [{"location": end, "bearings": [(arrive_bearing + 180) % 360],
                                    "entry": [True], "in": 0}],
                 "weight": 0.0, "duration": 0.0, "distance": 0.0})
     return out
+
+
+def leg_summary(graph: RoadGraph, result: RouteResult) -> str:
+    """OSRM's leg ``summary``: the names of the (at most) two streets the leg drives
+    longest on, in the order driven ("" when none is named)."""
+    metres: dict[str, float] = {}
+    first_seen: dict[str, int] = {}
+    for index, segment in enumerate(result.segments):
+        name = graph.street_name(segment)
+        if name:
+            metres[name] = metres.get(name, 0.0) + float(result.segment_distances_m[index])
+            first_seen.setdefault(name, index)
+    longest = sorted(metres, key=lambda name: -metres[name])[:2]
+    return ", ".join(sorted(longest, key=first_seen.__getitem__))
 
 
 def leg_annotation(graph: RoadGraph, result: RouteResult, fields: tuple[str, ...]) -> dict:

@@ -67,7 +67,8 @@ async def route(request: Request, coordinates: str, predictor: PredictorDep,
         result = predictor.route(snapped[index], snapped[index + 1],
                                  geometry=overview != "false")
         leg_steps = osrm.steps(predictor.graph, result, geometry_format) if with_steps else []
-        leg = {"steps": leg_steps, "summary": "", "weight": round(result.eta_s, 1),
+        leg = {"steps": leg_steps, "summary": osrm.leg_summary(predictor.graph, result),
+               "weight": round(result.eta_s, 1),
                "duration": round(result.eta_s, 1), "distance": round(result.distance_m, 1)}
         if fields:
             leg["annotation"] = osrm.leg_annotation(predictor.graph, result, fields)
@@ -83,7 +84,8 @@ async def route(request: Request, coordinates: str, predictor: PredictorDep,
             osrm.overview_coordinates(without_repeats(geometry), overview), geometry_format)
     body: dict = {"code": "Ok", "routes": [route_body]}
     if not skip:
-        body["waypoints"] = [osrm.waypoint(point, hints=with_hints) for point in snapped]
+        body["waypoints"] = [osrm.waypoint(point, hints=with_hints, graph=predictor.graph)
+                             for point in snapped]
     return osrm.json_response(body)
 
 
@@ -159,9 +161,11 @@ def table(request: Request, coordinates: str, predictor: PredictorDep,
     if "distance" in wanted:
         body["distances"] = osrm.matrix_json(distances)
     if not skip:
-        body["sources"] = [osrm.waypoint(snapped[i], hints=with_hints, query=points[i])
+        body["sources"] = [osrm.waypoint(snapped[i], hints=with_hints, query=points[i],
+                                         graph=predictor.graph)
                            for i in source_indices]
-        body["destinations"] = [osrm.waypoint(snapped[j], hints=with_hints, query=points[j])
+        body["destinations"] = [osrm.waypoint(snapped[j], hints=with_hints, query=points[j],
+                                              graph=predictor.graph)
                                 for j in destination_indices]
     return osrm.json_response(body)
 
@@ -203,6 +207,6 @@ def nearest(request: Request, coordinates: str, predictor: PredictorDep) -> Resp
                                   float(snaps.distance_m[i]), int(snaps.segment[i]),
                                   int(snaps.twin[i]), float(snaps.fraction[i]))
             found.append({"nodes": [int(osm_node[ends[i, 0]]), int(osm_node[ends[i, 1]])],
-                          **osrm.waypoint(point, hints=with_hints)})
+                          **osrm.waypoint(point, hints=with_hints, graph=predictor.graph)})
         body["waypoints"] = found
     return osrm.json_response(body)

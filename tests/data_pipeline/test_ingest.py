@@ -231,3 +231,23 @@ def test_identity_is_stable_across_ingests(clipped_osm, tmp_path):
     second.arrays["free_flow_s"] = second.arrays["free_flow_s"] * 2
     second._identity = None
     assert second.identity != first.identity
+
+
+def test_street_names_are_kept_but_not_part_of_the_identity(clipped_osm, tmp_path):
+    """Ingest keeps each segment's OSM street name (display only): a graph without names
+    (ingested before they existed) is the same graph to a trained model; a names array of
+    the wrong length is rejected."""
+    from nareta.errors import ArtifactError
+
+    graph = ingest_osm(clipped_osm).graph
+    names = graph["segment_name"]
+    assert names.shape == (graph.num_segments,) and (names != "").mean() > 0.5
+    assert graph.street_name(int(np.flatnonzero(names != "")[0])) != ""
+    graph.save(tmp_path / "graph")
+    again = RoadGraph.load(tmp_path / "graph")
+    assert again["segment_name"].tolist() == names.tolist()
+    unnamed = RoadGraph(arrays={k: v for k, v in graph.arrays.items() if k != "segment_name"},
+                        crs_epsg=graph.crs_epsg)
+    assert unnamed.identity == graph.identity and unnamed.street_name(0) == ""
+    with pytest.raises(ArtifactError, match="segment_name"):
+        RoadGraph(arrays={**graph.arrays, "segment_name": names[:-1]}, crs_epsg=graph.crs_epsg)

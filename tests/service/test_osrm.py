@@ -24,7 +24,8 @@ def test_route_shape(client):
     assert len(answer["waypoints"]) == 2
     for waypoint in answer["waypoints"]:
         assert set(waypoint) == {"hint", "distance", "name", "location"}
-        assert waypoint["name"] == "" and len(waypoint["location"]) == 2
+        assert isinstance(waypoint["name"], str) and len(waypoint["location"]) == 2
+    assert any(waypoint["name"] for waypoint in answer["waypoints"])  # OSM street names
     # Default geometry: polyline (precision 5, lat/lon order) starting at the first waypoint.
     start = polyline.decode(route["geometry"])[0]
     assert start == pytest.approx(tuple(answer["waypoints"][0]["location"]), abs=1e-5)
@@ -67,8 +68,11 @@ def test_steps(client):
         assert {"geometry", "maneuver", "mode", "driving_side", "name", "intersections",
                 "weight", "duration", "distance"} <= set(step)
         assert step["mode"] == "driving"
-    for step in steps[1:-1]:
-        assert step["maneuver"]["type"] == "turn" and step["maneuver"]["modifier"]
+    for before, step in zip(steps[:-2], steps[1:-1], strict=True):
+        kind = step["maneuver"]["type"]
+        assert kind in ("turn", "new name") and step["maneuver"]["modifier"]
+        if kind == "new name":  # no turn: only the street name changed
+            assert step["name"] != before["name"] and step["maneuver"]["modifier"] == "straight"
     route = answer["routes"][0]
     assert sum(s["duration"] for s in steps) == pytest.approx(route["duration"], abs=0.5)
     assert sum(s["distance"] for s in steps) == pytest.approx(route["distance"], abs=1.0)
@@ -164,3 +168,23 @@ def test_errors(client, url, code):
 def test_same_point_route(client):
     answer = client.get("/route/v1/driving/-76.61,39.29;-76.61,39.29?steps=true").json()
     assert answer["code"] == "Ok" and answer["routes"][0]["duration"] == 0
+
+
+def test_steps_and_summary_carry_osm_street_names(client, bundled_graph):
+    """Every step is named after the OSM street of its first segment (``name``, else
+    ``ref``), steps split where the name changes, and the leg summary names the two
+    streets driven longest, as OSRM does."""
+    from data_pipeline.ingest import street_name
+
+    assert street_name({"name": " Wells Avenue "}) == "Wells Avenue"
+    assert street_name({"ref": "I 95"}) == "I 95" and street_name({}) == ""
+    answer = client.get(ROUTE, params={"steps": "true", "geometries": "geojson"}).json()
+    (leg,) = answer["routes"][0]["legs"]
+    names = [step["name"] for step in leg["steps"][:-1]]
+    assert sum(bool(name) for name in names) >= len(names) // 2
+    assert all(a != b or kind == "turn" for a, b, kind in zip(
+        names[:-1], names[1:], [s["maneuver"]["type"] for s in leg["steps"][1:-1]],
+        strict=True))
+    assert leg["summary"] and set(leg["summary"].split(", ")) <= set(names)
+    segment_names = bundled_graph["segment_name"]
+    assert set(names) - {""} <= set(segment_names.tolist())
