@@ -171,7 +171,7 @@ class LiveLearnedScalar:
         return self.base.turn_time_s
 
     def run_from(self, origins: np.ndarray, key):
-        from models.inference.travel_time import line_dijkstra_tree
+        from models.execution.trees import line_dijkstra_tree
 
         return line_dijkstra_tree(self.graph, self.segment_times_s(key), self.base.turn_time_s,
                                   origins)
@@ -451,9 +451,9 @@ def predict_arms(args, graph, sub, snapshot, folder: Path, models: dict[str, lis
     ``learned_scalar_time_live`` too), with the seconds each arm took."""
     from traffic import oracle, predict
 
+    from models.baselines.freeflow import FreeFlowTurnModel, LiveScalarModel
     from models.eta.model import EtaModel
     from models.inference.predictor import Predictor
-    from models.inference.travel_time import FreeFlowTurnModel, LiveScalarModel
 
     single = {"freeflow": FreeFlowTurnModel(graph), "live_scalar": LiveScalarModel(graph)}
     if "learned_scalar_time_live" in models:

@@ -275,10 +275,10 @@ def city_predictors(city: str, graph, frame, masks, model, args) -> tuple[dict, 
     """A Predictor per arm: free flow, live scalar, the live NAR model, the learned scalar
     (fitted here on the training split; its fit seconds returned too), the shipped model
     on Baltimore when comparable, and Baltimore's model zero-shot on other cities."""
+    from models.baselines.freeflow import FreeFlowTurnModel, LiveScalarModel
     from models.baselines.learned import LearnedScalarBaseline
     from models.eta.model import EtaModel, FeatureScaler
     from models.inference.predictor import Predictor
-    from models.inference.travel_time import FreeFlowTurnModel, LiveScalarModel
 
     predictors = {
         "freeflow": Predictor(graph, FreeFlowTurnModel(graph)),

@@ -36,9 +36,9 @@ BUNDLED_OSM = REPO / "data" / "osm" / "baltimore.osm.pbf"
 SHIPPED_MODEL = REPO / "artifacts_shipped" / "eta_baltimore"
 #: models that need no artifact: ``--model NAME`` -> "module:Class", built as Class(graph)
 NAMED_MODELS: dict[str, str] = {
-    "freeflow": "models.inference.travel_time:FreeFlowModel",
-    "freeflow-turns": "models.inference.travel_time:FreeFlowTurnModel",
-    "live-scalar": "models.inference.travel_time:LiveScalarModel",
+    "freeflow": "models.baselines.freeflow:FreeFlowModel",
+    "freeflow-turns": "models.baselines.freeflow:FreeFlowTurnModel",
+    "live-scalar": "models.baselines.freeflow:LiveScalarModel",
 }
 
 

@@ -114,8 +114,8 @@ def longest_free_flow_trip(graph: RoadGraph):
     """(origin, destination, free-flow ETA s): from the first piece of one of the first
     ten segments to the first piece of any segment, the pair with the longest free-flow
     time on the turn graph (a trip a few segments long on a small graph)."""
+    from models.baselines.freeflow import FreeFlowTurnModel
     from models.inference.predictor import Predictor
-    from models.inference.travel_time import FreeFlowTurnModel
 
     base = Predictor(graph, FreeFlowTurnModel(graph))
     offsets, lon, lat = graph["path_offsets"], graph["path_lon"], graph["path_lat"]

@@ -286,7 +286,7 @@ class LearnedScalarBaseline:
         return self.turn_time_s
 
     def run_from(self, origins: np.ndarray, bucket: int):
-        from models.inference.travel_time import line_dijkstra_tree
+        from models.execution.trees import line_dijkstra_tree
 
         if self.graph is None:
             raise ArtifactError("learned scalar baseline: load it with a graph to route")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.csgraph import dijkstra
 
-from models.inference.travel_time import line_graph
+from models.execution.trees import line_graph
 
 
 def reverse_twins(graph) -> np.ndarray:

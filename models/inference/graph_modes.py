@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_pipeline.road_graph import RoadGraph
-from models.inference.travel_time import OriginRun, dijkstra_tree, line_dijkstra_tree
+from models.execution.trees import dijkstra_tree, line_dijkstra_tree
+from models.inference.travel_time import OriginRun
 
 AT_NODE = 1e-9  # a snapped fraction this close to 0 or 1 stands on the node itself
 

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from batch.scoring import score_frame
+from models.baselines.freeflow import FreeFlowModel
 from models.inference.predictor import Predictor
-from models.inference.travel_time import FreeFlowModel, OriginRun
+from models.inference.travel_time import OriginRun
 from tests.batch.conftest import BAD_ROWS, make_od_frame
 
 

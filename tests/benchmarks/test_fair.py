@@ -88,7 +88,7 @@ def test_no_residual_model_is_one_scalar_channel(bundled_graph):
     """``nar_k1``: without the residual, times = c x Dijkstra on the model's own turn weights
     (one scalar per turn); with a residual the channels weigh turns differently."""
     from models.eta.model import EtaConfig, EtaModel
-    from models.inference.travel_time import line_dijkstra_tree
+    from models.execution.trees import line_dijkstra_tree
     from models.processor.model import load_pretrained
 
     processor, weight_encoder, manifest = load_pretrained(REPO / "artifacts_shipped" / "processor")
@@ -115,8 +115,8 @@ def test_live_learned_scalar_applies_the_feed_factor(fair, bundled_graph):
     """The timed + live learned scalar: no state -> the timed scalar's times; a state ->
     times x exp(clip(gain x prior + theta . features)), the run on those times."""
     from models.baselines.learned import LearnedScalarBaseline, ScalarConfig
+    from models.execution.trees import line_dijkstra_tree
     from models.inference.live import LIVE_FEATURES, RunKey, TrafficState, no_traffic_features
-    from models.inference.travel_time import line_dijkstra_tree
 
     segments = bundled_graph.num_segments
     base = LearnedScalarBaseline(np.asarray(bundled_graph["free_flow_s"], float) * 1.5,

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
+from models.baselines.freeflow import FreeFlowTurnModel
 from models.eta.model import EtaConfig, EtaModel
 from models.eta.train import TrainConfig, fit_eta
 from models.inference.predictor import Predictor
-from models.inference.travel_time import FreeFlowTurnModel
 from nareta.errors import ArtifactError
 from tests.models.conftest import SHIPPED_PROCESSOR
 

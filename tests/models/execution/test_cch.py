@@ -111,8 +111,8 @@ def test_shipped_model_answers_on_the_hierarchy_equal_the_whole_graph_run(bundle
 def test_duration_matrix_equals_the_full_matrix(kind, bundled_graph):
     """The many-to-many (durations only) gives the durations of the matrix that walks every
     cell's pointers; points on shared segments (direct rides, loops) included."""
+    from models.baselines.freeflow import FreeFlowModel, FreeFlowTurnModel
     from models.inference.predictor import Predictor
-    from models.inference.travel_time import FreeFlowModel, FreeFlowTurnModel
 
     model = {"shipped": lambda: load_model(SHIPPED_ETA, bundled_graph),
              "freeflow": lambda: FreeFlowModel(bundled_graph),
@@ -141,7 +141,7 @@ def test_duration_matrix_equals_the_full_matrix(kind, bundled_graph):
 def test_scalar_models_answer_targets_on_the_hierarchy(kind, bundled_graph):
     """Free flow (node and turn mode) and the live scalar answer targeted runs on their
     hierarchy with scipy's whole-graph Dijkstra times, metres and parents."""
-    from models.inference.travel_time import FreeFlowModel, FreeFlowTurnModel, LiveScalarModel
+    from models.baselines.freeflow import FreeFlowModel, FreeFlowTurnModel, LiveScalarModel
 
     model = {"freeflow": FreeFlowModel, "freeflow-turns": FreeFlowTurnModel,
              "live-scalar": LiveScalarModel}[kind](bundled_graph)

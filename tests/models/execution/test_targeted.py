@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.baselines.freeflow import FreeFlowModel, FreeFlowTurnModel
 from models.inference.predictor import Predictor
 from models.inference.registry import load_model
-from models.inference.travel_time import FreeFlowModel, FreeFlowTurnModel
 
 SHIPPED_ETA = Path(__file__).resolve().parents[3] / "artifacts_shipped" / "eta_baltimore"
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from data_pipeline.traffic import Observations
+from models.baselines.freeflow import FreeFlowTurnModel, LiveScalarModel
 from models.inference.live import LIVE_FEATURES, TrafficSnapshot, TrafficStore, local_seconds
 from models.inference.predictor import Predictor
-from models.inference.travel_time import FreeFlowTurnModel, LiveScalarModel
 from nareta.errors import InputError
 from tests.graph_fixtures import longest_free_flow_trip, road_graph_from_paths
 

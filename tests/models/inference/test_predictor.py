@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from data_pipeline.ingest import ingest_osm
+from models.baselines.freeflow import FreeFlowModel
 from models.inference.predictor import Predictor
-from models.inference.travel_time import FreeFlowModel, OriginRun
+from models.inference.travel_time import OriginRun
 from nareta.errors import NoSegmentError
 from tests.data_pipeline.test_ingest import TINY_OSM
 
@@ -113,7 +114,7 @@ def test_matches_networkx_on_bundled_city(bundled_graph):
 
 
 def test_turn_mode_honours_restriction(tiny_predictor):
-    from models.inference.travel_time import FreeFlowTurnModel
+    from models.baselines.freeflow import FreeFlowTurnModel
 
     graph = tiny_predictor.graph
     turns = Predictor(graph, FreeFlowTurnModel(graph), max_snap_distance_m=50)
@@ -133,7 +134,7 @@ def test_turn_mode_honours_restriction(tiny_predictor):
 
 
 def test_turn_mode_agrees_where_no_restriction_binds(bundled_graph):
-    from models.inference.travel_time import FreeFlowTurnModel
+    from models.baselines.freeflow import FreeFlowTurnModel
 
     node = Predictor(bundled_graph, FreeFlowModel(bundled_graph))
     turn = Predictor(bundled_graph, FreeFlowTurnModel(bundled_graph))
@@ -191,7 +192,7 @@ def test_eta_pairs_matches_eta(tiny_predictor):
 
 
 def test_turn_mode_isochrone_and_pairs(bundled_graph):
-    from models.inference.travel_time import FreeFlowTurnModel
+    from models.baselines.freeflow import FreeFlowTurnModel
 
     node = Predictor(bundled_graph, FreeFlowModel(bundled_graph))
     turn = Predictor(bundled_graph, FreeFlowTurnModel(bundled_graph))

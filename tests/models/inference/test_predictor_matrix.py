@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.baselines.freeflow import FreeFlowModel, FreeFlowTurnModel
 from models.inference.predictor import Predictor
-from models.inference.travel_time import FreeFlowModel, FreeFlowTurnModel
 from tests.conftest import REPO
 
 SHIPPED_MODEL = REPO / "artifacts_shipped" / "eta_baltimore"

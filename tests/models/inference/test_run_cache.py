@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from models.baselines.freeflow import FreeFlowModel
 from models.inference.predictor import Predictor
-from models.inference.travel_time import FreeFlowModel
 
 THREADS = 8
 ORIGIN, DESTINATION = (-76.61, 39.29), (-76.55, 39.30)  # in the bundled extract (lon, lat)

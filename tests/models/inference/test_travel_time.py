@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.baselines.freeflow import FreeFlowTurnModel
 from models.baselines.learned import LearnedScalarBaseline
+from models.execution.trees import dijkstra_tree
 from models.inference.predictor import Predictor
 from models.inference.registry import load_model
-from models.inference.travel_time import FreeFlowTurnModel, dijkstra_tree
 from nareta.defaults import load_travel_time_model
 
 SHIPPED_ETA = Path(__file__).resolve().parents[3] / "artifacts_shipped" / "eta_baltimore"
