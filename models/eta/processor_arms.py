@@ -137,7 +137,8 @@ class ExactArm(nn.Module):
                 ) -> tuple[Tensor, Tensor]:
         sender, receiver = edge_index
         weight = edge_latent[:, 0]
-        distance = torch.full(source_mask.shape, math.inf).masked_fill(source_mask, 0.0)
+        distance = torch.full(source_mask.shape, math.inf, dtype=edge_latent.dtype).masked_fill(
+            source_mask, 0.0)
         index = receiver.expand(source_mask.shape[0], -1)
         for _ in range(source_mask.shape[1]):  # min-plus relaxation to its fixed point
             candidate = distance[:, sender] + weight
