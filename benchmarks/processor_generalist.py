@@ -4,10 +4,12 @@ exact tropical layer as the reference arm, per algorithm.
     PYTHONPATH=. python benchmarks/processor_generalist.py \
         [--generalist artifacts_shipped/generalist_processor] \
         [--processor artifacts_shipped/processor] [--sizes 16 64 128 256] \
-        [--road-sizes 1000] [--out-dir benchmarks/results]
+        [--road-sizes 1000] [--osm ../shared/osm/*.osm.pbf] [--out-dir benchmarks/results]
 
-Prints a table and writes ``processor_generalist.json`` (with the git commit and command)
-and ``processor_generalist.png`` into ``--out-dir``.
+Prints a table and writes ``<name>.json`` (with the git commit and command) and
+``<name>.png`` into ``--out-dir`` (``--name``, default ``processor_generalist``). The four
+real road graphs: ``--sizes --road-sizes --algorithms bellman --osm ../shared/osm/*.osm.pbf
+--name processor_generalist_osm``.
 
 Per algorithm (Bellman-Ford, BFS hop count, widest path) and suite: pointer accuracy
 (fraction of nodes whose predecessor is right; with ties any predecessor on an optimal
@@ -44,8 +46,11 @@ ANCHORS = {"MPNN (Ibarz et al. 2022)": 0.920, "Triplet-GMPNN (Ibarz et al. 2022)
 HOP_BINS = (1, 6, 11, 21, 41, 81, 161, 10**9)
 
 
-def suites(seed: int, sizes: list[int], road_sizes: list[int]) -> dict[str, tuple[int, list]]:
-    """name -> (nominal size, [(graph, sources)])."""
+def suites(seed: int, sizes: list[int], road_sizes: list[int], osm: list[str] = (),
+           osm_sources: int = 4) -> dict[str, tuple[int, list]]:
+    """name -> (nominal size, [(graph, sources)]); ``osm``: real extracts, ingested here,
+    run on their junction graphs with free-flow seconds as weights (``osm_sources``
+    random origins each)."""
     rng = np.random.default_rng(seed)
     out: dict[str, tuple[int, list]] = {}
     counts = {16: 64, 64: 32, 128: 16, 256: 8}
@@ -57,6 +62,12 @@ def suites(seed: int, sizes: list[int], road_sizes: list[int]) -> dict[str, tupl
         out[f"road-like n={n:,}"] = (
             n, [(g, rng.choice(g.num_nodes, 4, replace=False)) for g in graphs]
         )
+    if osm:
+        from processor import load_road_graphs, road_graph_suite  # benchmarks/processor.py
+
+        for label, road in load_road_graphs([], list(osm)):
+            name, n, items = road_graph_suite(road, label, seed, sources=osm_sources)
+            out[name] = (n, items)
     return out
 
 
@@ -132,7 +143,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="tropical Processor artifact (the reference arm)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[16, 64, 128, 256])
     parser.add_argument("--road-sizes", nargs="*", type=int, default=[1000])
+    parser.add_argument("--osm", nargs="*", default=[],
+                        help="real OSM extracts to ingest and run on, e.g. ../shared/osm/*.pbf")
+    parser.add_argument("--osm-sources", type=int, default=4,
+                        help="random origins per OSM graph")
+    parser.add_argument("--algorithms", nargs="*", default=None,
+                        help="only these algorithms (default: all the artifact learned)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="processor_generalist",
+                        help="stem of the JSON / PNG written into --out-dir")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--replot", type=Path, default=None,
@@ -145,21 +164,21 @@ def main(argv: list[str] | None = None) -> int:
     model, manifest = gen.load(args.generalist)
     processor, encoder, _ = load_pretrained(args.processor)
     arms = {"generalist": ("generalist", model), "tropical": ("tropical", processor, encoder)}
-    all_suites = suites(args.seed, args.sizes, args.road_sizes)
+    all_suites = suites(args.seed, args.sizes, args.road_sizes, args.osm, args.osm_sources)
     results: dict = {}
     hop_nodes: dict[str, list] = {}
     header = (f"{'algorithm':<9} {'suite':<20} {'arm':<11} {'pointer':>8} {'value':>8} "
               f"{'path':>8} {'graph':>7} {'steps':>6} {'s':>6}")
     print(header)
     print("-" * len(header))
-    for algorithm in model.config.algorithms:
+    for algorithm in args.algorithms or model.config.algorithms:
         for suite, (_, items) in all_suites.items():
             for label, arm in arms.items():
                 if label == "tropical" and algorithm == "widest":
                     continue
                 summary, per_node = run_arm(arm, algorithm, items)
                 results.setdefault(algorithm, {}).setdefault(label, {})[suite] = summary
-                if algorithm == "bellman" and suite.startswith("road"):
+                if algorithm == "bellman" and suite.startswith("road"):  # OSM graphs too
                     hop_nodes.setdefault(label, []).extend(per_node)
                 print(f"{algorithm:<9} {suite:<20} {label:<11} "
                       f"{summary['pointer_accuracy']:>8.2%} {summary['value_accuracy']:>8.2%} "
@@ -182,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                "anchors_bellman_er64_pointer": ANCHORS,
                "sizes": {s: n for s, (n, _) in all_suites.items()},
                "results": results, "bellman_road_by_hops": hops}
-    json_path = args.out_dir / "processor_generalist.json"
+    json_path = args.out_dir / f"{args.name}.json"
     json_path.write_text(json.dumps(payload, indent=2))
-    plot(payload, args.out_dir / "processor_generalist.png")
-    print(f"wrote {json_path} and {args.out_dir / 'processor_generalist.png'}")
+    plot(payload, json_path.with_suffix(".png"))
+    print(f"wrote {json_path} and {json_path.with_suffix('.png')}")
     return 0
 
 
