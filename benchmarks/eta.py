@@ -242,7 +242,7 @@ def main() -> int:
     base_args = argparse.Namespace(hours=3.0, profile="rush", rate=2500.0, seed=args.seed,
                                    reroute_period=120.0, zone_size=1000.0, gnn_epochs=40,
                                    retrain=False)
-    report: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "cities": {}}
+    report: dict = {"settings": {k: _shown(v) for k, v in vars(args).items()}, "cities": {}}
     graphs, tests = {}, {}
     for city in args.cities:
         city_result, graphs[city], city_tests = run_city(city, args, base_args)
@@ -261,6 +261,13 @@ def main() -> int:
     args.out.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {args.out}")
     return 0
+
+def _shown(value) -> str:
+    """A setting as recorded: paths inside the repository relative to it."""
+    if isinstance(value, Path) and value.resolve().is_relative_to(REPO):
+        return str(value.resolve().relative_to(REPO))
+    return str(value)
+
 
 def print_table(report: dict) -> None:
     print(f"{'city':<11} {'split':<15} {'model':<26} {'MAPE':>6} {'medAPE':>7} {'±10%':>6} "
