@@ -233,6 +233,9 @@ def run_city(city: str, args, base_args) -> tuple[dict, object, dict]:
 
 def main() -> int:
     args = parse_args()
+    from provenance import provenance
+
+    stamp = provenance()  # before this run writes its own results files (tracked ones)
 
     import torch
 
@@ -255,9 +258,7 @@ def main() -> int:
             transferred, graphs["harrisburg"], tests[("harrisburg", "last_hour")].frame)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from provenance import provenance
-
-    report = {**provenance(), **report}
+    report = {**stamp, **report}
     args.out.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {args.out}")
     return 0
