@@ -33,20 +33,10 @@ from torch import Tensor, nn
 
 from data_pipeline.road_graph import RoadGraph
 from models.eta.model import EtaConfig, EtaModel, RoadEncoder
-from models.processor.generalist import GeneralistConfig, GeneralistProcessor
-from models.processor.model import NEG_INF, propagate_reached, scatter_max
+from models.processor.generalist import GeneralistConfig, GeneralistProcessor, hop_eccentricity
+from models.processor.model import propagate_reached
 
 ARMS = ("learned", "random", "tropical", "none")
-
-
-def hop_eccentricity(source_mask: Tensor, edge_index: Tensor) -> int:
-    """BFS rounds until nothing new is reached from ``source_mask`` [B, N]."""
-    reached, hops = source_mask.bool(), 0
-    while True:
-        grown = propagate_reached(reached, edge_index)
-        if torch.equal(grown, reached):
-            return hops
-        reached, hops = grown, hops + 1
 
 
 class GeneralistArm(nn.Module):
@@ -86,27 +76,10 @@ class GeneralistArm(nn.Module):
         reached = source_mask.bool()
         edge_term = layer.edge(edge_latent)  # [E, H], the same every step
         for _ in range(self.steps(source_mask, edge_index)):
-            h = layer_step(layer, h, x, reached, edge_term, edge_index)
+            h = layer.step(h, x, reached, edge_term, edge_index)
             reached = propagate_reached(reached, edge_index)
         times = self.readout(torch.cat([x, h], -1)).squeeze(-1)
         return times, reached
-
-
-def layer_step(layer, h: Tensor, x: Tensor, reached: Tensor, edge_term: Tensor,
-               edge_index: Tensor) -> Tensor:
-    """:class:`models.processor.generalist.MaxMPNNLayer`'s forward with the edge projection
-    ``layer.edge(edge_latent)`` computed once by the caller (tests check it equals the
-    layer's own forward)."""
-    sender, receiver = edge_index
-    z = torch.cat([x + reached.unsqueeze(-1).float() * layer.reach_embedding, h], -1)
-    pre = layer.sender(z)[:, sender] + layer.receiver(z)[:, receiver] + edge_term
-    m = layer.message_out(torch.relu(pre)).masked_fill(
-        ~reached[:, sender].unsqueeze(-1), NEG_INF)
-    aggregated = scatter_max(m, receiver, h.shape[1])
-    aggregated = torch.where(torch.isfinite(aggregated), aggregated, 0.0)
-    candidate = layer.norm(torch.relu(layer.self_map(z) + layer.aggregate_map(aggregated)))
-    gate = torch.sigmoid(layer.gate(torch.cat([z, aggregated], -1)))
-    return gate * candidate + (1 - gate) * h
 
 
 class LogScale(nn.Module):
@@ -164,10 +137,9 @@ class ArmEtaModel(EtaModel):
         super().__init__(graph, processor, weight_encoder, processor_manifest, config=config,
                          **kwargs)
         self.arm = arm
-        segment_x, turn_x = self.scaler.transform(graph)
         # the residual's width is the arm's latent (none for the exact arm)
         arm_config = EtaConfig(**{**config.__dict__, "residual": arm.residual_width > 0})
-        self.encoder = RoadEncoder(segment_x.shape[1], turn_x.shape[1],
+        self.encoder = RoadEncoder(self.segment_x.shape[1], self.turn_x.shape[1],
                                    max(arm.residual_width, 1), arm_config)
         self.decoder = arm.readout
 

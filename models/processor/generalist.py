@@ -143,10 +143,17 @@ class MaxMPNNLayer(nn.Module):
     def forward(
         self, h: Tensor, x: Tensor, reached: Tensor, edge_latent: Tensor, edge_index: Tensor
     ) -> Tensor:
+        return self.step(h, x, reached, self.edge(edge_latent), edge_index)
+
+    def step(
+        self, h: Tensor, x: Tensor, reached: Tensor, edge_term: Tensor, edge_index: Tensor
+    ) -> Tensor:
+        """:meth:`forward` with the edge projection ``edge_term = self.edge(edge_latent)``
+        ``[E, H]`` given: it is the same at every step of a run, so a run computes it once."""
         sender, receiver = edge_index
         z = torch.cat([x + reached.unsqueeze(-1).float() * self.reach_embedding, h], -1)
         pre = (
-            self.sender(z)[:, sender] + self.receiver(z)[:, receiver] + self.edge(edge_latent)
+            self.sender(z)[:, sender] + self.receiver(z)[:, receiver] + edge_term
         )  # [B, E, H]
         m = self.message_out(torch.relu(pre)).masked_fill(
             ~reached[:, sender].unsqueeze(-1), NEG_INF
@@ -229,6 +236,7 @@ class GeneralistProcessor(nn.Module):
         """
         heads = self.heads[algorithm]
         edge_latent = heads.encode_edges(weights)  # [E, H]
+        edge_term = self.layer.edge(edge_latent)  # [E, H], the same at every step
         x = heads.node(source_mask.float().unsqueeze(-1))  # [B, N, H]
         h = torch.zeros_like(x)
         reached = source_mask.bool()
@@ -237,7 +245,7 @@ class GeneralistProcessor(nn.Module):
         previous, stable, steps = None, 0, 0
         receiver = edge_index[1]
         for steps in range(1, bound + 1):  # noqa: B007
-            h = self.layer(h, x, reached, edge_latent, edge_index)
+            h = self.layer.step(h, x, reached, edge_term, edge_index)
             grown = propagate_reached(reached, edge_index)
             settled = torch.equal(grown, reached)
             reached = grown
@@ -260,13 +268,18 @@ class GeneralistProcessor(nn.Module):
         return values, logits_per_step, reached, steps
 
     def _bound(self, source_mask: Tensor, edge_index: Tensor) -> int:
-        reached, hops = source_mask.bool(), 0
-        while True:
-            grown = propagate_reached(reached, edge_index)
-            if torch.equal(grown, reached):
-                break
-            reached, hops = grown, hops + 1
+        hops = hop_eccentricity(source_mask, edge_index)
         return int(self.config.hop_factor * hops + 2)
+
+
+def hop_eccentricity(source_mask: Tensor, edge_index: Tensor) -> int:
+    """BFS rounds until nothing new is reached from ``source_mask`` [B, N]."""
+    reached, hops = source_mask.bool(), 0
+    while True:
+        grown = propagate_reached(reached, edge_index)
+        if torch.equal(grown, reached):
+            return hops
+        reached, hops = grown, hops + 1
 
 
 # --------------------------------------------------------------------------- inference

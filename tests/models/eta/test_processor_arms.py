@@ -18,7 +18,6 @@ from models.eta.processor_arms import (
     ExactArm,
     GeneralistArm,
     arm_factory,
-    layer_step,
     processor_gap,
     random_generalist,
 )
@@ -55,17 +54,23 @@ def _random_graph(seed: int, nodes: int = 30, edges: int = 120):
     return pairs[:, 0], pairs[:, 1], weight
 
 
-def test_layer_step_equals_the_layers_own_forward(generalist):
+def test_untrained_learned_arm_executes_the_pretrained_processor(generalist):
+    """Before training, the arm (edge time through the frozen Bellman-Ford encoder, its own
+    step count, the copied value head) decodes what the processor's own run decodes after
+    the same number of steps."""
     sender, receiver, weight = _random_graph(0)
     edge_index = torch.from_numpy(np.stack([sender, receiver]))
-    torch.manual_seed(0)
-    h, x = torch.randn(2, 30, 128), torch.randn(2, 30, 128)
-    reached = torch.rand(2, 30) < 0.5
-    edge_latent = generalist.heads["bellman"].encode_edges(torch.from_numpy(weight).float())
-    want = generalist.layer(h, x, reached, edge_latent, edge_index)
-    got = layer_step(generalist.layer, h, x, reached, generalist.layer.edge(edge_latent),
-                     edge_index)
-    torch.testing.assert_close(got, want)
+    weights = torch.from_numpy(weight).float()
+    source = torch.zeros(2, 30, dtype=torch.bool)
+    source[0, 3], source[1, 17] = True, True
+    arm = GeneralistArm(generalist)
+    with torch.no_grad():
+        times, reached = arm(source, arm.edge_inputs(weights, None), edge_index)
+        values, _, want_reached, steps = generalist.run(
+            "bellman", source, weights, edge_index, num_steps=arm.steps(source, edge_index))
+    assert steps == arm.steps(source, edge_index) > 2
+    torch.testing.assert_close(times, values[-1])
+    assert torch.equal(reached, want_reached)
 
 
 def test_exact_arm_is_dijkstra_and_its_gradient_is_the_path():
