@@ -82,19 +82,13 @@ def _settings(arm: str, seed: int, args, trips: int, feed: str) -> dict:
             "max_length_m": args.max_length_m, "feed": feed, "version": VERSION}
 
 
-def build(arm: str, seed: int, graph, generalist):
-    """An untrained model of ``arm`` (the random arm's processor drawn from ``seed``)."""
-    from traffic import PROCESSOR
+def arm_processor(arm: str, seed: int, generalist):
+    """The generalist an arm runs: the pretrained one, or (random arm) a draw from ``seed``."""
+    from models.eta.processor_arms import random_generalist
 
-    from models.eta.processor_arms import arm_factory, random_generalist
-    from models.processor.model import load_pretrained
-
-    processor = generalist
     if arm == "random":
-        processor = random_generalist(generalist.config, 1000 + seed)
-    factory = arm_factory(arm, processor)
-    tropical, weight_encoder, manifest = load_pretrained(PROCESSOR)
-    return factory(graph, tropical, weight_encoder, manifest, config=eta_config()), processor
+        return random_generalist(generalist.config, 1000 + seed)
+    return generalist
 
 
 def eta_config():
@@ -121,12 +115,15 @@ def train_arm(arm: str, seed: int, graph, frame, snapshot, generalist, args):
 
     from models.eta.processor_arms import arm_factory
     from models.eta.train import fit_eta
+    from models.processor.model import load_pretrained
 
     directory = Path(args.models_dir) / "baltimore" / f"{arm}_seed{seed}"
     settings = _settings(arm, seed, args, len(frame), snapshot.key)
     stamp = directory / "settings.json"
-    model, processor = build(arm, seed, graph, generalist)
+    factory = arm_factory(arm, arm_processor(arm, seed, generalist))
     if stamp.is_file() and json.loads(stamp.read_text()) == settings:
+        tropical, weight_encoder, manifest = load_pretrained(PROCESSOR)
+        model = factory(graph, tropical, weight_encoder, manifest, config=eta_config())
         state = load_file(str(directory / "trainable.safetensors"))
         missing = set(trainable(model)) - set(state)
         if missing:
@@ -136,7 +133,7 @@ def train_arm(arm: str, seed: int, graph, frame, snapshot, generalist, args):
     model, report = fit_eta(graph, frame, PROCESSOR, config=eta_config(),
                             train=train_config(arm, seed, args), progress=False,
                             traffic=snapshot, log=lambda *a: print(*a, flush=True),
-                            model_factory=arm_factory(arm, processor))
+                            model_factory=factory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in trainable(model).items()},
               str(directory / "trainable.safetensors"))

@@ -321,13 +321,13 @@ def predict_frame(model: EtaModel, frame: pd.DataFrame, *, corridor_factor: floa
             for d, q in ends:
                 options.append((row, o, p, d, q))
     table = np.array(options, dtype=float)
-    departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
-    buckets = np.array([time_bucket(d, model.config.bucket_minutes) for d in departures])
     rows = table[:, 0].astype(np.int64)
     keys = None
-    if model.config.traffic and traffic is not None:
-        ids, keys = traffic_keys(model, traffic, frame, seed=0, rows=np.arange(len(frame)))
-        buckets = ids
+    if model.config.traffic and traffic is not None:  # run keys: bucket + feed state
+        buckets, keys = traffic_keys(model, traffic, frame, seed=0, rows=np.arange(len(frame)))
+    else:
+        departures = pd.to_datetime(frame["departure_local"]).dt.to_pydatetime()
+        buckets = np.array([time_bucket(d, model.config.bucket_minutes) for d in departures])
     data = TripBatchData(table[:, 1].astype(np.int64), table[:, 2],
                          table[:, 3].astype(np.int64), table[:, 4], buckets[rows],
                          np.ones(len(rows)), keys)
