@@ -2,6 +2,11 @@
 
     PYTHONPATH=. python benchmarks/processor.py [--processor DIR] [--compare LABEL=DIR ...]
         [--road-graph DIR ...] [--osm FILE ...] [--out-dir benchmarks/results]
+    PYTHONPATH=. python benchmarks/processor.py learned [options of processor_generalist.py]
+
+The second form is the learned multi-algorithm processor's per-algorithm
+out-of-distribution table with the CLRS anchors (issue 15; benchmarks/processor_generalist.py,
+which it runs with the options given).
 
 Prints a table, writes ``processor.json`` and ``processor_accuracy.png`` (pointer accuracy
 against graph size) into ``--out-dir``. Ground truth: scipy's Dijkstra.
@@ -122,6 +127,11 @@ def evaluate(model, items) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["learned"]:  # the learned processor's per-algorithm table
+        import processor_generalist
+
+        return processor_generalist.main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--processor", default="artifacts_shipped/processor")
     parser.add_argument(

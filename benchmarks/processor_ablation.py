@@ -22,7 +22,9 @@ a paired trip bootstrap (benchmarks/fair.py); the seeds' own MAPEs beside it.
     python benchmarks/processor_ablation.py [--seeds 0 1 2] [--max-trips 1000]
         [--eval-trips 500] [--max-length-m 2000] [--train-minutes 10]
 
-Trained arms are cached in ``--models-dir`` (settings-stamped). Writes
+Trained arms are cached in ``--models-dir`` (settings-stamped; the learned arm's stamp holds
+the generalist's weights checksum), each with its predictions per city (keyed by the stamp,
+the trips and the code), so a rerun trains and scores only what changed. Writes
 ``benchmarks/results/processor_ablation.json`` and ``.png``.
 """
 
@@ -76,10 +78,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _settings(arm: str, seed: int, args, trips: int, feed: str) -> dict:
-    return {"arm": arm, "seed": seed, "trips": trips, "epochs": args.epochs,
-            "minutes": args.train_minutes, "batch_trips": args.batch_trips,
-            "max_length_m": args.max_length_m, "feed": feed, "version": VERSION}
+def _settings(arm: str, seed: int, args, trips: int, feed: str, processor: str) -> dict:
+    settings = {"arm": arm, "seed": seed, "trips": trips, "epochs": args.epochs,
+                "minutes": args.train_minutes, "batch_trips": args.batch_trips,
+                "max_length_m": args.max_length_m, "feed": feed, "version": VERSION}
+    if arm == "learned":  # a retrained generalist invalidates the cached arm
+        settings["processor_sha256"] = processor
+    return settings
+
+
+def processor_sha256(manifest: dict) -> str:
+    """The pretrained generalist's weights checksum (from its verified manifest)."""
+    from models.processor.generalist import WEIGHTS_FILE
+
+    return str(manifest["files"][WEIGHTS_FILE]["sha256"])
 
 
 def arm_processor(arm: str, seed: int, generalist):
@@ -109,7 +121,8 @@ def train_config(arm: str, seed: int, args):
 
 
 def train_arm(arm: str, seed: int, graph, frame, snapshot, generalist, args):
-    """Train (or load the cached) ``arm`` for ``seed``: (model, report)."""
+    """Train (or load the cached) ``arm`` for ``seed``: (model, report, cache directory);
+    ``generalist`` is ``(processor, weights sha256)``."""
     from safetensors.torch import load_file, save_file
     from traffic import PROCESSOR
 
@@ -118,9 +131,10 @@ def train_arm(arm: str, seed: int, graph, frame, snapshot, generalist, args):
     from models.processor.model import load_pretrained
 
     directory = Path(args.models_dir) / "baltimore" / f"{arm}_seed{seed}"
-    settings = _settings(arm, seed, args, len(frame), snapshot.key)
+    processor, sha = generalist
+    settings = _settings(arm, seed, args, len(frame), snapshot.key, sha)
     stamp = directory / "settings.json"
-    factory = arm_factory(arm, arm_processor(arm, seed, generalist))
+    factory = arm_factory(arm, arm_processor(arm, seed, processor))
     if stamp.is_file() and json.loads(stamp.read_text()) == settings:
         tropical, weight_encoder, manifest = load_pretrained(PROCESSOR)
         model = factory(graph, tropical, weight_encoder, manifest, config=eta_config())
@@ -129,7 +143,7 @@ def train_arm(arm: str, seed: int, graph, frame, snapshot, generalist, args):
         if missing:
             raise RuntimeError(f"{directory}: weights lack {sorted(missing)[:3]}")
         model.load_state_dict(state, strict=False)
-        return model.eval(), json.loads((directory / "report.json").read_text())
+        return model.eval(), json.loads((directory / "report.json").read_text()), directory
     model, report = fit_eta(graph, frame, PROCESSOR, config=eta_config(),
                             train=train_config(arm, seed, args), progress=False,
                             traffic=snapshot, log=lambda *a: print(*a, flush=True),
@@ -139,8 +153,10 @@ def train_arm(arm: str, seed: int, graph, frame, snapshot, generalist, args):
               str(directory / "trainable.safetensors"))
     report = {k: v for k, v in report.items() if k != "train_config"}
     (directory / "report.json").write_text(json.dumps(report, default=str))
+    for stale in directory.glob("predictions_*.npz"):  # made by an earlier model
+        stale.unlink()
     stamp.write_text(json.dumps(settings))  # last: the stamp marks a finished run
-    return model.eval(), report
+    return model.eval(), report, directory
 
 
 def trainable(model) -> dict:
@@ -161,10 +177,43 @@ def sample(frame, mask: np.ndarray, count: int, seed: int):
     return frame.iloc[rows].reset_index(drop=True)
 
 
-def score(models: dict[str, list], graph, sub, snapshot, args, *, transfer: bool = False
-          ) -> tuple[dict, dict]:
+def cached_predictions(directory: Path, city: str, key: str, predict) -> np.ndarray:
+    """One trained model's predictions on a city's sample: read from ``directory`` when
+    made for the same model, sample and code (``key``), else computed and stored."""
+    import os
+
+    path = directory / f"predictions_{city}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            if str(stored["key"]) == key:
+                return stored["values"]
+    values = np.asarray(predict(), dtype=float)
+    tmp = directory / f".predictions_{city}.tmp.npz"
+    np.savez(tmp, values=values, key=np.array(key))
+    os.replace(tmp, path)
+    return values
+
+
+def sample_key(sub, directory: Path, city: str, args) -> str:
+    """What a cached prediction depends on: the model's stamp, the trips, the code."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update((directory / "settings.json").read_bytes())
+    scalars = sub[[c for c in sub.columns if sub[c].dtype != object]]  # routes are arrays
+    digest.update(pd.util.hash_pandas_object(scalars, index=False).to_numpy().tobytes())
+    digest.update(json.dumps([list(map(int, r)) for r in sub["route"]]).encode())
+    digest.update(json.dumps([city, args.batch_trips, VERSION]).encode())
+    return digest.hexdigest()
+
+
+def score(models: dict[str, list], graph, sub, snapshot, args, *, city: str,
+          dirs: dict[str, list[Path]], transfer: bool = False) -> tuple[dict, dict]:
     """Paired bootstrap rows of every arm on ``sub`` (models attached to ``graph``,
-    ``transfer``: zero-shot, offsets zeroed), and seconds per arm."""
+    ``transfer``: zero-shot, offsets zeroed), and seconds per arm. Each model's
+    predictions are cached beside it (``dirs``), so a rerun scores only retrained arms."""
     import torch
     from fair import common_answered, paired_bootstrap
 
@@ -174,12 +223,16 @@ def score(models: dict[str, list], graph, sub, snapshot, args, *, transfer: bool
     predictions, seconds = {}, {}
     for arm, arm_models in models.items():
         clock, values = time.perf_counter(), []
-        for model in arm_models:
-            if transfer:
-                move_to_graph(model, graph)
-            with torch.no_grad():
-                values.append(predict_frame(model, sub, traffic=snapshot,
-                                            batch_trips=args.batch_trips))
+        for model, directory in zip(arm_models, dirs[arm], strict=True):
+            def predict(model=model):
+                if transfer:
+                    move_to_graph(model, graph)
+                with torch.no_grad():
+                    return predict_frame(model, sub, traffic=snapshot,
+                                         batch_trips=args.batch_trips)
+
+            key = sample_key(sub, directory, city, args)
+            values.append(cached_predictions(directory, city, key, predict))
         predictions[arm] = np.stack(values)
         seconds[arm] = round(time.perf_counter() - clock, 1)
         print(f"scored {arm} on {len(sub)} trips in {seconds[arm]} s", flush=True)
@@ -249,18 +302,21 @@ def train_all(args, graph, frame, masks, snapshot, generalist):
     """Every arm for every seed (seed by seed): models and reports per arm."""
     models = {arm: [] for arm in args.arms}
     reports = {arm: [] for arm in args.arms}
+    dirs = {arm: [] for arm in args.arms}
     train_mask = short_trips(graph, frame, masks["train"], args.max_length_m)
     for seed in args.seeds:
         train = sample(frame, train_mask, args.max_trips, seed)
         for arm in args.arms:
             clock = time.perf_counter()
-            model, report = train_arm(arm, seed, graph, train, snapshot, generalist, args)
+            model, report, directory = train_arm(arm, seed, graph, train, snapshot,
+                                                 generalist, args)
             models[arm].append(model)
+            dirs[arm].append(directory)
             reports[arm].append({k: v for k, v in report.items() if k != "history"})
             print(f"{arm} seed {seed}: ready in {time.perf_counter() - clock:.0f} s "
                   f"(best validation MAPE {report['best_validation_mape']:.3f}, untrained "
                   f"{report['initial_validation']['mape']:.3f})", flush=True)
-    return models, reports
+    return models, reports, dirs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,10 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     from models.processor import generalist as generalist_module
 
     started = time.perf_counter()
-    generalist, _ = generalist_module.load(GENERALIST)
+    generalist, manifest = generalist_module.load(GENERALIST)
     graph, frame, snapshot, _, _ = load_city(Path(args.cache_dir) / "baltimore")
     masks = splits(frame, seed=0)
-    models, reports = train_all(args, graph, frame, masks, snapshot, generalist)
+    models, reports, dirs = train_all(args, graph, frame, masks, snapshot,
+                                      (generalist, processor_sha256(manifest)))
     if args.train_only:
         return 0
     gaps = {seed: processor_gap(generalist, random_generalist(generalist.config, 1000 + seed))
@@ -288,14 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     held = short_trips(graph, frame, masks["held_out_day"], args.max_length_m)
     results, seconds = {}, {}
     results["baltimore"], seconds["baltimore"] = score(
-        models, graph, sample(frame, held, args.eval_trips, 0), snapshot, args)
+        models, graph, sample(frame, held, args.eval_trips, 0), snapshot, args,
+        city="baltimore", dirs=dirs)
     if not args.no_transfer:
         h_graph, h_frame, h_snapshot, _, _ = load_city(Path(args.cache_dir) / "harrisburg")
         h_held = short_trips(h_graph, h_frame, splits(h_frame, seed=0)["held_out_day"],
                              args.max_length_m)
         results["harrisburg"], seconds["harrisburg"] = score(
             models, h_graph, sample(h_frame, h_held, args.eval_trips, 0), h_snapshot, args,
-            transfer=True)
+            city="harrisburg", dirs=dirs, transfer=True)
     write(args, stamp, results, seconds, reports, gaps, started)
     return 0
 

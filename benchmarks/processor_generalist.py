@@ -11,9 +11,10 @@ Prints a table and writes ``<name>.json`` (with the git commit and command) and
 real road graphs: ``--sizes --road-sizes --algorithms bellman --osm ../shared/osm/*.osm.pbf
 --name processor_generalist_osm``.
 
-Per algorithm (Bellman-Ford, BFS hop count, widest path) and suite: pointer accuracy
-(fraction of nodes whose predecessor is right; with ties any predecessor on an optimal
-path counts), value accuracy (hops: exact; distances and widths: within 5% relative; over
+Per algorithm (Bellman-Ford, BFS hop count, widest path, Dijkstra, Prim) and suite: pointer
+accuracy (fraction of nodes whose predecessor is right; with ties any predecessor on an
+optimal path counts; Prim: any settled-tree edge of the node's key weight), value accuracy
+(hops: exact; distances, widths and Prim keys: within 5% relative; over
 reachable non-source nodes), path accuracy (reachable nodes whose pointer chain to the
 source is all right) and whole-graph accuracy (runs with every pointer right). Suites:
 CLRS-style ER graphs (p = 0.5) at n = 16 (the training size), 64, 128, 256 and road-like
@@ -21,8 +22,10 @@ graphs (grid / Delaunay) at 1,000 nodes (``--road-sizes 1000 5000`` adds 5,000: 
 one CPU core, as the learned processor runs ~2 x the hop eccentricity, ~250 steps). The
 compounding of per-hop error on long road paths: Bellman-Ford path accuracy binned by the
 true shortest path's hop count.
-The tropical arm runs Bellman-Ford as shipped and BFS with unit weights (hops are
-unit-weight distances); it has no widest-path mode.
+The tropical arm runs Bellman-Ford as shipped (also the reference for Dijkstra: the same
+shortest paths) and BFS with unit weights (hops are unit-weight distances); it has no
+widest-path or Prim mode. Dijkstra and Prim run one step per settled node (N steps), so the
+road suites cost ~N / (2 x eccentricity) times a Bellman-Ford run.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: published pointer accuracies, CLRS-30 bellman_ford at n=64 (Ibarz et al. 2022, Table 2)
 ANCHORS = {"MPNN (Ibarz et al. 2022)": 0.920, "Triplet-GMPNN (Ibarz et al. 2022)": 0.974}
 HOP_BINS = (1, 6, 11, 21, 41, 81, 161, 10**9)
+#: algorithms the tropical (min-plus) arm cannot run
+NO_TROPICAL_MODE = ("widest", "prim")
 
 
 def suites(seed: int, sizes: list[int], road_sizes: list[int], osm: list[str] = (),
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     for algorithm in args.algorithms or model.config.algorithms:
         for suite, (_, items) in all_suites.items():
             for label, arm in arms.items():
-                if label == "tropical" and algorithm == "widest":
+                if label == "tropical" and algorithm in NO_TROPICAL_MODE:
                     continue
                 summary, per_node = run_arm(arm, algorithm, items)
                 results.setdefault(algorithm, {}).setdefault(label, {})[suite] = summary

@@ -37,12 +37,16 @@ class ShortestPathTrace:
     predecessor : [N] int64, ``v`` itself for the source and for unreachable nodes.
     hint_distance : [T+1, N] float64, distances after round ``t`` (row 0: initial state).
     hint_predecessor : [T+1, N] int64, predecessors after round ``t``.
+    hint_settled : [T+1, N] bool or None, the sequential algorithms' (Dijkstra, Prim)
+        settled set after step ``t`` (one node settled per step); ``None`` for the
+        synchronous ones.
     """
 
     distance: np.ndarray
     predecessor: np.ndarray
     hint_distance: np.ndarray
     hint_predecessor: np.ndarray
+    hint_settled: np.ndarray | None = None
 
     @property
     def num_rounds(self) -> int:
@@ -66,12 +70,15 @@ def _as_edges(num_nodes: int, senders, receivers, weights):
 
 
 def _trace(distance: np.ndarray, predecessor: np.ndarray, hint_distance: list[np.ndarray],
-           hint_predecessor: list[np.ndarray], with_hints: bool) -> ShortestPathTrace:
+           hint_predecessor: list[np.ndarray], with_hints: bool,
+           hint_settled: list[np.ndarray] | None = None) -> ShortestPathTrace:
     """The final state and, with hints, the state after every step (else just the final)."""
     if not with_hints:
         hint_distance, hint_predecessor = [distance], [predecessor]
+        hint_settled = None if hint_settled is None else hint_settled[-1:]
     return ShortestPathTrace(
-        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor)
+        distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor),
+        None if hint_settled is None else np.stack(hint_settled),
     )
 
 
@@ -112,31 +119,58 @@ def bellman_ford(
 def dijkstra(
     num_nodes: int, senders, receivers, weights, source: int, *, with_hints: bool = False
 ) -> ShortestPathTrace:
-    """Binary-heap Dijkstra from ``source``. Hints (optional, O(N^2) memory) are the distances
-    and predecessors after each node is settled, as in CLRS-30's ``dijkstra``."""
+    """Binary-heap Dijkstra from ``source``. Hints (optional, O(N^2) memory) are the distances,
+    predecessors and settled set after each node is settled, as in CLRS-30's ``dijkstra``
+    (ties in the heap go to the smaller node index)."""
+    return _greedy(num_nodes, senders, receivers, weights, source,
+                   candidate=lambda d_u, w: d_u + w, with_hints=with_hints)
+
+
+def prim(
+    num_nodes: int, senders, receivers, weights, source: int, *, with_hints: bool = False
+) -> ShortestPathTrace:
+    """Prim's algorithm from ``source`` (CLRS-30 ``mst_prim``): grow one tree by the lightest
+    edge leaving it. ``distance[v]`` is ``v``'s key, the weight of its tree edge (``0`` at the
+    source, ``inf`` where unreachable); ``predecessor`` the tree parent. The tree grows along
+    edges ``u -> v`` as listed, so on a symmetric graph (every edge in both directions, as
+    road graphs and CLRS's undirected inputs) it is a minimum spanning tree of the source's
+    component; on a one-way edge it is Prim's greedy arborescence, not a minimum one. Hints as
+    :func:`dijkstra`."""
+    return _greedy(num_nodes, senders, receivers, weights, source,
+                   candidate=lambda _d_u, w: w, with_hints=with_hints)
+
+
+def _greedy(num_nodes: int, senders, receivers, weights, source: int, *, candidate,
+            with_hints: bool) -> ShortestPathTrace:
+    """Settle the unsettled node of least key, then relax its out-edges with
+    ``candidate(key_u, w_uv)``: Dijkstra (``key_u + w``) and Prim (``w``)."""
     senders, receivers, weights = _as_edges(num_nodes, senders, receivers, weights)
     order = np.argsort(senders, kind="stable")
     offsets = np.searchsorted(senders[order], np.arange(num_nodes + 1))
-    distance = np.full(num_nodes, np.inf)
-    distance[source] = 0.0
+    key = np.full(num_nodes, np.inf)
+    key[source] = 0.0
     predecessor = np.arange(num_nodes, dtype=np.int64)
     settled = np.zeros(num_nodes, dtype=bool)
-    hint_distance, hint_predecessor = [distance.copy()], [predecessor.copy()]
+    hint_key, hint_predecessor = [key.copy()], [predecessor.copy()]
+    hint_settled = [settled.copy()]
     heap = [(0.0, source)]
     while heap:
-        d_u, u = heapq.heappop(heap)
+        key_u, u = heapq.heappop(heap)
         if settled[u]:
             continue
         settled[u] = True
         for e in order[offsets[u] : offsets[u + 1]]:
-            v, d_v = receivers[e], d_u + weights[e]
-            if d_v < distance[v]:
-                distance[v], predecessor[v] = d_v, u
-                heapq.heappush(heap, (d_v, int(v)))
+            v, key_v = receivers[e], candidate(key_u, weights[e])
+            if not settled[v] and key_v < key[v]:
+                key[v], predecessor[v] = key_v, u
+                heapq.heappush(heap, (key_v, int(v)))
         if with_hints:
-            hint_distance.append(distance.copy())
+            hint_key.append(key.copy())
             hint_predecessor.append(predecessor.copy())
-    return _trace(distance, predecessor, hint_distance, hint_predecessor, with_hints)
+            hint_settled.append(settled.copy())
+    if not with_hints:
+        hint_settled = [settled]
+    return _trace(key, predecessor, hint_key, hint_predecessor, with_hints, hint_settled)
 
 
 def tight_edges(distance: np.ndarray, senders, receivers, weights, *, rtol: float = 1e-6):

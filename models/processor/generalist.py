@@ -15,6 +15,13 @@ edge-cost map and read-outs):
   the step count (the hint trace's length in training; at test time run until the decoded
   pointers stop changing once every node is reached, bounded by a multiple of the source's
   hop eccentricity).
+* sequential algorithms (Dijkstra, Prim), DNAR-style discrete state: the *settled* bit
+  takes the reached bit's place (only settled nodes send messages and can be pointed at),
+  and the *frontier* (unsettled nodes with a settled in-neighbour, or the source) is a fixed
+  rule. Which frontier node to settle is learned: a per-algorithm selection head scores
+  the frontier, trained with cross-entropy against the reference's next node (every tie of
+  least key accepted) under teacher forcing of the settled set; at test time the argmax is
+  settled, one node per step and graph, until the frontier is empty (N steps).
 
 The algorithm table (CLRS ``specs.py`` style), what each run is supervised with:
 
@@ -24,14 +31,18 @@ name       value (per node)                       pointer (per node)
 bellman    shortest distance / mean weight        predecessor on a shortest path
 bfs        hop count from the source              parent in a BFS tree
 widest     bottleneck width / mean weight         predecessor on a widest path
+dijkstra   tentative distance / mean weight       settled predecessor (per settle step)
+prim       key (tree-edge weight) / mean weight   tree parent (per settle step)
 =========  =====================================  ===================================
 
-Hints after step ``t`` are the synchronous reference's values after round ``t``
-(:mod:`models.processor.algorithms`). Pointer targets at step ``t``: every edge ``u -> v``
-that could have set ``v``'s current value in the round ``r_v <= t`` in which ``v`` last
-improved, i.e. whose candidate from round ``r_v - 1`` equals it (all ties at that moment
-accepted; ties that appear only later, on the equal-width plateaus of widest paths, are not,
-since pointing into them lets pointer chains form cycles).
+Hints after step ``t`` are the synchronous reference's values after round ``t``, or the
+sequential reference's after its ``t``-th settle (:mod:`models.processor.algorithms`).
+Pointer targets at step ``t``: every edge ``u -> v`` that could have set ``v``'s current
+value in the round ``r_v <= t`` in which ``v`` last improved, i.e. whose candidate from
+round ``r_v - 1`` equals it (all ties at that moment accepted; ties that appear only later,
+on the equal-width plateaus of widest paths, are not, since pointing into them lets pointer
+chains form cycles). Sequential algorithms: every edge from a node settled before ``v``
+whose candidate equals ``v``'s key at ``t``.
 
 The processor layer (:class:`MaxMPNNLayer`, Ibarz et al. 2022 §3, gated, max aggregation)
 
@@ -49,6 +60,7 @@ The processor layer (:class:`MaxMPNNLayer`, Ibarz et al. 2022 §3, gated, max ag
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -85,6 +97,9 @@ class AlgorithmSpec:
     weighted: bool
     #: value of the source (excluded from the value loss when infinite)
     source_value: float
+    #: one node settled per step, chosen by a learned selection over the frontier
+    #: (Dijkstra, Prim), else synchronous rounds over every reached node
+    sequential: bool = False
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
@@ -94,6 +109,10 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         "widest", ref.widest_path, lambda d, w: np.minimum(d, w) if isinstance(d, np.ndarray)
         else torch.minimum(d, w), False, True, float("inf")
     ),
+    "dijkstra": AlgorithmSpec("dijkstra", functools.partial(ref.dijkstra, with_hints=True),
+                              lambda d, w: d + w, True, True, 0.0, sequential=True),
+    "prim": AlgorithmSpec("prim", functools.partial(ref.prim, with_hints=True),
+                          lambda d, w: w, True, True, 0.0, sequential=True),
 }
 
 
@@ -102,7 +121,7 @@ class GeneralistConfig:
     """Hyperparameters stored in the artifact; the model rebuilds from them alone."""
 
     hidden: int = 128
-    algorithms: tuple[str, ...] = ("bellman", "bfs", "widest")
+    algorithms: tuple[str, ...] = ("bellman", "bfs", "widest", "dijkstra", "prim")
     layer_norm: bool = False
     #: test time: at most ``hop_factor * eccentricity + 2`` steps (hops from the source)
     hop_factor: float = 2.0
@@ -171,7 +190,7 @@ class AlgorithmHeads(nn.Module):
     (value: MLP of the node state; pointer: score of edge ``u -> v`` from both ends and the
     edge, softmax over ``v``'s incoming edges)."""
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, hidden: int, *, select: bool = False) -> None:
         super().__init__()
         self.node = nn.Linear(1, hidden)
         self.edge = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
@@ -180,6 +199,14 @@ class AlgorithmHeads(nn.Module):
         self.pointer_receiver = nn.Linear(2 * hidden, hidden, bias=False)
         self.pointer_edge = nn.Linear(hidden, hidden, bias=False)
         self.pointer_out = nn.Linear(hidden, 1)
+        if select:  # sequential algorithms: which frontier node to settle next
+            self.select = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(),
+                                        nn.Linear(hidden, 1))
+
+    def selection(self, h: Tensor, x: Tensor, frontier: Tensor) -> Tensor:
+        """``[B, N]`` selection logits, ``-inf`` off the ``frontier`` [B, N]."""
+        logits = self.select(torch.cat([x, h], -1)).squeeze(-1)
+        return logits.masked_fill(~frontier, NEG_INF)
 
     def encode_edges(self, weights: Tensor) -> Tensor:
         """``[E]`` normalised weights -> ``[E, H]`` (weight and its log as features)."""
@@ -213,8 +240,9 @@ class GeneralistProcessor(nn.Module):
         if unknown:
             raise ValueError(f"unknown algorithms {sorted(unknown)}; known: {sorted(ALGORITHMS)}")
         self.layer = MaxMPNNLayer(self.config.hidden, layer_norm=self.config.layer_norm)
-        self.heads = nn.ModuleDict({a: AlgorithmHeads(self.config.hidden)
-                                    for a in self.config.algorithms})
+        self.heads = nn.ModuleDict({
+            a: AlgorithmHeads(self.config.hidden, select=ALGORITHMS[a].sequential)
+            for a in self.config.algorithms})
 
     def run(
         self,
@@ -234,6 +262,8 @@ class GeneralistProcessor(nn.Module):
         ``hop_factor * eccentricity + 2``; returns only the last step's outputs.
         Returns ``(values [T][B, N], logits [T][B, E], reached [B, N], steps)``.
         """
+        if ALGORITHMS[algorithm].sequential:
+            raise ValueError(f"{algorithm!r} is sequential: use run_sequential")
         heads = self.heads[algorithm]
         edge_latent = heads.encode_edges(weights)  # [E, H]
         edge_term = self.layer.edge(edge_latent)  # [E, H], the same at every step
@@ -267,6 +297,57 @@ class GeneralistProcessor(nn.Module):
             previous = choice
         return values, logits_per_step, reached, steps
 
+    def run_sequential(
+        self,
+        algorithm: str,
+        source_mask: Tensor,
+        weights: Tensor,
+        edge_index: Tensor,
+        *,
+        settled_hints: Tensor | None = None,
+        segments: Tensor | None = None,
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], Tensor, int]:
+        """Run a sequential algorithm (Dijkstra, Prim): one node settled per step and graph.
+
+        Step ``t``: the frontier (unsettled nodes that are a source or have a settled
+        in-neighbour; a fixed rule) is scored by the selection head from the state after
+        step ``t - 1``; the best node of each graph (``segments`` [N], graph id per node of a
+        disjoint union; default one graph) joins the settled set -- teacher-forced from
+        ``settled_hints`` [T+1, B, N] in training, the argmax at test time (until the
+        frontier is empty). Then the shared step with messages from settled senders only,
+        and the decoders. Returns ``(values [T][B, N], logits [T][B, E], selection logits
+        [T][B, N], settled [B, N], steps)``; at test time only the last step's outputs."""
+        heads = self.heads[algorithm]
+        edge_latent = heads.encode_edges(weights)  # [E, H]
+        edge_term = self.layer.edge(edge_latent)
+        x = heads.node(source_mask.float().unsqueeze(-1))  # [B, N, H]
+        h = torch.zeros_like(x)
+        n = source_mask.shape[1]
+        segments = torch.zeros(n, dtype=torch.long) if segments is None else segments
+        groups = int(segments.max()) + 1 if n else 0
+        settled = torch.zeros_like(source_mask, dtype=torch.bool)
+        bound = settled_hints.shape[0] - 1 if settled_hints is not None else n + 1
+        values, logits_per_step, selections, steps = [], [], [], 0
+        for t in range(1, bound + 1):
+            frontier = (propagate_reached(settled, edge_index) | source_mask.bool()) & ~settled
+            select = heads.selection(h, x, frontier)
+            if settled_hints is not None:
+                settled = settled_hints[t]
+            elif not frontier.any():
+                break
+            else:
+                settled = settled | _first_best(select, segments, groups)
+            h = self.layer.step(h, x, settled, edge_term, edge_index)
+            value, logits = heads.decode(h, x, settled, edge_latent, edge_index)
+            steps = t
+            if settled_hints is None:
+                values, logits_per_step, selections = [value], [logits], [select]
+            else:
+                values.append(value)
+                logits_per_step.append(logits)
+                selections.append(select)
+        return values, logits_per_step, selections, settled, steps
+
     def _bound(self, source_mask: Tensor, edge_index: Tensor) -> int:
         hops = hop_eccentricity(source_mask, edge_index)
         return int(self.config.hop_factor * hops + 2)
@@ -280,6 +361,19 @@ def hop_eccentricity(source_mask: Tensor, edge_index: Tensor) -> int:
         if torch.equal(grown, reached):
             return hops
         reached, hops = grown, hops + 1
+
+
+def _first_best(scores: Tensor, segments: Tensor, groups: int) -> Tensor:
+    """``[B, N]`` bool: per row and segment the first node of highest finite score."""
+    batch, n = scores.shape
+    best = scatter_max(scores.unsqueeze(-1), segments, groups).squeeze(-1)  # [B, S]
+    is_best = (scores == best[:, segments]) & torch.isfinite(scores)
+    ids = torch.arange(n).expand(batch, -1)
+    first = torch.full((batch, groups), n, dtype=torch.long).scatter_reduce(
+        1, segments.expand(batch, -1), torch.where(is_best, ids, n), "amin")
+    chosen = torch.zeros(batch, n + 1, dtype=torch.bool)
+    chosen.scatter_(1, first, True)
+    return chosen[:, :n]
 
 
 # --------------------------------------------------------------------------- inference
@@ -308,7 +402,12 @@ def execute(
         rows = torch.arange(len(chunk))
         mask = torch.zeros(len(chunk), n, dtype=torch.bool)
         mask[rows, chunk] = True
-        value_steps, logit_steps, reached, used = model.run(algorithm, mask, weights, edge_index)
+        if spec.sequential:
+            value_steps, logit_steps, _, reached, used = model.run_sequential(
+                algorithm, mask, weights, edge_index)
+        else:
+            value_steps, logit_steps, reached, used = model.run(
+                algorithm, mask, weights, edge_index)
         value, logits = value_steps[-1].double(), logit_steps[-1]
         steps.append(used)
         best = scatter_max(logits.unsqueeze(-1), receiver, n).squeeze(-1)  # [B, N]
@@ -370,6 +469,10 @@ class AlgorithmBatch:
     #: round in which each node last changed its value, as of round t: [T+1, N] long
     hint_changed: Tensor
     num_steps: int
+    #: graph id of every node of the union [N]
+    segments: Tensor | None = None
+    #: sequential algorithms: the settled set after step t [T+1, N] (else None)
+    hint_settled: Tensor | None = None
 
 
 def make_batch(
@@ -383,10 +486,13 @@ def make_batch(
     traces = [spec.reference(g.num_nodes, g.senders, g.receivers, g.weights, g.source)
               for g in graphs]
     rounds = max(t.num_rounds for t in traces)
-    if rng is not None:
+    if spec.sequential:  # the run ends once the frontier is empty: nothing after the trace
+        extra_steps = 0
+    elif rng is not None:
         extra_steps = int(rng.integers(1, max(extra_steps, rounds) + 1))
     steps = rounds + extra_steps
     offset, senders, receivers, weights, sources, hints, reach = 0, [], [], [], [], [], []
+    settled, segments = [], []
     for graph, trace in zip(graphs, traces, strict=True):
         scale = _scale(graph.weights)
         senders.append(graph.senders + offset)
@@ -396,9 +502,14 @@ def make_batch(
         rows = np.arange(steps + 1).clip(max=trace.num_rounds)
         value = trace.hint_distance[rows]  # [T+1, n]
         hints.append(value / scale if spec.weighted else value)
-        hops = ref.bfs_hops(graph.num_nodes, graph.senders, graph.receivers, graph.weights,
-                            graph.source, with_hints=False).distance
-        reach.append(hops[None, :] <= np.arange(steps + 1)[:, None])
+        segments.append(np.full(graph.num_nodes, len(segments)))
+        if spec.sequential:  # known: settled or on the frontier (a finite key)
+            settled.append(trace.hint_settled[rows])
+            reach.append(np.isfinite(value))
+        else:
+            hops = ref.bfs_hops(graph.num_nodes, graph.senders, graph.receivers,
+                                graph.weights, graph.source, with_hints=False).distance
+            reach.append(hops[None, :] <= np.arange(steps + 1)[:, None])
         offset += graph.num_nodes
     mask = torch.zeros(1, offset, dtype=torch.bool)
     mask[0, sources] = True
@@ -416,6 +527,8 @@ def make_batch(
         hint_reached=torch.from_numpy(np.concatenate(reach, axis=1)),
         hint_changed=torch.from_numpy(changed),
         num_steps=steps,
+        segments=torch.from_numpy(np.concatenate(segments)),
+        hint_settled=torch.from_numpy(np.concatenate(settled, axis=1)) if settled else None,
     )
 
 
@@ -436,13 +549,65 @@ def pointer_targets(spec: AlgorithmSpec, batch: AlgorithmBatch, t: int) -> tuple
     return tight & has[receiver], has
 
 
+def sequential_pointer_targets(spec: AlgorithmSpec, batch: AlgorithmBatch, t: int
+                               ) -> tuple[Tensor, Tensor]:
+    """Targets after step ``t`` of a sequential algorithm: edges ``u -> v`` from a node
+    settled before ``v`` (``u`` settled by ``t``; ``v`` settled later or not yet) whose
+    candidate ``combine(key_u, w_uv)`` equals ``v``'s key at ``t`` (every tie), and the
+    nodes with a target."""
+    sender, receiver = batch.edge_index
+    settled = batch.hint_settled  # [T+1, N]
+    never = settled.shape[0]
+    when = torch.where(settled.any(0), settled.float().argmax(0), never)  # [N] settle step
+    value = batch.hint_value[t]
+    candidate = spec.combine(value[sender], batch.weights)
+    target = value[receiver]
+    close = (candidate - target).abs() <= 1e-5 * target.abs().clamp_min(1.0)
+    tight = settled[t][sender] & close & torch.isfinite(target) & (sender != receiver)
+    tight &= when[sender] < when[receiver]
+    has = torch.zeros(batch.num_nodes, dtype=torch.bool).index_fill_(0, receiver[tight], True)
+    has &= ~batch.source_mask[0]
+    return tight & has[receiver], has
+
+
+def selection_loss(select: Tensor, batch: AlgorithmBatch, t: int) -> Tensor | None:
+    """Cross-entropy of step ``t``'s selection logits [1, N] against the frontier nodes of
+    least key at ``t - 1`` (the reference settles one of them; ties all accepted), averaged
+    over the graphs that still have a frontier; ``None`` when none has."""
+    segments, groups = batch.segments, int(batch.segments.max()) + 1
+    frontier = torch.isfinite(select[0])
+    if not frontier.any():
+        return None
+    key = batch.hint_value[t - 1].masked_fill(~frontier, float("inf"))
+    least = torch.full((groups,), float("inf")).scatter_reduce(0, segments, key, "amin")
+    best = frontier & ((key - least[segments]).abs() <= 1e-5 * least[segments].abs()
+                       .clamp_min(1.0))
+    all_lse = segment_logsumexp(select, segments, groups)[0]
+    best_lse = segment_logsumexp(select.masked_fill(~best.unsqueeze(0), NEG_INF), segments,
+                                 groups)[0]
+    active = torch.isfinite(least)
+    return (all_lse[active] - best_lse[active]).mean()
+
+
 def algorithm_loss(
     model: GeneralistProcessor, algorithm: str, batch: AlgorithmBatch, *, pointer_weight: float
 ) -> tuple[Tensor, dict[str, float]]:
     spec = ALGORITHMS[algorithm]
-    values, logits, _, _ = model.run(
-        algorithm, batch.source_mask, batch.weights, batch.edge_index, num_steps=batch.num_steps
-    )
+    select_terms = []
+    if spec.sequential:
+        values, logits, selections, _, _ = model.run_sequential(
+            algorithm, batch.source_mask, batch.weights, batch.edge_index,
+            settled_hints=batch.hint_settled.unsqueeze(1), segments=batch.segments)
+        for t in range(1, batch.num_steps + 1):
+            term = selection_loss(selections[t - 1], batch, t)
+            if term is not None:
+                select_terms.append(term)
+        targets = sequential_pointer_targets
+    else:
+        values, logits, _, _ = model.run(
+            algorithm, batch.source_mask, batch.weights, batch.edge_index,
+            num_steps=batch.num_steps)
+        targets = pointer_targets
     receiver = batch.edge_index[1]
     value_terms, pointer_terms = [], []
     for t in range(1, batch.num_steps + 1):
@@ -450,7 +615,7 @@ def algorithm_loss(
         known = reached & torch.isfinite(truth)
         error = (values[t - 1][0][known] - truth[known]) / (1.0 + truth[known].abs())
         value_terms.append((error**2).mean())
-        tight, has = pointer_targets(spec, batch, t)
+        tight, has = targets(spec, batch, t)
         if has.any():
             step_logits = logits[t - 1]
             all_lse = segment_logsumexp(step_logits, receiver, batch.num_nodes)[0]
@@ -460,10 +625,13 @@ def algorithm_loss(
             pointer_terms.append((all_lse[has] - tight_lse[has]).mean())
     value_loss = torch.stack(value_terms).mean()
     pointer_loss = torch.stack(pointer_terms).mean() if pointer_terms else value_loss * 0
-    return value_loss + pointer_weight * pointer_loss, {
-        f"{algorithm}_value": value_loss.item(),
-        f"{algorithm}_pointer": pointer_loss.item(),
-    }
+    parts = {f"{algorithm}_value": value_loss.item(), f"{algorithm}_pointer": pointer_loss.item()}
+    total = value_loss + pointer_weight * pointer_loss
+    if select_terms:
+        select_loss = torch.stack(select_terms).mean()
+        parts[f"{algorithm}_select"] = select_loss.item()
+        total = total + select_loss
+    return total, parts
 
 
 def sample_graphs(rng: np.random.Generator, config: GeneralistTrainConfig) -> list[Graph]:
