@@ -20,8 +20,8 @@ source is all right) and whole-graph accuracy (runs with every pointer right). S
 CLRS-style ER graphs (p = 0.5) at n = 16 (the training size), 64, 128, 256 and road-like
 graphs (grid / Delaunay) at 1,000 nodes (``--road-sizes 1000 5000`` adds 5,000: ~15 min of
 one CPU core, as the learned processor runs ~2 x the hop eccentricity, ~250 steps). The
-compounding of per-hop error on long road paths: Bellman-Ford path accuracy binned by the
-true shortest path's hop count.
+compounding of per-hop error on long road paths: Bellman-Ford and Dijkstra pointer and
+path accuracy binned by the true shortest path's hop count.
 The tropical arm runs Bellman-Ford as shipped (also the reference for Dijkstra: the same
 shortest paths) and BFS with unit weights (hops are unit-weight distances); it has no
 widest-path or Prim mode. Dijkstra and Prim run one step per settled node (N steps), so the
@@ -49,6 +49,8 @@ ANCHORS = {"MPNN (Ibarz et al. 2022)": 0.920, "Triplet-GMPNN (Ibarz et al. 2022)
 HOP_BINS = (1, 6, 11, 21, 41, 81, 161, 10**9)
 #: algorithms the tropical (min-plus) arm cannot run
 NO_TROPICAL_MODE = ("widest", "prim")
+#: shortest-path algorithms whose road accuracy is binned by the true path's hop count
+HOP_ALGORITHMS = ("bellman", "dijkstra")
 
 
 def suites(seed: int, sizes: list[int], road_sizes: list[int], osm: list[str] = (),
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = {"generalist": ("generalist", model), "tropical": ("tropical", processor, encoder)}
     all_suites = suites(args.seed, args.sizes, args.road_sizes, args.osm, args.osm_sources)
     results: dict = {}
-    hop_nodes: dict[str, list] = {}
+    hop_nodes: dict[str, dict[str, list]] = {a: {} for a in HOP_ALGORITHMS}
     header = (f"{'algorithm':<9} {'suite':<20} {'arm':<11} {'pointer':>8} {'value':>8} "
               f"{'path':>8} {'graph':>7} {'steps':>6} {'s':>6}")
     print(header)
@@ -183,21 +185,23 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 summary, per_node = run_arm(arm, algorithm, items)
                 results.setdefault(algorithm, {}).setdefault(label, {})[suite] = summary
-                if algorithm == "bellman" and suite.startswith("road"):  # OSM graphs too
-                    hop_nodes.setdefault(label, []).extend(per_node)
+                if algorithm in HOP_ALGORITHMS and suite.startswith("road"):  # OSM too
+                    hop_nodes[algorithm].setdefault(label, []).extend(per_node)
                 print(f"{algorithm:<9} {suite:<20} {label:<11} "
                       f"{summary['pointer_accuracy']:>8.2%} {summary['value_accuracy']:>8.2%} "
                       f"{summary['path_accuracy']:>8.2%} {summary['whole_graph_accuracy']:>7.1%} "
                       f"{summary['mean_steps']:>6.0f} {summary['seconds']:>6.1f}", flush=True)
     for name, value in ANCHORS.items():
         print(f"anchor: bellman ER n=64 pointer accuracy, {name}: {value:.1%}")
-    hops = {label: hop_table(nodes) for label, nodes in hop_nodes.items()}
-    print("\nBellman-Ford on road-like graphs, by hops of the true shortest path")
-    print(f"{'arm':<11} {'hops':<8} {'nodes':>7} {'pointer':>8} {'path':>8}")
-    for label, rows in hops.items():
-        for row in rows:
-            print(f"{label:<11} {row['hops']:<8} {row['nodes']:>7} "
-                  f"{row['pointer_accuracy']:>8.2%} {row['path_accuracy']:>8.2%}")
+    hops = {algorithm: {label: hop_table(nodes) for label, nodes in by_arm.items()}
+            for algorithm, by_arm in hop_nodes.items()}
+    print("\nroad graphs, by hops of the true shortest path")
+    print(f"{'algorithm':<9} {'arm':<11} {'hops':<8} {'nodes':>7} {'pointer':>8} {'path':>8}")
+    for algorithm, by_arm in hops.items():
+        for label, rows in by_arm.items():
+            for row in rows:
+                print(f"{algorithm:<9} {label:<11} {row['hops']:<8} {row['nodes']:>7} "
+                      f"{row['pointer_accuracy']:>8.2%} {row['path_accuracy']:>8.2%}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     from provenance import provenance  # benchmarks/, first on sys.path as a script
 
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                                               "training": manifest.get("training")},
                "anchors_bellman_er64_pointer": ANCHORS,
                "sizes": {s: n for s, (n, _) in all_suites.items()},
-               "results": results, "bellman_road_by_hops": hops}
+               "results": results,
+               **{f"{a}_road_by_hops": rows for a, rows in hops.items() if rows}}
     json_path = args.out_dir / f"{args.name}.json"
     json_path.write_text(json.dumps(payload, indent=2))
     plot(payload, json_path.with_suffix(".png"))
@@ -235,7 +240,9 @@ def plot(payload: dict, path: Path) -> None:
     left.set_ylabel("pointer accuracy")
     left.set_title("trained at n <= 16")
     left.legend(fontsize=6)
-    for index, (label, rows) in enumerate(payload["bellman_road_by_hops"].items()):
+    curves = [(f"{algorithm} {label}", rows) for algorithm in HOP_ALGORITHMS
+              for label, rows in payload.get(f"{algorithm}_road_by_hops", {}).items()]
+    for index, (label, rows) in enumerate(curves):
         hops = [r["mean_hops"] for r in rows]
         right.plot(hops, [r["path_accuracy"] for r in rows], marker="o", color=f"C{index}",
                    label=f"{label}: path")
@@ -244,7 +251,7 @@ def plot(payload: dict, path: Path) -> None:
     right.set_xscale("log")
     right.set_xlabel("hops of the true shortest path")
     right.set_ylabel("accuracy")
-    right.set_title("Bellman-Ford, road-like graphs")
+    right.set_title("shortest paths on road graphs")
     right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
