@@ -8,8 +8,10 @@ exact tropical layer as the reference arm, per algorithm.
 
 Prints a table and writes ``<name>.json`` (with the git commit and command) and
 ``<name>.png`` into ``--out-dir`` (``--name``, default ``processor_generalist``). The four
-real road graphs: ``--sizes --road-sizes --algorithms bellman --osm ../shared/osm/*.osm.pbf
---name processor_generalist_osm``.
+real road graphs: ``--sizes --road-sizes --algorithms bellman bfs widest --osm
+../shared/osm/*.osm.pbf --osm-sources 8 --name processor_generalist_osm`` and, N steps per
+run, ``--algorithms dijkstra prim --osm-sources 2 --name
+processor_generalist_osm_sequential``.
 
 Per algorithm (Bellman-Ford, BFS hop count, widest path, Dijkstra, Prim) and suite: pointer
 accuracy (fraction of nodes whose predecessor is right; with ties any predecessor on an
@@ -167,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.replot is not None:
         plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
         return 0
+    from provenance import provenance  # benchmarks/, first on sys.path as a script
+
+    stamp = provenance()  # at start: later writes of results files must not mark it dirty
     torch.set_num_threads(args.threads)
     model, manifest = gen.load(args.generalist)
     processor, encoder, _ = load_pretrained(args.processor)
@@ -203,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{algorithm:<9} {label:<11} {row['hops']:<8} {row['nodes']:>7} "
                       f"{row['pointer_accuracy']:>8.2%} {row['path_accuracy']:>8.2%}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    from provenance import provenance  # benchmarks/, first on sys.path as a script
-
-    payload = {**provenance(), "generalist": {"config": manifest.get("config"),
+    payload = {**stamp, "generalist": {"config": manifest.get("config"),
                                               "training": manifest.get("training")},
                "anchors_bellman_er64_pointer": ANCHORS,
                "sizes": {s: n for s, (n, _) in all_suites.items()},
