@@ -194,8 +194,9 @@ def cached_predictions(directory: Path, city: str, key: str, predict) -> np.ndar
     return values
 
 
-def sample_key(sub, directory: Path, city: str, args) -> str:
-    """What a cached prediction depends on: the model's stamp, the trips, the code."""
+def sample_key(sub, directory: Path, city: str, feed: str, args) -> str:
+    """What a cached prediction depends on: the model's stamp, the trips, the city's live
+    feed (``feed``: its key), the code."""
     import hashlib
 
     import pandas as pd
@@ -205,7 +206,7 @@ def sample_key(sub, directory: Path, city: str, args) -> str:
     scalars = sub[[c for c in sub.columns if sub[c].dtype != object]]  # routes are arrays
     digest.update(pd.util.hash_pandas_object(scalars, index=False).to_numpy().tobytes())
     digest.update(json.dumps([list(map(int, r)) for r in sub["route"]]).encode())
-    digest.update(json.dumps([city, args.batch_trips, VERSION]).encode())
+    digest.update(json.dumps([city, feed, args.batch_trips, VERSION]).encode())
     return digest.hexdigest()
 
 
@@ -231,7 +232,7 @@ def score(models: dict[str, list], graph, sub, snapshot, args, *, city: str,
                     return predict_frame(model, sub, traffic=snapshot,
                                          batch_trips=args.batch_trips)
 
-            key = sample_key(sub, directory, city, args)
+            key = sample_key(sub, directory, city, snapshot.key, args)
             values.append(cached_predictions(directory, city, key, predict))
         predictions[arm] = np.stack(values)
         seconds[arm] = round(time.perf_counter() - clock, 1)

@@ -1,5 +1,5 @@
 """benchmarks/processor_ablation.py's caches: a trained arm's predictions are reused only for
-the same model stamp, trips and code, so a rerun after retraining one arm scores only it."""
+the same model stamp, trips, live feed and code, so a rerun after retraining one arm scores only it."""
 
 from __future__ import annotations
 
@@ -43,19 +43,20 @@ def test_predictions_are_cached_per_model_stamp_trips_and_city(ablation, tmp_pat
         return run
 
     sub = _trips([10.0, 20.0])
-    key = ablation.sample_key(sub, tmp_path, "baltimore", args)
+    key = ablation.sample_key(sub, tmp_path, "baltimore", "feed", args)
     first = ablation.cached_predictions(tmp_path, "baltimore", key, predict([1.0, 2.0]))
     again = ablation.cached_predictions(tmp_path, "baltimore", key, predict([9.0, 9.0]))
     np.testing.assert_array_equal(first, again)
     assert calls == [[1.0, 2.0]]  # the second call read the cache
-    # another route, another city or a retrained model (new stamp): a new key, recomputed
+    # another route, city or feed, or a retrained model (new stamp): a new key, recomputed
     moved = _trips([10.0, 20.0])
     moved.at[1, "route"] = np.array([1, 2, 7])
-    assert ablation.sample_key(moved, tmp_path, "baltimore", args) != key
-    assert ablation.sample_key(sub, tmp_path, "harrisburg", args) != key
+    assert ablation.sample_key(moved, tmp_path, "baltimore", "feed", args) != key
+    assert ablation.sample_key(sub, tmp_path, "harrisburg", "feed", args) != key
+    assert ablation.sample_key(sub, tmp_path, "baltimore", "other feed", args) != key
     (tmp_path / "settings.json").write_text(json.dumps({"arm": "learned", "seed": 0,
                                                        "processor_sha256": "ab"}))
-    stale = ablation.sample_key(sub, tmp_path, "baltimore", args)
+    stale = ablation.sample_key(sub, tmp_path, "baltimore", "feed", args)
     assert stale != key
     fresh = ablation.cached_predictions(tmp_path, "baltimore", stale, predict([3.0, 4.0]))
     np.testing.assert_array_equal(fresh, [3.0, 4.0])
