@@ -266,11 +266,7 @@ class GeneralistProcessor(nn.Module):
         """
         if ALGORITHMS[algorithm].sequential:
             raise ValueError(f"{algorithm!r} is sequential: use run_sequential")
-        heads = self.heads[algorithm]
-        edge_latent = heads.encode_edges(weights)  # [E, H]
-        edge_term = self.layer.edge(edge_latent)  # [E, H], the same at every step
-        x = heads.node(source_mask.float().unsqueeze(-1))  # [B, N, H]
-        h = torch.zeros_like(x)
+        heads, edge_latent, edge_term, x, h = self._start(algorithm, source_mask, weights)
         reached = source_mask.bool()
         bound = num_steps if num_steps is not None else self._bound(source_mask, edge_index)
         values, logits_per_step = [], []
@@ -319,11 +315,7 @@ class GeneralistProcessor(nn.Module):
         frontier is empty). Then the shared step with messages from settled senders only,
         and the decoders. Returns ``(values [T][B, N], logits [T][B, E], selection logits
         [T][B, N], settled [B, N], steps)``; at test time only the last step's outputs."""
-        heads = self.heads[algorithm]
-        edge_latent = heads.encode_edges(weights)  # [E, H]
-        edge_term = self.layer.edge(edge_latent)
-        x = heads.node(source_mask.float().unsqueeze(-1))  # [B, N, H]
-        h = torch.zeros_like(x)
+        heads, edge_latent, edge_term, x, h = self._start(algorithm, source_mask, weights)
         n = source_mask.shape[1]
         segments = torch.zeros(n, dtype=torch.long) if segments is None else segments
         groups = int(segments.max()) + 1 if n else 0
@@ -349,6 +341,15 @@ class GeneralistProcessor(nn.Module):
                 logits_per_step.append(logits)
                 selections.append(select)
         return values, logits_per_step, selections, settled, steps
+
+    def _start(self, algorithm: str, source_mask: Tensor, weights: Tensor
+               ) -> tuple[AlgorithmHeads, Tensor, Tensor, Tensor, Tensor]:
+        """A run's heads, edge latent ``[E, H]``, edge projection (the same at every
+        step, computed once), node inputs ``[B, N, H]`` and zero state."""
+        heads = self.heads[algorithm]
+        edge_latent = heads.encode_edges(weights)
+        x = heads.node(source_mask.float().unsqueeze(-1))
+        return heads, edge_latent, self.layer.edge(edge_latent), x, torch.zeros_like(x)
 
     def _bound(self, source_mask: Tensor, edge_index: Tensor) -> int:
         hops = hop_eccentricity(source_mask, edge_index)
@@ -542,10 +543,20 @@ def pointer_targets(spec: AlgorithmSpec, batch: AlgorithmBatch, t: int) -> tuple
     before = (batch.hint_changed[t][receiver] - 1).clamp_min(0)  # [E] round r_v - 1
     candidate = spec.combine(batch.hint_value[before, sender], batch.weights)  # [E]
     target = batch.hint_value[t][receiver]
-    close = (candidate - target).abs() <= 1e-5 * target.abs().clamp_min(1.0)
     both_inf = torch.isinf(candidate) & torch.isinf(target)
-    tight = batch.hint_reached[before, sender] & (close | both_inf) & (sender != receiver)
-    tight &= batch.hint_changed[t][receiver] > 0
+    tight = batch.hint_reached[before, sender] & (_tie(candidate, target) | both_inf)
+    tight &= (sender != receiver) & (batch.hint_changed[t][receiver] > 0)
+    return _with_target(tight, batch)
+
+
+def _tie(candidate: Tensor, target: Tensor) -> Tensor:
+    """Equal up to the hints' float32 rounding (relative 1e-5, absolute below 1)."""
+    return (candidate - target).abs() <= 1e-5 * target.abs().clamp_min(1.0)
+
+
+def _with_target(tight: Tensor, batch: AlgorithmBatch) -> tuple[Tensor, Tensor]:
+    """``(tight edges into nodes that have a target, those nodes)``; sources have none."""
+    receiver = batch.edge_index[1]
     has = torch.zeros(batch.num_nodes, dtype=torch.bool).index_fill_(0, receiver[tight], True)
     has &= ~batch.source_mask[0]
     return tight & has[receiver], has
@@ -564,12 +575,9 @@ def sequential_pointer_targets(spec: AlgorithmSpec, batch: AlgorithmBatch, t: in
     value = batch.hint_value[t]
     candidate = spec.combine(value[sender], batch.weights)
     target = value[receiver]
-    close = (candidate - target).abs() <= 1e-5 * target.abs().clamp_min(1.0)
-    tight = settled[t][sender] & close & torch.isfinite(target) & (sender != receiver)
-    tight &= when[sender] < when[receiver]
-    has = torch.zeros(batch.num_nodes, dtype=torch.bool).index_fill_(0, receiver[tight], True)
-    has &= ~batch.source_mask[0]
-    return tight & has[receiver], has
+    tight = settled[t][sender] & _tie(candidate, target) & torch.isfinite(target)
+    tight &= (sender != receiver) & (when[sender] < when[receiver])
+    return _with_target(tight, batch)
 
 
 def selection_loss(select: Tensor, batch: AlgorithmBatch, t: int) -> Tensor | None:
@@ -582,8 +590,7 @@ def selection_loss(select: Tensor, batch: AlgorithmBatch, t: int) -> Tensor | No
         return None
     key = batch.hint_value[t - 1].masked_fill(~frontier, float("inf"))
     least = torch.full((groups,), float("inf")).scatter_reduce(0, segments, key, "amin")
-    best = frontier & ((key - least[segments]).abs() <= 1e-5 * least[segments].abs()
-                       .clamp_min(1.0))
+    best = frontier & _tie(key, least[segments])
     all_lse = segment_logsumexp(select, segments, groups)[0]
     best_lse = segment_logsumexp(select.masked_fill(~best.unsqueeze(0), NEG_INF), segments,
                                  groups)[0]
