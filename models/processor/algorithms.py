@@ -73,9 +73,8 @@ def _trace(distance: np.ndarray, predecessor: np.ndarray, hint_distance: list[np
            hint_predecessor: list[np.ndarray], with_hints: bool,
            hint_settled: list[np.ndarray] | None = None) -> ShortestPathTrace:
     """The final state and, with hints, the state after every step (else just the final)."""
-    if not with_hints:
+    if not with_hints:  # (the sequential callers pass only the final settled set then)
         hint_distance, hint_predecessor = [distance], [predecessor]
-        hint_settled = None if hint_settled is None else hint_settled[-1:]
     return ShortestPathTrace(
         distance, predecessor, np.stack(hint_distance), np.stack(hint_predecessor),
         None if hint_settled is None else np.stack(hint_settled),

@@ -366,16 +366,23 @@ def hop_eccentricity(source_mask: Tensor, edge_index: Tensor) -> int:
         reached, hops = grown, hops + 1
 
 
+def _first_best_index(scores: Tensor, segments: Tensor, groups: int) -> Tensor:
+    """``[B, S]`` long: per row and segment the index (into the last axis of ``scores``
+    [B, M], items grouped by ``segments`` [M]) of the first item of highest finite score;
+    ``M`` where a segment has none."""
+    batch, m = scores.shape
+    best = scatter_max(scores.unsqueeze(-1), segments, groups).squeeze(-1)  # [B, S]
+    is_best = (scores == best[:, segments]) & torch.isfinite(scores)
+    ids = torch.arange(m).expand(batch, -1)
+    return torch.full((batch, groups), m, dtype=torch.long).scatter_reduce(
+        1, segments.expand(batch, -1), torch.where(is_best, ids, m), "amin")
+
+
 def _first_best(scores: Tensor, segments: Tensor, groups: int) -> Tensor:
     """``[B, N]`` bool: per row and segment the first node of highest finite score."""
     batch, n = scores.shape
-    best = scatter_max(scores.unsqueeze(-1), segments, groups).squeeze(-1)  # [B, S]
-    is_best = (scores == best[:, segments]) & torch.isfinite(scores)
-    ids = torch.arange(n).expand(batch, -1)
-    first = torch.full((batch, groups), n, dtype=torch.long).scatter_reduce(
-        1, segments.expand(batch, -1), torch.where(is_best, ids, n), "amin")
     chosen = torch.zeros(batch, n + 1, dtype=torch.bool)
-    chosen.scatter_(1, first, True)
+    chosen.scatter_(1, _first_best_index(scores, segments, groups), True)
     return chosen[:, :n]
 
 
@@ -413,13 +420,7 @@ def execute(
                 algorithm, mask, weights, edge_index)
         value, logits = value_steps[-1].double(), logit_steps[-1]
         steps.append(used)
-        best = scatter_max(logits.unsqueeze(-1), receiver, n).squeeze(-1)  # [B, N]
-        is_best = (logits == best[:, receiver]) & torch.isfinite(logits)  # [B, E]
-        edge_ids = torch.arange(receiver.numel()).expand_as(is_best)
-        first = torch.full((len(chunk), n), receiver.numel(), dtype=torch.long).scatter_reduce(
-            1, receiver.expand_as(is_best), torch.where(is_best, edge_ids, receiver.numel()),
-            "amin",
-        )
+        first = _first_best_index(logits, receiver, n)  # [B, N] edge of the first best logit
         pointer = torch.arange(n).expand(len(chunk), -1).clone()
         has = first < receiver.numel()
         pointer[has] = edge_index[0][first[has]]
